@@ -1,0 +1,420 @@
+/*-------------------------------------------------------------------------
+ *
+ * connection.c
+ *		Per-backend cache of HTTP clients and access tokens, keyed by user
+ *		mapping, and the authenticated GET used by scans.
+ *
+ * An entry holds a libcurl handle (so TLS and keep-alive connections are
+ * reused), the discovered token endpoint and the current bearer token.  The
+ * token is reused by later queries until shortly before it expires; a 401
+ * from the FHIR server drops it, fetches one new token and retries once.
+ * Syscache callbacks on FOREIGNSERVEROID and USERMAPPINGOID invalidate the
+ * entries of exactly the server or mapping that changed (as postgres_fdw's
+ * connection.c does).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "epic_fdw.h"
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include "access/xact.h"
+#include "catalog/pg_user_mapping.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "auth.h"
+
+/* The assertion's lifetime: SMART allows at most 5 minutes. */
+#define ASSERTION_LIFETIME 240
+/* Used when the token response has no expires_in. */
+#define DEFAULT_TOKEN_LIFETIME 300
+
+struct EpicConnection
+{
+	Oid			umid;			/* hash key: user mapping OID */
+	Oid			serverid;
+	EpicHttpClient *http;		/* malloc'd */
+	char	   *access_token;	/* malloc'd (auth.c), wiped on free */
+	time_t		token_renew_at; /* get a new token from this time on */
+	char	   *token_url;		/* discovered endpoint, TopMemoryContext */
+	uint32		server_hashvalue;
+	uint32		mapping_hashvalue;
+	bool		invalidated;
+};
+
+static HTAB *ConnectionHash = NULL;
+
+static void
+drop_token(EpicConnection *entry)
+{
+	if (entry->access_token)
+		epic_secret_free(entry->access_token);
+	entry->access_token = NULL;
+	entry->token_renew_at = 0;
+}
+
+static void
+reset_entry(EpicConnection *entry)
+{
+	drop_token(entry);
+	epic_http_client_destroy(entry->http);
+	entry->http = NULL;
+	if (entry->token_url)
+		pfree(entry->token_url);
+	entry->token_url = NULL;
+	entry->invalidated = false;
+}
+
+/* Syscache callback: mark entries of the changed server or mapping. */
+static void
+inval_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	HASH_SEQ_STATUS scan;
+	EpicConnection *entry;
+
+	hash_seq_init(&scan, ConnectionHash);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		if (hashvalue == 0 ||
+			(cacheid == FOREIGNSERVEROID && entry->server_hashvalue == hashvalue) ||
+			(cacheid == USERMAPPINGOID && entry->mapping_hashvalue == hashvalue))
+			entry->invalidated = true;
+	}
+}
+
+/*
+ * The cached connection for a user mapping (created on first use).  Entries
+ * live for the backend's lifetime in CacheMemoryContext.
+ */
+EpicConnection *
+epic_get_connection(UserMapping *um, ForeignServer *server)
+{
+	EpicConnection *entry;
+	bool		found;
+
+	if (ConnectionHash == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(EpicConnection);
+		ctl.hcxt = CacheMemoryContext;
+		ConnectionHash = hash_create("epic_fdw connections", 8, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, inval_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(USERMAPPINGOID, inval_callback, (Datum) 0);
+	}
+
+	entry = hash_search(ConnectionHash, &um->umid, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->http = NULL;
+		entry->access_token = NULL;
+		entry->token_url = NULL;
+		entry->token_renew_at = 0;
+		entry->invalidated = false;
+	}
+	if (entry->invalidated)
+		reset_entry(entry);
+	if (entry->http == NULL)
+	{
+		entry->serverid = server->serverid;
+		entry->server_hashvalue =
+			GetSysCacheHashValue1(FOREIGNSERVEROID, ObjectIdGetDatum(server->serverid));
+		entry->mapping_hashvalue =
+			GetSysCacheHashValue1(USERMAPPINGOID, ObjectIdGetDatum(um->umid));
+		entry->http = epic_http_client_create();
+	}
+	return entry;
+}
+
+/* Read the PEM key of a mapping (palloc'd; the caller wipes and frees it). */
+static char *
+read_private_key(const EpicUserOptions *uopts)
+{
+	FILE	   *f;
+	StringInfoData buf;
+	char		chunk[4096];
+	size_t		n;
+
+	if (uopts->private_key)
+		return pstrdup(uopts->private_key);
+
+	f = AllocateFile(uopts->private_key_file, "r");
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open private key file \"%s\": %m", uopts->private_key_file),
+				 errhint("The file must be readable by the database server's operating system user.")));
+	initStringInfo(&buf);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+	{
+		if (buf.len + n > 1024 * 1024)
+		{
+			FreeFile(f);
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("private key file \"%s\" is too large", uopts->private_key_file)));
+		}
+		appendBinaryStringInfo(&buf, chunk, (int) n);
+	}
+	explicit_bzero(chunk, sizeof(chunk));
+	if (ferror(f))
+	{
+		int			save_errno = errno;
+
+		FreeFile(f);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read private key file \"%s\": %m", uopts->private_key_file)));
+	}
+	FreeFile(f);
+	return buf.data;
+}
+
+/* Resolve a token endpoint from smart-configuration against the FHIR base. */
+static char *
+resolve_url(const char *base, const char *ref)
+{
+	const char *p;
+
+	if (pg_strncasecmp(ref, "https://", 8) == 0 || pg_strncasecmp(ref, "http://", 7) == 0)
+		return pstrdup(ref);
+	if (ref[0] == '/')
+	{
+		/* origin of base + absolute path */
+		p = strchr(base + 8, '/');
+		return psprintf("%.*s%s", p ? (int) (p - base) : (int) strlen(base), base, ref);
+	}
+	return psprintf("%s%s", base, ref);
+}
+
+/* Discover the token endpoint from {fhir_url}.well-known/smart-configuration. */
+static char *
+discover_token_url(EpicConnection *conn, const EpicServerOptions *sopts, EpicScanStats *stats)
+{
+	EpicHttpRequest req;
+	EpicHttpResponse resp;
+	char	   *url = psprintf("%s.well-known/smart-configuration", sopts->fhir_url);
+	char		errbuf[256];
+	char	   *found;
+	char	   *result;
+
+	memset(&req, 0, sizeof(req));
+	req.method = "GET";
+	req.url = url;
+	req.display = url;
+	req.accept = "application/json";
+	req.sopts = sopts;
+	epic_http_perform(conn->http, &req, &resp);
+	if (stats)
+	{
+		stats->requests++;
+		stats->bytes += resp.body.len;
+		stats->wait_time += resp.elapsed;
+	}
+	if (resp.status != 200)
+		ereport(ERROR,
+				(errcode(epic_http_status_errcode(resp.status)),
+				 errmsg("could not discover the token endpoint: HTTP status %ld", resp.status),
+				 errhint("Set the server option \"token_url\"."),
+				 errcontext("FHIR request: GET %s", url)));
+	found = epic_smart_config_token_endpoint(resp.body.data, resp.body.len, errbuf, sizeof(errbuf));
+	if (found == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("could not discover the token endpoint: %s", errbuf),
+				 errhint("Set the server option \"token_url\"."),
+				 errcontext("FHIR request: GET %s", url)));
+	result = resolve_url(sopts->fhir_url, found);
+	free(found);
+	if (!epic_url_is_https(result))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("discovered token endpoint is not an https:// URL: \"%s\"", result)));
+	return MemoryContextStrdup(TopMemoryContext, result);
+}
+
+/*
+ * Get a new access token: sign a client assertion, POST it to the token
+ * endpoint, keep the token in the entry.  The key, the assertion and the
+ * token never appear in an error.
+ */
+static void
+fetch_token(EpicConnection *conn, const EpicServerOptions *sopts,
+			const EpicUserOptions *uopts, EpicScanStats *stats)
+{
+	const char *token_url;
+	EpicJwtAlg	alg;
+	char	   *pem;
+	char	   *assertion;
+	char	   *enc_assertion;
+	char		errbuf[256];
+	StringInfoData form;
+	EpicHttpRequest req;
+	EpicHttpResponse resp;
+	char	   *token = NULL;
+	long		expires_in = 0;
+	char	   *oauth_error = NULL;
+	char	   *oauth_desc = NULL;
+	int			rc;
+
+	drop_token(conn);
+	if (sopts->token_url)
+		token_url = sopts->token_url;
+	else
+	{
+		if (conn->token_url == NULL)
+			conn->token_url = discover_token_url(conn, sopts, stats);
+		token_url = conn->token_url;
+	}
+
+	if (epic_jwt_alg_parse(uopts->algorithm, &alg) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"algorithm\": \"%s\"", uopts->algorithm)));
+
+	pem = read_private_key(uopts);
+	assertion = epic_jwt_build_assertion(alg, pem, uopts->key_id, uopts->jku,
+										 uopts->client_id, token_url,
+										 (long long) time(NULL), ASSERTION_LIFETIME,
+										 NULL, errbuf, sizeof(errbuf));
+	explicit_bzero(pem, strlen(pem));
+	pfree(pem);
+	if (assertion == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("could not sign the client assertion: %s", errbuf),
+				 errhint("Check the user mapping options \"private_key_file\"/\"private_key\" and \"algorithm\".")));
+
+	enc_assertion = epic_form_encode(assertion);
+	epic_secret_free(assertion);
+	if (enc_assertion == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	initStringInfo(&form);
+	appendStringInfoString(&form,
+						   "grant_type=client_credentials"
+						   "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+						   "&client_assertion=");
+	appendStringInfoString(&form, enc_assertion);
+	epic_secret_free(enc_assertion);
+	if (sopts->scope)
+	{
+		char	   *s = epic_form_encode(sopts->scope);
+
+		appendStringInfo(&form, "&scope=%s", s ? s : "");
+		free(s);
+	}
+
+	memset(&req, 0, sizeof(req));
+	req.method = "POST";
+	req.url = token_url;
+	req.display = token_url;
+	req.form_body = form.data;
+	req.accept = "application/json";
+	req.sopts = sopts;
+
+	PG_TRY();
+	{
+		epic_http_perform(conn->http, &req, &resp);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(form.data, form.len);
+	}
+	PG_END_TRY();
+	pfree(form.data);
+
+	if (stats)
+	{
+		stats->requests++;
+		stats->token_requests++;
+		stats->bytes += resp.body.len;
+		stats->wait_time += resp.elapsed;
+	}
+
+	rc = epic_token_response_parse(resp.body.data, resp.body.len, &token, &expires_in,
+								   &oauth_error, &oauth_desc, errbuf, sizeof(errbuf));
+	explicit_bzero(resp.body.data, resp.body.len);
+	if (rc == 0 && resp.status == 200)
+	{
+		time_t		now = time(NULL);
+		long		lifetime = expires_in > 0 ? expires_in : DEFAULT_TOKEN_LIFETIME;
+		long		margin = Min(60, lifetime / 10);
+
+		conn->access_token = token;
+		conn->token_renew_at = now + lifetime - margin;
+		return;
+	}
+	if (token)
+		epic_secret_free(token);
+	if (rc == 1)
+	{
+		char	   *e = pstrdup(oauth_error);
+		char	   *d = oauth_desc ? pstrdup(oauth_desc) : NULL;
+
+		free(oauth_error);
+		free(oauth_desc);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("token request was rejected: %s", e),
+				 d ? errdetail("%s", d) : errdetail("The authorization server answered HTTP %ld without an error_description.", resp.status),
+				 errhint("Check the user mapping (client_id, key, key_id, algorithm) and the server's token_url and scope."),
+				 errcontext("token request: POST %s", token_url)));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("token request failed with HTTP status %ld", resp.status),
+			 rc < 0 ? errdetail("%s", errbuf) : 0,
+			 errcontext("token request: POST %s", token_url)));
+}
+
+/*
+ * Authenticated GET of a FHIR URL.  Gets a token first if there is no
+ * usable one; on 401 gets one fresh token and retries once.  Returns the
+ * response whatever its status; the caller decides what a status means.
+ */
+void
+epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+			  const char *url, const char *display,
+			  EpicHttpResponse *resp, EpicScanStats *stats)
+{
+	EpicHttpRequest req;
+	EpicUserOptions uopts;
+
+	epic_get_user_options(um, &uopts);
+
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
+			fetch_token(conn, sopts, &uopts, stats);
+
+		memset(&req, 0, sizeof(req));
+		req.method = "GET";
+		req.url = url;
+		req.display = display;
+		req.bearer = conn->access_token;
+		req.accept = "application/fhir+json";
+		req.sopts = sopts;
+		epic_http_perform(conn->http, &req, resp);
+		if (stats)
+		{
+			stats->requests++;
+			stats->bytes += resp->body.len;
+			stats->wait_time += resp->elapsed;
+		}
+		if (resp->status != 401 || attempt == 1)
+			return;
+		/* token expired or revoked: one fresh token, one retry */
+		drop_token(conn);
+		pfree(resp->body.data);
+	}
+}

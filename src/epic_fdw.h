@@ -1,0 +1,296 @@
+/*-------------------------------------------------------------------------
+ *
+ * epic_fdw.h
+ *		Shared declarations of epic_fdw, grouped by the file that defines them.
+ *
+ * No libcurl, OpenSSL or jansson type appears here: each foreign library
+ * stays behind its own file (http.c, auth.c, json_jansson.c).  JSON values
+ * travel between modules as opaque "const void *" nodes read through the
+ * EpicJsonOps interface declared in fhirpath.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EPIC_FDW_H
+#define EPIC_FDW_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+#include "fhirpath.h"
+#include "json_jansson.h"
+
+/* ------------------------------------------------------------------------
+ * options.c
+ * ------------------------------------------------------------------------
+ */
+typedef enum EpicFhirVersion
+{
+	EPIC_FHIR_STU3 = 1,
+	EPIC_FHIR_R4 = 2
+} EpicFhirVersion;
+
+#define EPIC_DEFAULT_PAGE_SIZE		100
+#define EPIC_DEFAULT_CONNECT_TIMEOUT 10
+#define EPIC_DEFAULT_TIMEOUT		60
+
+typedef struct EpicServerOptions
+{
+	char	   *fhir_url;		/* https base URL, always ending in '/' */
+	char	   *token_url;		/* NULL: discover via smart-configuration */
+	EpicFhirVersion fhir_version;
+	char	   *scope;			/* NULL: no scope parameter */
+	int			page_size;
+	int			connect_timeout;	/* seconds */
+	int			timeout;		/* seconds, whole request */
+	char	   *ca_file;		/* NULL: system trust store only */
+	char	   *mrn_system;		/* NULL: MRN found by identifier type */
+} EpicServerOptions;
+
+typedef struct EpicUserOptions
+{
+	char	   *client_id;
+	char	   *private_key;	/* inline PEM, or NULL */
+	char	   *private_key_file;	/* path, or NULL */
+	char	   *key_id;
+	char	   *algorithm;		/* "RS384" or "ES384" */
+	char	   *jku;
+} EpicUserOptions;
+
+typedef struct EpicTableOptions
+{
+	char	   *resource;		/* NULL: derive from the table name */
+	char	   *search;			/* fixed search parameters, or NULL */
+} EpicTableOptions;
+
+extern void epic_get_server_options(ForeignServer *server, EpicServerOptions *opts);
+extern void epic_get_user_options(UserMapping *um, EpicUserOptions *opts);
+extern void epic_get_table_options(ForeignTable *table, EpicTableOptions *opts);
+extern char *epic_get_column_path(Oid relid, AttrNumber attnum);
+extern const char *epic_fhir_version_name(EpicFhirVersion v);
+
+/* ------------------------------------------------------------------------
+ * catalog.c: built-in table definitions, as data
+ * ------------------------------------------------------------------------
+ */
+
+/* Search parameter types (FHIR R4 §3.1.1.4) that pushdown knows about. */
+typedef enum EpicSearchType
+{
+	EPIC_SP_NONE = 0,
+	EPIC_SP_TOKEN,
+	EPIC_SP_STRING,
+	EPIC_SP_DATE,
+	EPIC_SP_REFERENCE,
+	EPIC_SP_SPECIAL_ID,			/* _id */
+	EPIC_SP_MRN					/* identifier=<mrn_system>|value */
+} EpicSearchType;
+
+/* How the items a column's path yields become one SQL value. */
+typedef enum EpicCombine
+{
+	EPIC_COMBINE_FIRST = 0,		/* first item */
+	EPIC_COMBINE_JOIN_SPACE,	/* items joined with single spaces */
+	EPIC_COMBINE_ARRAY,			/* every item, as an SQL array */
+	EPIC_COMBINE_RESOURCE		/* the whole resource (jsonb) */
+} EpicCombine;
+
+/* How one source path is read. */
+typedef enum EpicSourceMode
+{
+	EPIC_SRC_VALUE = 0,			/* the items themselves */
+	EPIC_SRC_PRESENT,			/* true when the path yields anything */
+	EPIC_SRC_HUMANNAME			/* HumanName: text, else given + family */
+} EpicSourceMode;
+
+#define EPIC_MAX_SOURCES 4
+
+typedef struct EpicColumnSource
+{
+	const char *path;			/* FHIRPath subset, see fhirpath.h */
+	EpicSourceMode mode;
+} EpicColumnSource;
+
+typedef struct EpicColumnDef
+{
+	const char *name;
+	Oid			sql_type;		/* e.g. TEXTARRAYOID */
+	EpicColumnSource sources[EPIC_MAX_SOURCES];	/* tried in order */
+	EpicCombine combine;
+	const char *search_param;	/* NULL: not searchable */
+	EpicSearchType search_type;
+} EpicColumnDef;
+
+typedef struct EpicResourceDef
+{
+	const char *table_name;		/* default table name, e.g. "patients" */
+	const char *resource;		/* FHIR type, e.g. "Patient" */
+	EpicFhirVersion version;
+	const char *required_param; /* a search must include it, or NULL */
+	const EpicColumnDef *columns;
+	int			ncolumns;
+} EpicResourceDef;
+
+extern const EpicResourceDef *epic_catalog_by_table(const char *table_name, EpicFhirVersion v);
+extern const EpicResourceDef *epic_catalog_by_resource(const char *resource, EpicFhirVersion v);
+extern const EpicColumnDef *epic_catalog_column(const EpicResourceDef *def, const char *name);
+extern const char *epic_catalog_table_names(void);
+
+/*
+ * EpicTable: everything known about one foreign table, resolved from its
+ * options, its columns and the catalog.  Built by epic_table_resolve() in
+ * catalog.c for the planner and again for the executor.
+ */
+typedef struct EpicColumn
+{
+	AttrNumber	attnum;
+	char	   *name;
+	Oid			atttypid;
+	int32		atttypmod;
+	const EpicColumnDef *builtin;	/* NULL for a column with a path option */
+	char	   *path;			/* the path option, or NULL */
+	EpicColumnDef user_def;		/* synthesised definition for path columns */
+	const EpicColumnDef *def;	/* builtin or &user_def */
+} EpicColumn;
+
+typedef struct EpicTable
+{
+	Oid			relid;
+	char	   *relname;
+	ForeignTable *table;
+	ForeignServer *server;
+	EpicServerOptions sopts;
+	EpicTableOptions topts;
+	char	   *resource;
+	const EpicResourceDef *builtin; /* NULL for a user-defined resource */
+	int			ncolumns;		/* = relation's natts */
+	EpicColumn *columns;		/* indexed by attnum - 1; dropped ones have name NULL */
+} EpicTable;
+
+extern EpicTable *epic_table_resolve(Oid relid);
+
+/* ------------------------------------------------------------------------
+ * deparse.c: pushdown of WHERE conditions into FHIR search parameters
+ * ------------------------------------------------------------------------
+ */
+
+/* One search parameter of a request, known at plan time or at run time. */
+typedef struct EpicSearchParam
+{
+	char	   *name;			/* e.g. "birthdate" */
+	char	   *value;			/* encoded value, or NULL if runtime */
+	int			runtime_index;	/* 0-based index into fdw_exprs if runtime */
+	Oid			runtime_type;	/* SQL type of the runtime value */
+	char	   *prefix;			/* encoded prefix before the runtime value
+								 * (e.g. "system%7C" for MRN), or NULL */
+} EpicSearchParam;
+
+extern bool epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
+							   EpicSearchParam *param, Expr **runtime_expr);
+extern void epic_append_escaped(StringInfo buf, const char *value);
+extern void epic_append_urlencoded(StringInfo buf, const char *value);
+extern char *epic_format_value(Datum value, Oid type, bool *ok);
+extern char *epic_build_query(const char *resource, const char *fixed_search,
+							  List *params, char **runtime_values, int count);
+extern int	epic_param_cmp(const ListCell *a, const ListCell *b);
+
+/* ------------------------------------------------------------------------
+ * http.c: the only file that includes curl.h
+ * ------------------------------------------------------------------------
+ */
+typedef struct EpicHttpClient EpicHttpClient;	/* opaque; malloc'd */
+
+typedef struct EpicHttpResponse
+{
+	long		status;
+	StringInfoData body;
+	char	   *content_type;	/* palloc'd, or NULL */
+	char	   *www_authenticate;	/* palloc'd, or NULL */
+	char	   *retry_after;	/* palloc'd, or NULL */
+	double		elapsed;		/* seconds */
+} EpicHttpResponse;
+
+typedef struct EpicHttpRequest
+{
+	const char *method;			/* "GET" or "POST" */
+	const char *url;			/* absolute URL */
+	const char *display;		/* what errors may show (never secrets) */
+	const char *bearer;			/* access token, or NULL */
+	const char *form_body;		/* x-www-form-urlencoded body for POST */
+	const char *accept;			/* Accept header */
+	const char *client_id;		/* sent as Epic-Client-ID when set */
+	const EpicServerOptions *sopts;
+} EpicHttpRequest;
+
+extern EpicHttpClient *epic_http_client_create(void);
+extern void epic_http_client_destroy(EpicHttpClient *client);
+extern void epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req,
+							  EpicHttpResponse *resp);
+extern int	epic_http_status_errcode(long status);
+extern bool epic_url_same_origin(const char *a, const char *b);
+extern bool epic_url_is_https(const char *url);
+
+/* ------------------------------------------------------------------------
+ * connection.c: per-backend cache of HTTP clients and tokens
+ * ------------------------------------------------------------------------
+ */
+typedef struct EpicScanStats
+{
+	int64		requests;
+	int64		pages;
+	int64		bytes;
+	int64		token_requests;
+	double		wait_time;		/* seconds spent in HTTP transfers */
+} EpicScanStats;
+
+typedef struct EpicConnection EpicConnection;
+
+extern EpicConnection *epic_get_connection(UserMapping *um, ForeignServer *server);
+extern void epic_fhir_get(EpicConnection *conn, UserMapping *um,
+						  const EpicServerOptions *sopts,
+						  const char *url, const char *display,
+						  EpicHttpResponse *resp, EpicScanStats *stats);
+
+/* ------------------------------------------------------------------------
+ * bundle.c: search Bundles and OperationOutcomes
+ * ------------------------------------------------------------------------
+ */
+typedef struct EpicPage EpicPage;	/* opaque: a parsed Bundle page */
+
+typedef struct EpicOutcomeSeen
+{
+	List	   *keys;			/* issues already reported in this scan */
+	MemoryContext cxt;			/* where keys live (as long as the scan) */
+} EpicOutcomeSeen;
+
+extern EpicPage *epic_page_parse(const char *body, size_t len, const char *resource,
+								 const char *display);
+extern int	epic_page_count(EpicPage *page);
+extern const void *epic_page_resource(EpicPage *page, int i);
+extern const char *epic_page_next(EpicPage *page);
+extern void epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen);
+extern void epic_page_free(EpicPage *page);
+extern void epic_raise_http_error(const EpicHttpResponse *resp, const char *display,
+								  const char *what);
+extern char *epic_outcome_text(const char *body, size_t len);
+
+/* ------------------------------------------------------------------------
+ * convert.c: JSON items to Datums
+ * ------------------------------------------------------------------------
+ */
+extern Datum epic_convert_column(EpicColumn *col, const void *resource,
+								 EpicFpExpr **compiled, const EpicFpEnv *env,
+								 bool *isnull);
+extern Datum epic_json_to_jsonb(const void *node);
+
+/* ------------------------------------------------------------------------
+ * epic_fdw.c
+ * ------------------------------------------------------------------------
+ */
+extern void _PG_init(void);
+
+#endif							/* EPIC_FDW_H */

@@ -1,0 +1,121 @@
+/*-------------------------------------------------------------------------
+ *
+ * fhirpath.h
+ *		A small FHIRPath evaluator over an abstract JSON-access interface.
+ *
+ * This header and fhirpath.c use only the C library: no PostgreSQL, no JSON
+ * library.  That keeps the evaluator testable and fuzzable outside the
+ * server, and lets the page representation change without touching it.
+ *
+ * Supported subset (grows with the project):
+ *   navigation     name.name (arrays flatten automatically), expr[n]
+ *   literals       'string', integers, decimals, true, false, %constant
+ *   operators      =  !=  and  or  ( )
+ *   functions      where(cond), first(), exists(), empty(), not(),
+ *                  getResourceKey(), getReferenceKey([Type])
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EPIC_FHIRPATH_H
+#define EPIC_FHIRPATH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum EpicJsonKind
+{
+	EPIC_JSON_NULL = 0,
+	EPIC_JSON_OBJECT,
+	EPIC_JSON_ARRAY,
+	EPIC_JSON_STRING,
+	EPIC_JSON_NUMBER,
+	EPIC_JSON_TRUE,
+	EPIC_JSON_FALSE
+} EpicJsonKind;
+
+/*
+ * Read access to a parsed JSON document.  Nodes are opaque pointers owned by
+ * the document; the evaluator never frees or modifies them.
+ */
+typedef struct EpicJsonOps
+{
+	EpicJsonKind (*kind) (const void *node);
+	/* member of an object, or NULL when absent */
+	const void *(*member) (const void *object, const char *name);
+	size_t		(*size) (const void *array);
+	const void *(*item) (const void *array, size_t index);
+
+	/*
+	 * Text of a scalar: strings return their own bytes (not necessarily
+	 * NUL-terminated: use *len), numbers are formatted into buf (buflen >=
+	 * 64), booleans give "true"/"false".  NULL for objects, arrays and null.
+	 */
+	const char *(*scalar) (const void *node, char *buf, size_t buflen, size_t *len);
+} EpicJsonOps;
+
+/* One item of a FHIRPath collection. */
+typedef enum EpicFpItemKind
+{
+	EPIC_FP_NODE = 0,			/* a JSON node of the document */
+	EPIC_FP_STRING,				/* a derived string (points into the document
+								 * or into the expression text) */
+	EPIC_FP_BOOL,				/* a computed boolean */
+	EPIC_FP_NUMBER				/* a numeric literal */
+} EpicFpItemKind;
+
+typedef struct EpicFpItem
+{
+	EpicFpItemKind kind;
+	const void *node;			/* EPIC_FP_NODE */
+	const char *str;			/* EPIC_FP_STRING / EPIC_FP_NUMBER text */
+	size_t		len;
+	bool		boolval;		/* EPIC_FP_BOOL */
+} EpicFpItem;
+
+/* A collection: a growable array, malloc'd.  Reuse it across evaluations. */
+typedef struct EpicFpResult
+{
+	EpicFpItem *items;
+	int			count;
+	int			capacity;
+} EpicFpResult;
+
+/* Values of %constants (strings). */
+typedef struct EpicFpEnv
+{
+	int			count;
+	const char *const *names;
+	const char *const *values;
+} EpicFpEnv;
+
+typedef struct EpicFpExpr EpicFpExpr;	/* compiled expression; malloc'd */
+
+/*
+ * Compile text.  Returns NULL on error, with a message in errbuf and the
+ * 1-based character position of the problem in *errpos.  Free the result
+ * with epic_fp_free().
+ */
+extern EpicFpExpr *epic_fp_parse(const char *text, char *errbuf, size_t errlen, int *errpos);
+extern void epic_fp_free(EpicFpExpr *expr);
+
+/*
+ * Evaluate expr with root as the context (a resource).  out is reset and
+ * filled; its items point into the document and the expression, so they are
+ * valid while both are.  Returns 0, or -1 on an evaluation error (e.g. out of
+ * memory) with errbuf set.
+ */
+extern int	epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
+						 const EpicFpEnv *env, EpicFpResult *out, char *errbuf, size_t errlen);
+extern void epic_fp_result_free(EpicFpResult *res);
+
+/*
+ * The text of an item (string, number, boolean); NULL for objects/arrays.
+ * buf must hold at least 64 bytes.
+ */
+extern const char *epic_fp_item_text(const EpicJsonOps *ops, const EpicFpItem *item,
+									 char *buf, size_t buflen, size_t *len);
+
+/* If expr is a plain member path ("a.b.c") return it, else NULL (for pushdown). */
+extern const char *epic_fp_text(const EpicFpExpr *expr);
+
+#endif							/* EPIC_FHIRPATH_H */

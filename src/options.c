@@ -1,0 +1,519 @@
+/*-------------------------------------------------------------------------
+ *
+ * options.c
+ *		The one table of epic_fdw options, the validator, and typed readers
+ *		for server, user mapping, table and column options.
+ *
+ * Every option is declared once below with the catalog it belongs to, its
+ * kind (which decides how its value is checked), and whether only a
+ * superuser may set it (options naming files on the database server).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "epic_fdw.h"
+
+#include <limits.h>
+
+#include "access/reloptions.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "auth.h"
+
+typedef enum EpicOptKind
+{
+	OPT_TEXT,					/* any non-empty text */
+	OPT_HTTPS_URL,
+	OPT_INT,					/* integer within [min, max] */
+	OPT_FHIR_VERSION,
+	OPT_ALGORITHM,
+	OPT_PEM,					/* inline private key */
+	OPT_RESOURCE,				/* FHIR resource type name */
+	OPT_SEARCH,					/* name=value&name=value */
+	OPT_PATH					/* FHIRPath subset */
+} EpicOptKind;
+
+typedef struct EpicOption
+{
+	const char *name;
+	Oid			context;		/* catalog the option belongs to */
+	EpicOptKind kind;
+	bool		superuser_only;
+	int			min;
+	int			max;
+} EpicOption;
+
+static const EpicOption epic_options[] = {
+	/* SERVER */
+	{"fhir_url", ForeignServerRelationId, OPT_HTTPS_URL, false, 0, 0},
+	{"token_url", ForeignServerRelationId, OPT_HTTPS_URL, false, 0, 0},
+	{"fhir_version", ForeignServerRelationId, OPT_FHIR_VERSION, false, 0, 0},
+	{"scope", ForeignServerRelationId, OPT_TEXT, false, 0, 0},
+	{"page_size", ForeignServerRelationId, OPT_INT, false, 1, 1000},
+	{"connect_timeout", ForeignServerRelationId, OPT_INT, false, 1, 3600},
+	{"timeout", ForeignServerRelationId, OPT_INT, false, 1, 86400},
+	{"ca_file", ForeignServerRelationId, OPT_TEXT, true, 0, 0},
+	{"mrn_system", ForeignServerRelationId, OPT_TEXT, false, 0, 0},
+	/* USER MAPPING */
+	{"client_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
+	{"private_key", UserMappingRelationId, OPT_PEM, false, 0, 0},
+	{"private_key_file", UserMappingRelationId, OPT_TEXT, true, 0, 0},
+	{"key_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
+	{"algorithm", UserMappingRelationId, OPT_ALGORITHM, false, 0, 0},
+	{"jku", UserMappingRelationId, OPT_HTTPS_URL, false, 0, 0},
+	/* FOREIGN TABLE */
+	{"resource", ForeignTableRelationId, OPT_RESOURCE, false, 0, 0},
+	{"search", ForeignTableRelationId, OPT_SEARCH, false, 0, 0},
+	/* COLUMN */
+	{"path", AttributeRelationId, OPT_PATH, false, 0, 0},
+	{NULL, InvalidOid, OPT_TEXT, false, 0, 0}
+};
+
+static const char *
+context_name(Oid context)
+{
+	switch (context)
+	{
+		case ForeignServerRelationId:
+			return "server";
+		case UserMappingRelationId:
+			return "user mapping";
+		case ForeignTableRelationId:
+			return "foreign table";
+		case AttributeRelationId:
+			return "column";
+		default:
+			return "foreign-data wrapper";
+	}
+}
+
+/* The valid option names of one catalog, comma-separated, for a hint. */
+static char *
+valid_names(Oid context)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const EpicOption *o = epic_options; o->name; o++)
+		if (o->context == context)
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", o->name);
+	return buf.data;
+}
+
+bool
+epic_url_is_https(const char *url)
+{
+	return pg_strncasecmp(url, "https://", 8) == 0 && url[8] != '\0' && url[8] != '/';
+}
+
+static int
+parse_int_option(const EpicOption *o, const char *value)
+{
+	char	   *end;
+	long		v;
+
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || v < o->min || v > o->max)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", o->name, value),
+				 errhint("Use an integer between %d and %d.", o->min, o->max)));
+	return (int) v;
+}
+
+static bool
+valid_resource_name(const char *s)
+{
+	if (!(s[0] >= 'A' && s[0] <= 'Z'))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+			return false;
+	return true;
+}
+
+/*
+ * A search option is name=value pairs joined by '&'.  Names are FHIR search
+ * parameter names (with modifiers); values are sent as written, so they must
+ * not contain characters that would break the query string.
+ */
+static void
+check_search_option(const char *value)
+{
+	char	   *copy = pstrdup(value);
+	char	   *save = NULL;
+
+	for (char *part = strtok_r(copy, "&", &save); part; part = strtok_r(NULL, "&", &save))
+	{
+		char	   *eq = strchr(part, '=');
+
+		if (eq == NULL || eq == part)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"search\": \"%s\" is not name=value", part),
+					 errhint("Write search parameters as in a FHIR query string, e.g. 'status=active,completed&category=outpatient'.")));
+		for (char *p = part; p < eq; p++)
+			if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-' || *p == ':' || *p == '.'))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid search parameter name in option \"search\": \"%.*s\"",
+								(int) (eq - part), part)));
+		if (strncmp(part, "_count=", 7) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("option \"search\" cannot set _count"),
+					 errhint("Use the server option \"page_size\".")));
+		for (char *p = eq + 1; *p; p++)
+			if ((unsigned char) *p <= ' ' || *p == '#' || *p == '"')
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid character in option \"search\" value"),
+						 errhint("Percent-encode spaces and other special characters.")));
+	}
+	pfree(copy);
+}
+
+static void
+check_path_option(const char *value)
+{
+	char		errbuf[256];
+	int			pos;
+	EpicFpExpr *e = epic_fp_parse(value, errbuf, sizeof(errbuf), &pos);
+
+	if (e == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid FHIRPath in option \"path\": %s at position %d", errbuf, pos),
+				 errdetail("path: %s", value)));
+	epic_fp_free(e);
+}
+
+/* Check one option's value; returns the option's entry. */
+static const EpicOption *
+check_option(DefElem *def, Oid context)
+{
+	const EpicOption *opt = NULL;
+	char	   *value;
+
+	for (const EpicOption *o = epic_options; o->name; o++)
+		if (o->context == context && strcmp(o->name, def->defname) == 0)
+			opt = o;
+
+	if (opt == NULL)
+	{
+		char	   *names = valid_names(context);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\" for %s", def->defname, context_name(context)),
+				 names[0] ? errhint("Valid options in this context are: %s.", names)
+				 : errhint("There are no valid options in this context.")));
+	}
+
+	if (opt->superuser_only && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only superuser can set option \"%s\"", opt->name),
+				 errdetail("The option names a file on the database server.")));
+
+	value = defGetString(def);
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not be empty", opt->name)));
+
+	switch (opt->kind)
+	{
+		case OPT_TEXT:
+		case OPT_PEM:			/* checked with the algorithm, below */
+			break;
+		case OPT_HTTPS_URL:
+			if (!epic_url_is_https(value))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"%s\" must be an https:// URL", opt->name),
+						 errdetail("Got \"%s\".", value),
+						 errhint("epic_fdw sends credentials and patient data only over TLS.")));
+			if (strchr(value, '#') || strchr(value, ' '))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"%s\" is not a valid URL: \"%s\"", opt->name, value)));
+			if (strcmp(opt->name, "fhir_url") == 0 && strchr(value, '?'))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"fhir_url\" must not contain a query string"),
+						 errhint("Put fixed search parameters in the foreign table option \"search\".")));
+			break;
+		case OPT_INT:
+			(void) parse_int_option(opt, value);
+			break;
+		case OPT_FHIR_VERSION:
+			if (pg_strcasecmp(value, "STU3") != 0 && pg_strcasecmp(value, "R4") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"fhir_version\": \"%s\"", value),
+						 errhint("Valid values are \"STU3\" and \"R4\".")));
+			break;
+		case OPT_ALGORITHM:
+			{
+				EpicJwtAlg	alg;
+
+				if (epic_jwt_alg_parse(value, &alg) != 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"algorithm\": \"%s\"", value),
+							 errhint("Valid values are \"RS384\" and \"ES384\".")));
+				break;
+			}
+		case OPT_RESOURCE:
+			if (!valid_resource_name(value))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"resource\": \"%s\"", value),
+						 errhint("Use a FHIR resource type name such as \"Patient\" or \"MedicationStatement\".")));
+			break;
+		case OPT_SEARCH:
+			check_search_option(value);
+			break;
+		case OPT_PATH:
+			check_path_option(value);
+			break;
+	}
+	return opt;
+}
+
+static DefElem *
+find_option(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (strcmp(def->defname, name) == 0)
+			return def;
+	}
+	return NULL;
+}
+
+PG_FUNCTION_INFO_V1(epic_fdw_validator);
+
+/*
+ * Validate the complete option list of a server, user mapping, foreign
+ * table or column (PostgreSQL passes the resulting list for ALTER too, so
+ * required options and combinations can be checked here).
+ */
+Datum
+epic_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			context = PG_GETARG_OID(1);
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst(lc);
+		ListCell   *lc2;
+
+		check_option(def, context);
+		foreach(lc2, options)
+		{
+			DefElem    *other = lfirst(lc2);
+
+			if (other != def && strcmp(other->defname, def->defname) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_SYNTAX_ERROR),
+						 errmsg("option \"%s\" given more than once", def->defname)));
+		}
+	}
+
+	if (context == ForeignServerRelationId)
+	{
+		if (find_option(options, "fhir_url") == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+					 errmsg("option \"fhir_url\" is required for an epic_fdw server"),
+					 errhint("For example: OPTIONS (fhir_url 'https://fhir.example.org/api/FHIR/R4/').")));
+	}
+	else if (context == UserMappingRelationId)
+	{
+		DefElem    *key = find_option(options, "private_key");
+		DefElem    *keyfile = find_option(options, "private_key_file");
+		DefElem    *algdef = find_option(options, "algorithm");
+
+		if (find_option(options, "client_id") == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+					 errmsg("option \"client_id\" is required for an epic_fdw user mapping")));
+		if (key != NULL && keyfile != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("options \"private_key\" and \"private_key_file\" cannot both be set")));
+		if (key == NULL && keyfile == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+					 errmsg("an epic_fdw user mapping needs \"private_key_file\" or \"private_key\""),
+					 errhint("A superuser can set private_key_file to a PEM file readable by the database server; "
+							 "private_key takes the PEM text itself.")));
+		if (key != NULL)
+		{
+			EpicJwtAlg	alg = EPIC_ALG_RS384;
+			char		errbuf[256];
+
+			if (algdef != NULL)
+				(void) epic_jwt_alg_parse(defGetString(algdef), &alg);
+			if (epic_key_check(alg, defGetString(key), errbuf, sizeof(errbuf)) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"private_key\": %s", errbuf),
+						 errhint("Give an unencrypted PEM private key: RSA (2048 bits or more) for RS384, "
+								 "EC P-384 for ES384.")));
+		}
+	}
+	else if (context != ForeignTableRelationId && context != AttributeRelationId &&
+			 options != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("the epic_fdw foreign-data wrapper takes no options"),
+				 errhint("Set options on the server, user mapping, foreign table or column.")));
+
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * Typed readers
+ * ---------------------------------------------------------------------
+ */
+static const EpicOption *
+lookup(const char *name, Oid context)
+{
+	for (const EpicOption *o = epic_options; o->name; o++)
+		if (o->context == context && strcmp(o->name, name) == 0)
+			return o;
+	return NULL;
+}
+
+const char *
+epic_fhir_version_name(EpicFhirVersion v)
+{
+	return v == EPIC_FHIR_STU3 ? "STU3" : "R4";
+}
+
+/*
+ * Fill opts from the server's options, with defaults.  Strings point into the
+ * server's option list (current memory context).
+ */
+void
+epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
+{
+	ListCell   *lc;
+
+	memset(opts, 0, sizeof(*opts));
+	opts->fhir_version = EPIC_FHIR_R4;
+	opts->page_size = EPIC_DEFAULT_PAGE_SIZE;
+	opts->connect_timeout = EPIC_DEFAULT_CONNECT_TIMEOUT;
+	opts->timeout = EPIC_DEFAULT_TIMEOUT;
+
+	foreach(lc, server->options)
+	{
+		DefElem    *def = lfirst(lc);
+		char	   *v = defGetString(def);
+
+		if (strcmp(def->defname, "fhir_url") == 0)
+		{
+			size_t		len = strlen(v);
+
+			opts->fhir_url = (len > 0 && v[len - 1] == '/') ? pstrdup(v) : psprintf("%s/", v);
+		}
+		else if (strcmp(def->defname, "token_url") == 0)
+			opts->token_url = v;
+		else if (strcmp(def->defname, "fhir_version") == 0)
+			opts->fhir_version = pg_strcasecmp(v, "STU3") == 0 ? EPIC_FHIR_STU3 : EPIC_FHIR_R4;
+		else if (strcmp(def->defname, "scope") == 0)
+			opts->scope = v;
+		else if (strcmp(def->defname, "page_size") == 0)
+			opts->page_size = parse_int_option(lookup("page_size", ForeignServerRelationId), v);
+		else if (strcmp(def->defname, "connect_timeout") == 0)
+			opts->connect_timeout = parse_int_option(lookup("connect_timeout", ForeignServerRelationId), v);
+		else if (strcmp(def->defname, "timeout") == 0)
+			opts->timeout = parse_int_option(lookup("timeout", ForeignServerRelationId), v);
+		else if (strcmp(def->defname, "ca_file") == 0)
+			opts->ca_file = v;
+		else if (strcmp(def->defname, "mrn_system") == 0)
+			opts->mrn_system = v;
+	}
+	if (opts->fhir_url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("server \"%s\" has no option \"fhir_url\"", server->servername)));
+}
+
+void
+epic_get_user_options(UserMapping *um, EpicUserOptions *opts)
+{
+	ListCell   *lc;
+
+	memset(opts, 0, sizeof(*opts));
+	opts->algorithm = "RS384";
+	foreach(lc, um->options)
+	{
+		DefElem    *def = lfirst(lc);
+		char	   *v = defGetString(def);
+
+		if (strcmp(def->defname, "client_id") == 0)
+			opts->client_id = v;
+		else if (strcmp(def->defname, "private_key") == 0)
+			opts->private_key = v;
+		else if (strcmp(def->defname, "private_key_file") == 0)
+			opts->private_key_file = v;
+		else if (strcmp(def->defname, "key_id") == 0)
+			opts->key_id = v;
+		else if (strcmp(def->defname, "algorithm") == 0)
+			opts->algorithm = v;
+		else if (strcmp(def->defname, "jku") == 0)
+			opts->jku = v;
+	}
+	if (opts->client_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("user mapping has no option \"client_id\"")));
+	if (opts->private_key == NULL && opts->private_key_file == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("user mapping has neither \"private_key_file\" nor \"private_key\"")));
+}
+
+void
+epic_get_table_options(ForeignTable *table, EpicTableOptions *opts)
+{
+	ListCell   *lc;
+
+	memset(opts, 0, sizeof(*opts));
+	foreach(lc, table->options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (strcmp(def->defname, "resource") == 0)
+			opts->resource = defGetString(def);
+		else if (strcmp(def->defname, "search") == 0)
+			opts->search = defGetString(def);
+	}
+}
+
+/* The column's path option (palloc'd), or NULL. */
+char *
+epic_get_column_path(Oid relid, AttrNumber attnum)
+{
+	List	   *options = GetForeignColumnOptions(relid, attnum);
+	DefElem    *def = find_option(options, "path");
+
+	return def ? defGetString(def) : NULL;
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Control client for the epic_fdw test sandbox (stdlib only).
+
+Usage: EPIC_SANDBOX_DIR=DIR /usr/bin/python3 ctl.py CMD [ARGS]
+
+  reset                 clear the sandbox's request log
+  revoke                revoke every access token issued so far
+  token-lifetime N      lifetime (seconds) of tokens issued from now on
+  log                   one line per logged request: <kind> <METHOD> <path> <status>
+                        (query string URL-decoded, parameters in the order received)
+  log-json              the raw log as JSON
+  count KIND [RESOURCE] number of log entries of KIND (token, fhir, discovery, metadata),
+                        optionally only those whose path is RESOURCE followed by ? or /
+
+The port is read from DIR/port and TLS is verified against DIR/ca.crt for
+https://localhost:PORT. Output is deterministic so that it can be diffed in pg_regress
+expected files.
+"""
+
+import http.client
+import json
+import os
+import ssl
+import sys
+import urllib.parse
+
+
+def die(msg, code=2):
+    sys.stderr.write("ctl.py: %s\n" % msg)
+    sys.exit(code)
+
+
+def request(method, path):
+    state_dir = os.environ.get("EPIC_SANDBOX_DIR")
+    if not state_dir:
+        die("EPIC_SANDBOX_DIR is not set")
+    try:
+        with open(os.path.join(state_dir, "port")) as f:
+            port = int(f.read().strip())
+    except (OSError, ValueError) as e:
+        die("sandbox is not running (cannot read %s/port: %s)" % (state_dir, e))
+    try:
+        ctx = ssl.create_default_context(cafile=os.path.join(state_dir, "ca.crt"))
+    except (OSError, ssl.SSLError) as e:
+        die("cannot load %s/ca.crt: %s" % (state_dir, e))
+    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+    try:
+        conn.request(method, path, body=b"" if method == "POST" else None)
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException) as e:
+        die("sandbox unreachable at https://localhost:%d: %s" % (port, e))
+    finally:
+        conn.close()
+    if resp.status != 200:
+        die("sandbox answered %d to %s %s: %s" % (resp.status, method, path,
+                                                 body.decode("utf-8", "replace")))
+    return json.loads(body.decode("utf-8"))
+
+
+def decode_path(path):
+    resource, sep, query = path.partition("?")
+    resource = urllib.parse.unquote(resource)
+    if not sep:
+        return resource
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return resource + "?" + "&".join("%s=%s" % (k, v) for k, v in pairs)
+
+
+def main(argv):
+    if not argv:
+        die(__doc__.strip(), 1)
+    cmd, args = argv[0], argv[1:]
+    if cmd == "reset" and not args:
+        request("POST", "/_sandbox/reset")
+    elif cmd == "revoke" and not args:
+        request("POST", "/_sandbox/revoke")
+    elif cmd == "token-lifetime" and len(args) == 1 and args[0].isdigit():
+        request("POST", "/_sandbox/token-lifetime?seconds=%d" % int(args[0]))
+    elif cmd == "log" and not args:
+        for e in request("GET", "/_sandbox/log"):
+            print("%s %s %s %s" % (e["kind"], e["method"], decode_path(e["path"]), e["status"]))
+    elif cmd == "log-json" and not args:
+        print(json.dumps(request("GET", "/_sandbox/log"), indent=1))
+    elif cmd == "count" and len(args) in (1, 2):
+        kind = args[0]
+        n = 0
+        for e in request("GET", "/_sandbox/log"):
+            if e["kind"] != kind:
+                continue
+            if len(args) == 2:
+                p, r = e["path"], args[1]
+                if not (p == r or p.startswith(r + "?") or p.startswith(r + "/")):
+                    continue
+            n += 1
+        print(n)
+    else:
+        die("bad command: %s\n%s" % (" ".join(argv), __doc__.strip()), 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

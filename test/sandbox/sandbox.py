@@ -1,0 +1,806 @@
+#!/usr/bin/python3
+"""epic_fdw test sandbox: an HTTPS FHIR + SMART Backend Services OAuth server on loopback.
+
+It imitates the parts of Epic's FHIR API that epic_fdw talks to:
+
+  GET  /api/FHIR/{STU3|R4}/.well-known/smart-configuration   (no auth)
+  GET  /api/FHIR/{STU3|R4}/metadata                           (no auth)
+  POST /oauth2/token            client_credentials + private_key_jwt (RS384/ES384),
+                                assertion verified independently with PyJWT
+  GET  /api/FHIR/{ver}/...      bearer token required; answered from fixtures
+                                (recorded request/response pairs)
+  /_sandbox/...                 control endpoints for tests (reset, revoke, log,
+                                token-lifetime)
+
+Usage:
+  /usr/bin/python3 sandbox.py --state-dir DIR --clients CLIENTS.json \
+      --fixtures FIXDIR [--fixtures FIXDIR2 ...] [--recording FILE ...] \
+      [--token-lifetime SECONDS]
+
+At start it creates (if missing) a throwaway CA and a localhost server certificate in
+DIR, binds 127.0.0.1 on a free port, writes DIR/pid and then DIR/port (atomically, once
+it is ready to serve) and runs until SIGTERM/SIGINT.
+
+Secrets (access tokens, client assertions) are never logged, neither in the request
+log nor on stderr.
+
+Only the Python standard library plus Debian's python3-jwt (PyJWT) and
+python3-cryptography are used.
+"""
+
+import argparse
+import copy
+import datetime
+import email.utils
+import glob
+import http.server
+import ipaddress
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+RECORDED_FHIR_ORIGIN = "https://fhir.epic.com/interconnect-fhir-oauth/api/FHIR/"
+FHIR_VERSIONS = {"STU3": "3.0.2", "R4": "4.0.1", "DSTU2": "1.0.2"}
+FHIR_JSON = "application/json+fhir; charset=utf-8"
+DEFAULT_SCOPE = "system/Patient.read system/MedicationStatement.read"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_EXP_AHEAD = 300
+SKEW = 5
+INVALID_TOKEN_CHALLENGE = ('Bearer error="invalid_token", error_description="The access token '
+                           'provided is expired, revoked, malformed, or invalid for other reasons."')
+
+
+def warn(msg):
+    sys.stderr.write("sandbox: %s\n" % msg)
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------------------
+# TLS material
+# --------------------------------------------------------------------------------------
+
+def _write_file(path, data, mode):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def ensure_tls_material(state_dir):
+    """Create ca.key/ca.crt and server.key/server.crt in state_dir unless present.
+
+    Certificates are world-readable (the PostgreSQL backend runs as `postgres` and must
+    read ca.crt); private keys are 0600. Returns (server.crt path, server.key path)."""
+    ca_key_p = os.path.join(state_dir, "ca.key")
+    ca_crt_p = os.path.join(state_dir, "ca.crt")
+    srv_key_p = os.path.join(state_dir, "server.key")
+    srv_crt_p = os.path.join(state_dir, "server.crt")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before = now - datetime.timedelta(days=1)
+    not_after = now + datetime.timedelta(days=30)
+    pem = serialization.Encoding.PEM
+
+    regenerate_ca = not (os.path.exists(ca_key_p) and os.path.exists(ca_crt_p))
+    if regenerate_ca:
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "epic_fdw sandbox test CA")])
+        ca_crt = (x509.CertificateBuilder()
+                  .subject_name(ca_name).issuer_name(ca_name)
+                  .public_key(ca_key.public_key())
+                  .serial_number(x509.random_serial_number())
+                  .not_valid_before(not_before).not_valid_after(not_after)
+                  .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                  .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                               key_encipherment=False, data_encipherment=False,
+                                               key_agreement=False, key_cert_sign=True,
+                                               crl_sign=True, encipher_only=False,
+                                               decipher_only=False), critical=True)
+                  .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                                 critical=False)
+                  .sign(ca_key, hashes.SHA256()))
+        _write_file(ca_key_p, ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()), 0o600)
+        _write_file(ca_crt_p, ca_crt.public_bytes(pem), 0o644)
+    if regenerate_ca or not (os.path.exists(srv_key_p) and os.path.exists(srv_crt_p)):
+        with open(ca_key_p, "rb") as f:
+            ca_key = serialization.load_pem_private_key(f.read(), password=None)
+        with open(ca_crt_p, "rb") as f:
+            ca_crt = x509.load_pem_x509_certificate(f.read())
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        crt = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+               .issuer_name(ca_crt.subject)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(not_before).not_valid_after(not_after)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+               .add_extension(x509.SubjectAlternativeName([
+                   x509.DNSName("localhost"),
+                   x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                              critical=False)
+               .sign(ca_key, hashes.SHA256()))
+        _write_file(srv_key_p, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()), 0o600)
+        _write_file(srv_crt_p, crt.public_bytes(pem), 0o644)
+    return srv_crt_p, srv_key_p
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------
+
+def split_path(path):
+    """'Patient?b=1&a=2' -> ('Patient', sorted multiset of URL-decoded (name, value))."""
+    resource, _, query = path.partition("?")
+    resource = urllib.parse.unquote(resource).strip("/")
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return resource, tuple(sorted(pairs))
+
+
+class Fixtures:
+    def __init__(self):
+        self.table = {}
+
+    def load_file(self, path):
+        with open(path, encoding="utf-8") as f:
+            items = json.load(f)
+        if not isinstance(items, list):
+            raise SystemExit("sandbox: %s: expected a JSON array of exchanges" % path)
+        n = 0
+        for i, item in enumerate(items):
+            req, resp = item.get("request"), item.get("response")
+            if not isinstance(req, dict) or not isinstance(resp, dict):
+                raise SystemExit("sandbox: %s[%d]: needs request and response objects" % (path, i))
+            method = req.get("method", "GET").upper()
+            version = req.get("fhir_version")
+            resource, query = split_path(req["path"])
+            key = (method, version, resource, query)
+            if key in self.table:
+                warn("duplicate fixture %s %s %s in %s[%d] ignored (first loaded wins)"
+                     % (method, version, req["path"], path, i))
+                continue
+            self.table[key] = resp
+            n += 1
+        return n
+
+    def load_dir(self, d):
+        files = sorted(glob.glob(os.path.join(d, "*.json")))
+        if not files:
+            warn("no *.json fixtures in %s" % d)
+        return sum(self.load_file(p) for p in files)
+
+    def lookup(self, method, version, relpath):
+        resource, query = split_path(relpath)
+        return self.table.get((method, version, resource, query))
+
+
+def rewrite(value, new_prefix):
+    """Recursively rewrite strings starting with the recorded origin."""
+    if isinstance(value, str):
+        if value.startswith(RECORDED_FHIR_ORIGIN):
+            return new_prefix + value[len(RECORDED_FHIR_ORIGIN):]
+        return value
+    if isinstance(value, list):
+        return [rewrite(v, new_prefix) for v in value]
+    if isinstance(value, dict):
+        return {k: rewrite(v, new_prefix) for k, v in value.items()}
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Clients (clients.json, reloaded when it changes)
+# --------------------------------------------------------------------------------------
+
+def load_public_key(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return serialization.load_pem_public_key(data)
+    except ValueError:
+        pass
+    try:
+        return serialization.load_pem_private_key(data, password=None).public_key()
+    except (ValueError, TypeError):
+        pass
+    return x509.load_pem_x509_certificate(data).public_key()
+
+
+class Clients:
+    def __init__(self, path):
+        self.path = path
+        self.mtime = None
+        self.clients = {}
+        self.lock = threading.Lock()
+        self.reload(force=True)
+
+    def reload(self, force=False):
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except OSError as e:
+            if force:
+                raise SystemExit("sandbox: cannot read clients file %s: %s" % (self.path, e))
+            return
+        if not force and mtime == self.mtime:
+            return
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                doc = json.load(f)
+            clients = {}
+            for c in doc.get("clients", []):
+                keys = []
+                for k in c.get("keys", []):
+                    alg = k.get("alg")
+                    if alg not in ("RS384", "ES384"):
+                        raise ValueError("client %s key %s: alg must be RS384 or ES384"
+                                         % (c.get("client_id"), k.get("kid")))
+                    keys.append({"kid": k.get("kid"), "alg": alg,
+                                 "key": load_public_key(k["public_key_file"])})
+                clients[c["client_id"]] = {"scopes": c.get("scopes"), "keys": keys}
+        except Exception as e:  # noqa: BLE001 - report any config problem
+            if force:
+                raise SystemExit("sandbox: bad clients file %s: %s" % (self.path, e))
+            warn("bad clients file %s (keeping previous): %s" % (self.path, e))
+            return
+        self.clients = clients
+        self.mtime = mtime
+        warn("loaded %d client(s) from %s" % (len(clients), self.path))
+
+    def get(self, client_id):
+        with self.lock:
+            self.reload()
+            return self.clients.get(client_id)
+
+
+# --------------------------------------------------------------------------------------
+# Shared state
+# --------------------------------------------------------------------------------------
+
+class AssertionError_(Exception):
+    def __init__(self, status, error, description):
+        super().__init__(description)
+        self.status, self.error, self.description = status, error, description
+
+
+class State:
+    def __init__(self, clients, fixtures, token_lifetime):
+        self.clients = clients
+        self.fixtures = fixtures
+        self.token_lifetime = token_lifetime
+        self.lock = threading.Lock()
+        self.tokens = {}      # token -> {"client_id", "expires", "revoked"}
+        self.jtis = set()     # (iss, jti)
+        self.log = []
+        self.seq = 0
+
+    def add_log(self, entry):
+        with self.lock:
+            self.seq += 1
+            entry = dict(entry, seq=self.seq)
+            self.log.append(entry)
+
+    def issue_token(self, client_id):
+        token = secrets.token_urlsafe(32)
+        with self.lock:
+            lifetime = self.token_lifetime
+            self.tokens[token] = {"client_id": client_id, "expires": time.time() + lifetime,
+                                  "revoked": False}
+        return token, lifetime
+
+    def check_token(self, token):
+        with self.lock:
+            t = self.tokens.get(token)
+            if t is None or t["revoked"] or time.time() >= t["expires"]:
+                return None
+            return t["client_id"]
+
+    def revoke_all(self):
+        with self.lock:
+            n = 0
+            for t in self.tokens.values():
+                if not t["revoked"]:
+                    t["revoked"] = True
+                    n += 1
+            return n
+
+    def use_jti(self, iss, jti):
+        with self.lock:
+            if (iss, jti) in self.jtis:
+                return False
+            self.jtis.add((iss, jti))
+            return True
+
+    def verify_assertion(self, assertion, token_url, info):
+        """Verify a SMART client assertion; returns client config or raises AssertionError_.
+
+        `info` receives the (non-secret) header alg/kid and client_id for the log."""
+        def fail(desc):
+            raise AssertionError_(401, "invalid_client", desc)
+
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.exceptions.PyJWTError as e:
+            fail("malformed client assertion: %s" % e)
+        alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
+        info["alg"], info["kid"] = alg, kid
+        if alg not in ("RS384", "ES384"):
+            fail("unsupported client assertion alg %r (expected RS384 or ES384)" % (alg,))
+        if typ is not None and typ != "JWT":
+            fail("client assertion typ must be JWT, got %r" % (typ,))
+        try:
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.exceptions.PyJWTError as e:
+            fail("malformed client assertion: %s" % e)
+        iss = unverified.get("iss")
+        if not isinstance(iss, str) or not iss:
+            fail("client assertion has no iss claim")
+        info["client_id"] = iss
+        client = self.clients.get(iss)
+        if client is None:
+            fail("unknown client_id %r" % iss)
+
+        if kid is not None:
+            cands = [k for k in client["keys"] if k["kid"] == kid]
+            if not cands:
+                fail("unknown kid %r for client %r" % (kid, iss))
+            cands = [k for k in cands if k["alg"] == alg]
+            if not cands:
+                fail("key %r is registered for a different alg than %s" % (kid, alg))
+        else:
+            cands = [k for k in client["keys"] if k["alg"] == alg]
+            if not cands:
+                fail("no key registered for client %r with alg %s" % (iss, alg))
+        want_type = rsa.RSAPublicKey if alg == "RS384" else ec.EllipticCurvePublicKey
+        cands = [k for k in cands if isinstance(k["key"], want_type)]
+        if not cands:
+            fail("registered key type does not match alg %s" % alg)
+
+        claims = None
+        for k in cands:
+            try:
+                claims = jwt.decode(assertion, k["key"], algorithms=[alg], audience=token_url,
+                                    issuer=iss, leeway=SKEW,
+                                    options={"require": ["exp", "iss", "sub", "aud", "jti"]})
+                break
+            except jwt.exceptions.InvalidSignatureError:
+                continue
+            except jwt.exceptions.ExpiredSignatureError:
+                fail("client assertion has expired (exp is in the past)")
+            except jwt.exceptions.InvalidAudienceError:
+                fail("client assertion aud must be %s" % token_url)
+            except jwt.exceptions.InvalidIssuerError:
+                fail("client assertion iss is invalid")
+            except jwt.exceptions.MissingRequiredClaimError as e:
+                fail("client assertion is missing the required %r claim" % e.claim)
+            except jwt.exceptions.ImmatureSignatureError as e:
+                fail("client assertion is not yet valid: %s" % e)
+            except jwt.exceptions.PyJWTError as e:
+                fail("client assertion rejected: %s" % e)
+        if claims is None:
+            fail("client assertion signature verification failed")
+
+        now = time.time()
+        if claims.get("sub") != iss:
+            fail("client assertion sub must equal iss")
+        exp = claims["exp"]
+        if not isinstance(exp, int) or isinstance(exp, bool):
+            fail("client assertion exp must be an integer (seconds since the epoch)")
+        if exp > now + MAX_EXP_AHEAD + SKEW:
+            fail("client assertion exp is more than 5 minutes in the future")
+        for claim in ("nbf", "iat"):
+            v = claims.get(claim)
+            if v is not None:
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    fail("client assertion %s must be a number" % claim)
+                if v > now + SKEW:
+                    fail("client assertion %s is in the future" % claim)
+                if exp - v > MAX_EXP_AHEAD + SKEW:
+                    fail("client assertion exp - %s exceeds 5 minutes" % claim)
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            fail("client assertion jti must be a non-empty string")
+        if len(jti) > 151:
+            fail("client assertion jti is longer than 151 characters")
+        if not self.use_jti(iss, jti):
+            fail("jti already used")
+        return iss, client
+
+
+# --------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "epic-fdw-sandbox/1.0"
+    sys_version = ""
+    timeout = 120  # idle keep-alive connections are dropped after this
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def setup(self):
+        super().setup()
+        try:
+            self.connection.do_handshake()
+        except (ssl.SSLError, OSError) as e:
+            warn("TLS handshake with %s failed: %s" % (self.client_address[0], e))
+            self.close_connection = True
+            self._handshake_failed = True
+        else:
+            self._handshake_failed = False
+
+    def handle(self):
+        if self._handshake_failed:
+            return
+        try:
+            super().handle()
+        except (ssl.SSLError, ConnectionError, socket.timeout):
+            self.close_connection = True
+
+    def log_message(self, fmt, *args):  # noqa: D401 - BaseHTTPRequestHandler API
+        pass  # our own concise line is written in send(); never echo headers
+
+    def host(self):
+        return self.headers.get("Host") or "localhost:%d" % self.server.server_address[1]
+
+    def send(self, status, body=b"", headers=None, content_type=None):
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.send_response_only(status)
+        self.send_header("Date", email.utils.formatdate(usegmt=True))
+        have_ct = False
+        for k, v in (headers or {}).items():
+            if k.lower() in ("date", "content-length", "transfer-encoding", "connection"):
+                continue
+            if k.lower() == "content-type":
+                have_ct = True
+            self.send_header(k, v)
+        if content_type and not have_ct:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+        self.wfile.flush()
+        sys.stderr.write("sandbox: %s %s -> %d\n" % (self.command, self.path.split("?")[0], status))
+        sys.stderr.flush()
+
+    def send_json(self, status, obj, headers=None, content_type="application/json"):
+        self.send(status, json.dumps(obj).encode("utf-8"), headers, content_type)
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def dispatch(self, method):
+        if method != "GET":
+            self.read_body_cached = self.read_body()
+        else:
+            self.read_body_cached = b""
+        raw_path, _, query = self.path.partition("?")
+        if raw_path.startswith("/_sandbox/"):
+            return self.control(method, raw_path[len("/_sandbox/"):], query)
+        if raw_path == "/oauth2/token":
+            return self.token(method)
+        if raw_path.startswith("/api/FHIR/"):
+            rest = self.path[len("/api/FHIR/"):]
+            version, _, rel = rest.partition("/")
+            return self.fhir(method, version, rel)
+        self.send_json(404, {"error": "not_found", "error_description": "no such endpoint"})
+
+    # -- control --------------------------------------------------------------------------
+
+    def control(self, method, name, query):
+        st = self.server.state
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        if method == "POST" and name == "reset":
+            with st.lock:
+                st.log.clear()
+                st.seq = 0
+            return self.send_json(200, {"ok": True})
+        if method == "POST" and name == "revoke":
+            return self.send_json(200, {"ok": True, "revoked": st.revoke_all()})
+        if method == "GET" and name == "log":
+            with st.lock:
+                entries = copy.deepcopy(st.log)
+            return self.send_json(200, entries)
+        if method == "POST" and name == "token-lifetime":
+            try:
+                seconds = int(params["seconds"])
+                if seconds < 0:
+                    raise ValueError
+            except (KeyError, ValueError):
+                return self.send_json(400, {"error": "seconds must be a non-negative integer"})
+            with st.lock:
+                st.token_lifetime = seconds
+            return self.send_json(200, {"ok": True, "token_lifetime": seconds})
+        if method == "GET" and name == "health":
+            return self.send_json(200, {"ok": True})
+        return self.send_json(404, {"error": "unknown control endpoint %s %s" % (method, name)})
+
+    # -- OAuth token endpoint -------------------------------------------------------------
+
+    def token(self, method):
+        st = self.server.state
+        entry = {"method": method, "kind": "token", "fhir_version": None, "path": "oauth2/token"}
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+        def reply(status, obj):
+            entry["status"] = status
+            if "error" in obj:
+                entry["error"] = obj["error"]
+                entry["error_description"] = obj.get("error_description")
+                warn("token request from client %s rejected: %s: %s"
+                     % (entry.get("client_id"), obj["error"], obj.get("error_description")))
+            st.add_log(entry)
+            self.send_json(status, obj, headers)
+
+        if method != "POST":
+            return reply(405, {"error": "invalid_request",
+                               "error_description": "the token endpoint only accepts POST"})
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return reply(400, {"error": "invalid_request", "error_description":
+                               "Content-Type must be application/x-www-form-urlencoded"})
+        try:
+            pairs = urllib.parse.parse_qsl(self.read_body_cached.decode("utf-8"),
+                                           keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            return reply(400, {"error": "invalid_request", "error_description": "body is not UTF-8"})
+        form = {}
+        for k, v in pairs:
+            if k in form:
+                return reply(400, {"error": "invalid_request",
+                                   "error_description": "parameter %s repeated" % k})
+            form[k] = v
+        if form.get("grant_type") != "client_credentials":
+            return reply(400, {"error": "unsupported_grant_type", "error_description":
+                               "grant_type must be client_credentials"})
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            return reply(400, {"error": "invalid_request", "error_description":
+                               "client_assertion_type must be " + ASSERTION_TYPE})
+        assertion = form.get("client_assertion")
+        if not assertion:
+            return reply(400, {"error": "invalid_request",
+                               "error_description": "client_assertion is missing"})
+        token_url = "https://%s/oauth2/token" % self.host()
+        info = {}
+        try:
+            client_id, client = st.verify_assertion(assertion, token_url, info)
+        except AssertionError_ as e:
+            entry.update(info)
+            return reply(e.status, {"error": e.error, "error_description": e.description})
+        entry.update(info)
+        if form.get("client_id") not in (None, client_id):
+            return reply(401, {"error": "invalid_client",
+                               "error_description": "client_id does not match the assertion iss"})
+        scope = form.get("scope")
+        if scope is not None and client.get("scopes") is not None:
+            bad = [s for s in scope.split() if s not in client["scopes"]]
+            if bad:
+                return reply(400, {"error": "invalid_scope", "error_description":
+                                   "scope not allowed for this client: %s" % " ".join(bad)})
+        token, lifetime = st.issue_token(client_id)
+        return reply(200, {"access_token": token, "token_type": "bearer", "expires_in": lifetime,
+                           "scope": scope if scope else DEFAULT_SCOPE})
+
+    # -- FHIR -----------------------------------------------------------------------------
+
+    def fhir(self, method, version, rel):
+        st = self.server.state
+        rel_noquery = rel.split("?")[0]
+        if rel_noquery == ".well-known/smart-configuration":
+            kind = "discovery"
+        elif rel_noquery == "metadata":
+            kind = "metadata"
+        else:
+            kind = "fhir"
+        entry = {"method": method, "kind": kind, "fhir_version": version, "path": rel}
+        for h, f in (("Epic-Client-ID", "epic_client_id"), ("Accept", "accept")):
+            if self.headers.get(h) is not None:
+                entry[f] = self.headers.get(h)
+
+        def done(status, *args, **kw):
+            entry["status"] = status
+            st.add_log(entry)
+            self.send(status, *args, **kw)
+
+        if version not in FHIR_VERSIONS:
+            return done(404, json.dumps(outcome("not-found", "sandbox: unknown FHIR version %s"
+                                                % version)), content_type=FHIR_JSON)
+        if kind == "discovery" and method == "GET":
+            doc = {
+                "token_endpoint": "https://%s/oauth2/token" % self.host(),
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+                "grant_types_supported": ["client_credentials"],
+                "scopes_supported": ["system/Patient.read", "system/Patient.rs",
+                                     "system/MedicationStatement.read",
+                                     "system/MedicationStatement.rs",
+                                     "system/MedicationRequest.read", "system/Observation.read"],
+                "capabilities": ["client-confidential-asymmetric", "permission-v1",
+                                 "permission-v2"],
+            }
+            return done(200, json.dumps(doc), content_type="application/json")
+        if kind == "metadata" and method == "GET":
+            doc = capability_statement(version, self.host())
+            return done(200, json.dumps(doc), content_type=FHIR_JSON)
+
+        auth = self.headers.get("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        client_id = None
+        if scheme.lower() == "bearer" and token.strip():
+            client_id = st.check_token(token.strip())
+        if client_id is None:
+            return done(401, b"", {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
+        entry["client_id"] = client_id
+
+        resp = st.fixtures.lookup(method, version, rel)
+        if resp is None:
+            msg = "sandbox: no recorded response for %s %s" % (method, rel)
+            sys.stderr.write(msg + "\n")
+            return done(404, json.dumps(outcome("not-found", msg)), content_type=FHIR_JSON)
+        new_prefix = "https://%s/api/FHIR/" % self.host()
+        headers = {k: rewrite(v, new_prefix) for k, v in (resp.get("headers") or {}).items()}
+        body = resp.get("body")
+        ctype = None
+        if body is None:
+            payload = b""
+        elif isinstance(body, str):
+            payload = body.replace(RECORDED_FHIR_ORIGIN, new_prefix).encode("utf-8")
+        else:
+            payload = json.dumps(rewrite(body, new_prefix), ensure_ascii=False).encode("utf-8")
+            ctype = FHIR_JSON
+        return done(int(resp.get("status", 200)), payload, headers, content_type=ctype)
+
+
+def outcome(code, diagnostics, severity="error"):
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]}
+
+
+def capability_statement(version, host):
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2025-12-01",
+        "publisher": "epic_fdw sandbox",
+        "kind": "instance",
+        "software": {"name": "epic_fdw sandbox"},
+        "fhirVersion": FHIR_VERSIONS[version],
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token",
+                                   "valueUri": "https://%s/oauth2/token" % host}]}],
+                "service": [{"coding": [{
+                    "system": "http://hl7.org/fhir/restful-security-service",
+                    "code": "SMART-on-FHIR"}]}]},
+            "resource": [{"type": t, "interaction": [{"code": "read"}, {"code": "search-type"}]}
+                         for t in ("Patient", "MedicationStatement", "MedicationRequest",
+                                   "Observation")],
+        }],
+    }
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = False
+    request_queue_size = 64
+
+    def __init__(self, addr, handler, ssl_ctx, state):
+        self.ssl_ctx = ssl_ctx
+        self.state = state
+        super().__init__(addr, handler)
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        # The handshake runs in the handler thread (Handler.setup), never in accept().
+        return self.ssl_ctx.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False), addr
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError, socket.timeout)):
+            return
+        super().handle_error(request, client_address)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--clients", required=True)
+    ap.add_argument("--fixtures", action="append", default=[])
+    ap.add_argument("--recording", action="append", default=[])
+    ap.add_argument("--token-lifetime", type=int, default=300)
+    args = ap.parse_args()
+
+    state_dir = os.path.abspath(args.state_dir)
+    if not os.path.isdir(state_dir):
+        os.makedirs(state_dir)
+        os.chmod(state_dir, 0o755)
+    for stale in ("port",):
+        try:
+            os.unlink(os.path.join(state_dir, stale))
+        except FileNotFoundError:
+            pass
+
+    fixtures = Fixtures()
+    for d in args.fixtures:
+        n = fixtures.load_dir(d)
+        warn("loaded %d fixture(s) from %s" % (n, d))
+    for f in args.recording:
+        n = fixtures.load_file(f)
+        warn("loaded %d fixture(s) from %s" % (n, f))
+    clients = Clients(args.clients)
+
+    crt, key = ensure_tls_material(state_dir)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(crt, key)
+
+    state = State(clients, fixtures, args.token_lifetime)
+    server = Server(("127.0.0.1", 0), Handler, ctx, state)
+    port = server.server_address[1]
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    pid_p = os.path.join(state_dir, "pid")
+    port_p = os.path.join(state_dir, "port")
+    _write_file(pid_p, b"%d\n" % os.getpid(), 0o644)
+    _write_file(port_p, b"%d\n" % port, 0o644)  # the socket is already listening
+    warn("listening on https://localhost:%d (pid %d)" % (port, os.getpid()))
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        for p in (port_p, pid_p):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        warn("stopped")
+
+
+if __name__ == "__main__":
+    main()
