@@ -42,10 +42,16 @@
 
 PG_MODULE_MAGIC;
 
-/* Cost model: one HTTPS round trip dominates everything else. */
+/*
+ * Cost model: one HTTPS round trip dominates everything else.  A search with
+ * no pushed condition is assumed to return a large population; each pushed
+ * condition is assumed to be selective.
+ */
 #define EPIC_REQUEST_COST	1000.0
 #define EPIC_ROW_COST		1.0
-#define EPIC_DEFAULT_ROWS	1000.0
+#define EPIC_UNFILTERED_ROWS 1000000.0
+#define EPIC_CONDITION_SELECTIVITY 0.001
+#define EPIC_PARAM_ROWS		10.0
 
 /* Indexes into ForeignScan.fdw_private (a List). */
 enum EpicScanPrivateIndex
@@ -138,10 +144,10 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	if (info->has_unique)
 		rows = 1;
 	else
-		rows = EPIC_DEFAULT_ROWS / pow(10.0, info->npushed);
+		rows = EPIC_UNFILTERED_ROWS * pow(EPIC_CONDITION_SELECTIVITY, info->npushed);
 	rows *= clauselist_selectivity(root, local_only, baserel->relid, JOIN_INNER, NULL);
 	baserel->rows = clamp_row_est(rows);
-	baserel->tuples = EPIC_DEFAULT_ROWS;
+	baserel->tuples = EPIC_UNFILTERED_ROWS;
 }
 
 static bool
@@ -220,10 +226,10 @@ add_param_path(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info,
 	*seen_outer = lappend(*seen_outer, required_outer);
 
 	ppi = get_baserel_parampathinfo(root, baserel, required_outer);
-	rows = (strcmp(p.name, "_id") == 0 || strcmp(p.name, "identifier") == 0) ? 1 : 10;
+	rows = (strcmp(p.name, "_id") == 0 || strcmp(p.name, "identifier") == 0) ? 1 : EPIC_PARAM_ROWS;
 	path = create_foreignscan_path(root, baserel, NULL, rows,
-								   EPIC_REQUEST_COST * 0.1,
-								   EPIC_REQUEST_COST * 0.1 + rows * EPIC_ROW_COST,
+								   EPIC_REQUEST_COST,
+								   EPIC_REQUEST_COST + rows * EPIC_ROW_COST,
 								   NIL, required_outer, NULL, NIL);
 	(void) ppi;
 	add_path(baserel, (Path *) path);
@@ -285,10 +291,11 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 static List *
 param_to_list(EpicSearchParam *p)
 {
-	return list_make4(makeString(p->name),
+	return list_make5(makeString(p->name),
 					  makeString(p->value ? p->value : ""),
 					  makeInteger(p->runtime_index),
-					  makeString(p->prefix ? p->prefix : ""));
+					  makeString(p->prefix ? p->prefix : ""),
+					  makeBoolean(p->first_word));
 }
 
 static EpicSearchParam *
@@ -302,6 +309,7 @@ param_from_list(List *l)
 	p->value = v[0] ? v : NULL;
 	p->runtime_index = intVal(lthird(l));
 	p->prefix = prefix[0] ? prefix : NULL;
+	p->first_word = boolVal(list_nth(l, 4));
 	return p;
 }
 
@@ -343,8 +351,21 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 			have_required = true;
 	}
 	list_sort(params, epic_param_cmp);
-	foreach(lc, params)
-		param_lists = lappend(param_lists, param_to_list(lfirst(lc)));
+	{
+		EpicSearchParam *prev = NULL;
+
+		foreach(lc, params)
+		{
+			EpicSearchParam *p = lfirst(lc);
+
+			/* the same constant condition twice (e.g. via an equivalence class) */
+			if (prev && p->value && prev->value && strcmp(p->name, prev->name) == 0 &&
+				strcmp(p->value, prev->value) == 0)
+				continue;
+			param_lists = lappend(param_lists, param_to_list(p));
+			prev = p;
+		}
+	}
 
 	/* columns needed: the target list and every qual (all are rechecked) */
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
@@ -502,7 +523,6 @@ build_first_request(ForeignScanState *node, EpicScanState *st)
 		Datum		d = ExecEvalExpr(es, econtext, &isnull);
 		bool		ok;
 		char	   *text;
-		StringInfoData buf;
 		ListCell   *lc2;
 
 		if (isnull)
@@ -510,16 +530,16 @@ build_first_request(ForeignScanState *node, EpicScanState *st)
 		text = epic_format_value(d, st->runtime_types[i], &ok);
 		if (!ok)
 			return false;
-		initStringInfo(&buf);
 		foreach(lc2, st->params)
 		{
 			EpicSearchParam *p = lfirst(lc2);
 
-			if (p->runtime_index == i && p->prefix)
-				appendStringInfoString(&buf, p->prefix);
+			if (p->runtime_index == i)
+				values[i] = epic_encode_value(p, text);
 		}
-		epic_append_escaped(&buf, text);
-		values[i++] = buf.data;
+		if (values[i] == NULL)
+			return false;
+		i++;
 	}
 	old = MemoryContextSwitchTo(GetMemoryChunkContext(st));
 	st->request = epic_build_query(st->resource, st->fixed_search, st->params, values,

@@ -44,9 +44,9 @@
 		SRC("identifier.where(type.text = 'EPI').value")), \
 	COL("family", TEXTOID, EPIC_COMBINE_FIRST, "family", EPIC_SP_STRING, \
 		SRC(OFFICIAL_NAME ".family"), SRC("name.first().family")), \
-	COL("given", TEXTOID, EPIC_COMBINE_JOIN_SPACE, "given", EPIC_SP_STRING, \
+	COL("given", TEXTOID, EPIC_COMBINE_JOIN_SPACE, "given", EPIC_SP_STRING_WORD, \
 		SRC(OFFICIAL_NAME ".given"), SRC("name.first().given")), \
-	COL("name", TEXTOID, EPIC_COMBINE_FIRST, "name", EPIC_SP_STRING, \
+	COL("name", TEXTOID, EPIC_COMBINE_FIRST, "name", EPIC_SP_STRING_WORD, \
 		SRCM(OFFICIAL_NAME, EPIC_SRC_HUMANNAME), SRCM("name.first()", EPIC_SRC_HUMANNAME)), \
 	COL("birthdate", DATEOID, EPIC_COMBINE_FIRST, "birthdate", EPIC_SP_DATE, SRC("birthDate")), \
 	COL("gender", TEXTOID, EPIC_COMBINE_FIRST, "gender", EPIC_SP_TOKEN, SRC("gender")), \
@@ -94,6 +94,12 @@ static const EpicColumnDef medication_statement[] = {
 		SRC("effectiveDateTime"), SRC("effectivePeriod.start")),
 	COL("effective_end", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("effectivePeriod.end")),
 	COL("date_asserted", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("dateAsserted")),
+	COL("resource", JSONBOID, EPIC_COMBINE_RESOURCE, NULL, EPIC_SP_NONE, SRC(NULL)),
+};
+
+/* Columns every resource type has, for tables of any resource. */
+static const EpicColumnDef any_resource[] = {
+	COL("id", TEXTOID, EPIC_COMBINE_FIRST, "_id", EPIC_SP_SPECIAL_ID, SRC("id")),
 	COL("resource", JSONBOID, EPIC_COMBINE_RESOURCE, NULL, EPIC_SP_NONE, SRC(NULL)),
 };
 
@@ -224,16 +230,11 @@ epic_table_resolve(Oid relid)
 		}
 		if (t->builtin != NULL)
 			col->builtin = epic_catalog_column(t->builtin, col->name);
+		for (int j = 0; col->builtin == NULL && j < NCOLS(any_resource); j++)
+			if (strcmp(any_resource[j].name, col->name) == 0)
+				col->builtin = &any_resource[j];
 		if (col->builtin == NULL)
 		{
-			if (strcmp(col->name, "resource") == 0)
-			{
-				/* the whole resource is available for any resource type */
-				col->user_def.name = col->name;
-				col->user_def.combine = EPIC_COMBINE_RESOURCE;
-				col->def = &col->user_def;
-				continue;
-			}
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
 					 errmsg("column \"%s\" of foreign table \"%s\" has no FHIR path",
@@ -241,7 +242,8 @@ epic_table_resolve(Oid relid)
 					 t->builtin ?
 					 errhint("Built-in columns of %s are: %s; other columns need OPTIONS (path '...').",
 							 t->builtin->table_name, column_names(t->builtin)) :
-					 errhint("Give the column OPTIONS (path '...'), e.g. path 'status'.")));
+					 errhint("Columns named id and resource need no path; give other columns "
+							 "OPTIONS (path '...'), e.g. path 'status'.")));
 		}
 		col->def = col->builtin;
 		if (att->atttypid != col->builtin->sql_type &&

@@ -223,6 +223,7 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 	}
 
 	param->name = pstrdup(col->builtin->search_param);
+	param->first_word = (col->builtin->search_type == EPIC_SP_STRING_WORD);
 	if (col->builtin->search_type == EPIC_SP_MRN)
 	{
 		StringInfoData prefix;
@@ -238,22 +239,51 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 		Const	   *c = (Const *) other;
 		bool		ok;
 		char	   *text;
-		StringInfoData buf;
 
 		if (c->constisnull)
 			return false;		/* never true; the local recheck says so */
 		text = epic_format_value(c->constvalue, c->consttype, &ok);
 		if (!ok)
 			return false;
-		initStringInfo(&buf);
-		if (param->prefix)
-			appendStringInfoString(&buf, param->prefix);
-		epic_append_escaped(&buf, text);
-		param->value = buf.data;
-		return true;
+		param->value = epic_encode_value(param, text);
+		return param->value != NULL;
 	}
 	*runtime_expr = (Expr *) other;
 	return true;
+}
+
+/*
+ * The encoded search value for text: the parameter's prefix (if any), then
+ * the FHIR-escaped, percent-encoded value.  For first_word parameters only
+ * the value's first word is sent: the column joins several FHIR strings
+ * (given names), and FHIR matches each string on its own, so the first word
+ * is what still selects a superset.  Returns NULL when nothing useful can be
+ * sent (empty value), in which case the condition is left to the local check.
+ */
+char *
+epic_encode_value(const EpicSearchParam *param, const char *text)
+{
+	StringInfoData buf;
+	char	   *word = NULL;
+
+	if (param->first_word)
+	{
+		size_t		n = strcspn(text, " \t\r\n");
+
+		if (n == 0)
+			return NULL;
+		word = pnstrdup(text, n);
+		text = word;
+	}
+	if (text[0] == '\0')
+		return NULL;
+	initStringInfo(&buf);
+	if (param->prefix)
+		appendStringInfoString(&buf, param->prefix);
+	epic_append_escaped(&buf, text);
+	if (word)
+		pfree(word);
+	return buf.data;
 }
 
 /* list_sort comparator: by name, then plan-time value, then runtime index */

@@ -84,6 +84,8 @@ typedef enum EpicSearchType
 	EPIC_SP_NONE = 0,
 	EPIC_SP_TOKEN,
 	EPIC_SP_STRING,
+	EPIC_SP_STRING_WORD,		/* string; only the value's first word is sent
+								 * (the column joins several FHIR strings) */
 	EPIC_SP_DATE,
 	EPIC_SP_REFERENCE,
 	EPIC_SP_SPECIAL_ID,			/* _id */
@@ -187,6 +189,7 @@ typedef struct EpicSearchParam
 	Oid			runtime_type;	/* SQL type of the runtime value */
 	char	   *prefix;			/* encoded prefix before the runtime value
 								 * (e.g. "system%7C" for MRN), or NULL */
+	bool		first_word;		/* send only the first word of the value */
 } EpicSearchParam;
 
 extern bool epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
@@ -194,6 +197,7 @@ extern bool epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 extern void epic_append_escaped(StringInfo buf, const char *value);
 extern void epic_append_urlencoded(StringInfo buf, const char *value);
 extern char *epic_format_value(Datum value, Oid type, bool *ok);
+extern char *epic_encode_value(const EpicSearchParam *param, const char *text);
 extern char *epic_build_query(const char *resource, const char *fixed_search,
 							  List *params, char **runtime_values, int count);
 extern int	epic_param_cmp(const ListCell *a, const ListCell *b);

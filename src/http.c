@@ -343,7 +343,9 @@ epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req,
 				 errdetail("%s", errbuf[0] ? errbuf : curl_easy_strerror(rc)),
 				 rc == CURLE_OPERATION_TIMEDOUT ?
 				 errhint("The server options \"connect_timeout\" (%d s) and \"timeout\" (%d s) bound each request.",
-						 req->sopts->connect_timeout, req->sopts->timeout) : 0,
+						 req->sopts->connect_timeout, req->sopts->timeout) :
+				 rc == CURLE_PEER_FAILED_VERIFICATION ?
+				 errhint("If the server's certificate comes from a private CA, name that CA's certificate in the server option \"ca_file\".") : 0,
 				 errcontext("FHIR request: %s %s", req->method, req->display)));
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);

@@ -9,6 +9,8 @@ Usage: EPIC_SANDBOX_DIR=DIR /usr/bin/python3 ctl.py CMD [ARGS]
   log                   one line per logged request: <kind> <METHOD> <path> <status>
                         (query string URL-decoded, parameters in the order received)
   log-json              the raw log as JSON
+  secrets               every access token issued and client assertion received, one a line
+                        (for the test suite's check that none of them leaked)
   count KIND [RESOURCE] number of log entries of KIND (token, fhir, discovery, metadata),
                         optionally only those whose path is RESOURCE followed by ? or /
 
@@ -80,6 +82,10 @@ def main(argv):
     elif cmd == "log" and not args:
         for e in request("GET", "/_sandbox/log"):
             print("%s %s %s %s" % (e["kind"], e["method"], decode_path(e["path"]), e["status"]))
+    elif cmd == "secrets" and not args:
+        got = request("GET", "/_sandbox/secrets")
+        for s in got["tokens"] + got["assertions"]:
+            print(s)
     elif cmd == "log-json" and not args:
         print(json.dumps(request("GET", "/_sandbox/log"), indent=1))
     elif cmd == "count" and len(args) in (1, 2):

@@ -285,6 +285,7 @@ class State:
         self.lock = threading.Lock()
         self.tokens = {}      # token -> {"client_id", "expires", "revoked"}
         self.jtis = set()     # (iss, jti)
+        self.assertions = []  # every client assertion received (for the secrets check)
         self.log = []
         self.seq = 0
 
@@ -545,6 +546,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with st.lock:
                 st.token_lifetime = seconds
             return self.send_json(200, {"ok": True, "token_lifetime": seconds})
+        if method == "GET" and name == "secrets":
+            # For the test suite's leak check only: every token issued and every
+            # assertion received, so it can grep logs and outputs for them.
+            with st.lock:
+                out = {"tokens": list(st.tokens), "assertions": list(st.assertions)}
+            return self.send_json(200, out)
         if method == "GET" and name == "health":
             return self.send_json(200, {"ok": True})
         return self.send_json(404, {"error": "unknown control endpoint %s %s" % (method, name)})
@@ -597,6 +604,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         token_url = "https://%s/oauth2/token" % self.host()
         info = {}
         try:
+            with st.lock:
+                st.assertions.append(assertion)
             client_id, client = st.verify_assertion(assertion, token_url, info)
         except AssertionError_ as e:
             entry.update(info)

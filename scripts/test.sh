@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# scripts/test.sh — run the whole epic_fdw test suite.
+#
+# Does all the setup itself on a fresh Debian 12 machine, as root: Debian
+# packages, a strict build and install, unit tests, the HTTPS sandbox, a
+# throwaway PostgreSQL cluster (run as postgres, logging at DEBUG5), the
+# pg_regress suite, and a check that no secret reached any log or output.
+# Prints "N passed, N failed" last; exits non-zero if anything failed.
+#
+# Optional: EPIC_SHARED_DIR=/path/to/shared adds the published RS384 test
+# vector to the unit tests (the suite passes without it).
+set -uo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+passed=0
+failed=0
+failures=()
+pass() { passed=$((passed + 1)); echo "ok - $*"; }
+fail() { failed=$((failed + 1)); failures+=("$*"); echo "FAILED - $*"; }
+
+finish() {
+	epic_cleanup
+	if [ "$failed" -gt 0 ]; then
+		echo
+		echo "failures:"
+		printf '  %s\n' "${failures[@]}"
+		[ -n "${STATE:-}" ] && echo "(state kept in $STATE)"
+	elif [ -n "${STATE:-}" ]; then
+		rm -rf "$STATE"
+	fi
+	echo
+	echo "$passed passed, $failed failed"
+}
+trap finish EXIT
+
+if [ "${EPIC_SHARED_DIR:-}" = "" ] && [ -d "$REPO/../shared/reference" ]; then
+	export EPIC_SHARED_DIR="$REPO/../shared"
+fi
+
+epic_install_deps || { fail "install Debian packages"; exit 1; }
+
+# --- build: strict flags (the Makefile sets -Wall -Wextra -Werror) ---------
+make -C "$REPO" -s clean >/dev/null 2>&1
+if make -C "$REPO" PG_CONFIG="$PGBIN/pg_config" >"/tmp/epic_fdw_build.$$.log" 2>&1 &&
+	! grep -q 'warning:' "/tmp/epic_fdw_build.$$.log"; then
+	pass "build with -Wall -Wextra -Werror -Wno-unused-parameter, no warnings"
+else
+	cat "/tmp/epic_fdw_build.$$.log"
+	fail "build"
+	exit 1
+fi
+rm -f "/tmp/epic_fdw_build.$$.log"
+# jansson's json_object() would bind to the SQL function of the same name
+# exported by the postgres executable; the module must not import it.
+if nm -D --undefined-only "$REPO/epic_fdw.so" | awk '{print $2}' | grep -qx 'json_object'; then
+	fail "epic_fdw.so imports json_object (interposed by postgres)"
+else
+	pass "epic_fdw.so imports no symbol that postgres interposes"
+fi
+make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null || { fail "make install"; exit 1; }
+
+# --- unit tests (outside PostgreSQL) ---------------------------------------
+for t in "$REPO"/test/unit/run*.sh; do
+	out=$(bash "$t" 2>&1)
+	rc=$?
+	echo "$out" | grep -E '^(not ok|ok)' | grep -v '^ok' || true
+	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+	if [ $rc -eq 0 ] && [ -n "$line" ]; then
+		pass "unit: $(basename "$t"): $line"
+	else
+		echo "$out" | tail -n 20
+		fail "unit: $(basename "$t")"
+	fi
+done
+
+# --- sandbox, cluster, pg_regress ------------------------------------------
+STATE=$(mktemp -d /tmp/epic_fdw_test.XXXXXX)
+epic_setup_state "$STATE"
+epic_start_sandbox || { fail "start sandbox"; exit 1; }
+EPIC_PG_OPTS="-c log_min_messages=debug5 -c log_min_error_statement=error" epic_start_cluster ||
+	{ fail "start PostgreSQL"; exit 1; }
+
+rm -rf "$REPO/results"
+make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" installcheck >"$STATE/regress.out" 2>&1
+cat "$STATE/regress.out" | grep -E '^(test| *[a-z_]+ +\.\.\.|ok|not ok)' || true
+while read -r name result; do
+	if [ "$result" = ok ]; then pass "regress: $name"; else fail "regress: $name"; fi
+done < <(sed -nE 's/^(test )?([a-z_0-9]+) +\.\.\. +(ok|FAILED|failed).*/\2 \3/p' "$STATE/regress.out")
+if [ -f "$REPO/regression.diffs" ]; then
+	cat "$REPO/regression.diffs"
+	cp "$REPO/regression.diffs" "$STATE/"
+fi
+grep -qE 'tests passed|tests failed' "$STATE/regress.out" || fail "pg_regress did not run"
+
+# --- secrets: no token, assertion or key anywhere ----------------------------
+# Tokens issued and assertions received (from the sandbox), and every base64
+# line of the private keys.  The ES384 key is also given inline (private_key)
+# in some tests: PostgreSQL itself logs the text of a failed DDL statement,
+# inline key included (the README says so), so that key is looked for in
+# the test outputs and the sandbox log but not in the server log.
+$EPIC_CTL secrets >"$STATE/secrets.txt" 2>/dev/null || fail "read sandbox secrets"
+for k in rs384 wrong; do
+	grep -v -- '-----' "$STATE/keys/$k.pem" >>"$STATE/secrets.txt"
+done
+cp "$STATE/secrets.txt" "$STATE/secrets-all.txt"
+grep -v -- '-----' "$STATE/keys/es384.pem" >>"$STATE/secrets-all.txt"
+nsecrets=$(grep -c . "$STATE/secrets-all.txt")
+leaks=$(grep -F -l -f "$STATE/secrets.txt" "$PGROOT/server.log" 2>/dev/null;
+	grep -F -l -f "$STATE/secrets-all.txt" "$REPO"/results/*.out "$STATE/sandbox/sandbox.log" 2>/dev/null)
+if [ "$nsecrets" -gt 10 ] && [ -z "$leaks" ]; then
+	pass "no secret ($nsecrets tokens, assertions and key lines) in the DEBUG5 server log, test outputs or sandbox log"
+else
+	fail "secrets found in: ${leaks:-(no secrets collected)}"
+fi
+exit 0

@@ -1,0 +1,85 @@
+--
+-- pushdown: WHERE conditions become FHIR search parameters (EXPLAIN shows
+-- the request without any network I/O); every condition is still checked
+-- locally, so fuzzy FHIR matching never changes SQL results
+--
+\i sql/include/setup.sql
+\i sql/include/sandbox.sql
+\! $EPIC_CTL reset
+
+-- each pushable patients column
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE id = 'erXuFYUfucBZaryVksYEcMg3';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE mrn = '203713';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE given = 'Camila';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE name = 'Camila Lopez';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate = '1987-09-12';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE gender = 'female';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE phone = '469-555-5555';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE '469-888-8888' = ANY(phones);
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE email = 'camila.lopez@example.com';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE city = 'GARLAND';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE state = 'TX';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE postal_code = '75043';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM medication_statements
+  WHERE patient_id = 'erXuFYUfucBZaryVksYEcMg3' AND status = 'active';
+-- several conditions: sorted by parameter name, _count last
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
+  WHERE phone = '469-555-5555' AND gender = 'female' AND birthdate = '1987-09-12';
+-- DateStyle does not change how a date is sent
+SET DateStyle = 'SQL, DMY';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate = '12/09/1987';
+RESET DateStyle;
+
+-- values are escaped for FHIR (\ , $ |) and then percent-encoded
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'a,b$c|d\e f&g=h';
+
+-- R4 searches phones and emails with phone= and email=; without mrn_system
+-- the MRN is not pushed (it is found by identifier type instead)
+CREATE SERVER sandbox_r4 FOREIGN DATA WRAPPER epic_fdw
+  OPTIONS (fhir_url :'fhir_url_r4', ca_file :'ca_file');
+CREATE FOREIGN TABLE patients_r4 (id text, phone text, email text, mrn text, phones text[])
+  SERVER sandbox_r4 OPTIONS (resource 'Patient');
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients_r4
+  WHERE phone = '469-555-5555' AND email = 'x@example.com' AND mrn = '203713';
+
+-- not pushed, but still correct: <>, LIKE, OR, expressions on the column,
+-- volatile values, columns without a search parameter
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE id = 'x' AND gender <> 'male';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE id = 'x' AND family LIKE 'Lo%';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE id = 'x' OR family = 'Lopez';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE lower(family) = 'lopez' AND id = 'x';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE id = 'x' AND gender = (CASE WHEN random() < 2 THEN 'female' END);
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE id = 'x' AND address_line = '1 Main St';
+
+-- parameters of prepared statements are pushed at execution time
+PREPARE by_phone(text, date) AS
+  SELECT id, name FROM patients WHERE phone = $1 AND birthdate = $2 AND gender = 'female';
+EXPLAIN (VERBOSE, COSTS OFF) EXECUTE by_phone('469-555-5555', '1987-09-12');
+EXECUTE by_phone('469-555-5555', '1987-09-12');
+-- a NULL value matches nothing: no request at all
+EXECUTE by_phone(NULL, '1987-09-12');
+
+-- none of the EXPLAINs above made a request; only the two executions did
+\! $EPIC_CTL log
+
+-- fuzzy matching: the server returns sound-alikes (Camille Lopes for family
+-- Lopez, given Camila, postal code 75043); SQL returns exact results
+\! $EPIC_CTL reset
+SELECT id, given, family FROM patients WHERE family = 'Lopez';
+-- the given column joins the given names: only the first word is sent
+-- (FHIR matches each given name on its own), the rest is checked locally
+SELECT id, given, family FROM patients WHERE given = 'Camila Maria';
+SELECT id, given, family FROM patients WHERE given = 'Camila';
+SELECT id, given, postal_code FROM patients WHERE postal_code = '75043' ORDER BY id;
+\! $EPIC_CTL log
+-- what the server sent: two patients, one removed by the local recheck
+SELECT * FROM pg_temp.explain_analyze($$SELECT id FROM patients WHERE family = 'Lopez'$$);
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE given = 'Camila Maria' AND name = 'Camila Maria Lopez';
+
+-- mrn, phone as array element, email
+SELECT id, mrn FROM patients WHERE mrn = '203713';
+SELECT id, phone FROM patients WHERE '785-555-5555' = ANY(phones);
+SELECT id, email FROM patients WHERE email = 'camila.lopez@example.com';
+
+DROP SERVER sandbox, sandbox_r4 CASCADE;
