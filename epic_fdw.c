@@ -351,21 +351,8 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 			have_required = true;
 	}
 	list_sort(params, epic_param_cmp);
-	{
-		EpicSearchParam *prev = NULL;
-
-		foreach(lc, params)
-		{
-			EpicSearchParam *p = lfirst(lc);
-
-			/* the same constant condition twice (e.g. via an equivalence class) */
-			if (prev && p->value && prev->value && strcmp(p->name, prev->name) == 0 &&
-				strcmp(p->value, prev->value) == 0)
-				continue;
-			param_lists = lappend(param_lists, param_to_list(p));
-			prev = p;
-		}
-	}
+	foreach(lc, params)
+		param_lists = lappend(param_lists, param_to_list(lfirst(lc)));
 
 	/* columns needed: the target list and every qual (all are rechecked) */
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);

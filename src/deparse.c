@@ -331,15 +331,38 @@ epic_build_query(const char *resource, const char *fixed_search,
 	foreach(lc, params)
 	{
 		EpicSearchParam *p = lfirst(lc);
+		const char *value = p->value;
+		bool		dup = false;
+
+		if (value == NULL && runtime_values)
+			value = runtime_values[p->runtime_index];
+
+		/*
+		 * The same condition can reach a scan twice (a constant and a join
+		 * value that the planner knows are equal): send it once.
+		 */
+		if (value != NULL)
+		{
+			for (ListCell *lc2 = list_head(params); lc2 != lc; lc2 = lnext(params, lc2))
+			{
+				EpicSearchParam *q = lfirst(lc2);
+				const char *qv = q->value;
+
+				if (qv == NULL && runtime_values)
+					qv = runtime_values[q->runtime_index];
+				if (qv && strcmp(q->name, p->name) == 0 && strcmp(qv, value) == 0)
+					dup = true;
+			}
+		}
+		if (dup)
+			continue;
 
 		appendStringInfoChar(&buf, sep);
 		sep = '&';
 		appendStringInfoString(&buf, p->name);
 		appendStringInfoChar(&buf, '=');
-		if (p->value)
-			appendStringInfoString(&buf, p->value);
-		else if (runtime_values)
-			appendStringInfoString(&buf, runtime_values[p->runtime_index]);
+		if (value)
+			appendStringInfoString(&buf, value);
 		else
 		{
 			if (p->prefix)
