@@ -76,7 +76,10 @@ typedef struct FpParser
 	size_t		errlen;
 	int		   *errpos;
 	bool		failed;
+	int			depth;			/* nesting of parse_or (parentheses, arguments) */
 } FpParser;
+
+#define FP_MAX_PARSE_DEPTH 100
 
 static FpNode *parse_or(FpParser *ps);
 
@@ -632,7 +635,15 @@ parse_and(FpParser *ps)
 static FpNode *
 parse_or(FpParser *ps)
 {
-	FpNode	   *l = parse_and(ps);
+	FpNode	   *l;
+
+	if (++ps->depth > FP_MAX_PARSE_DEPTH)
+	{
+		fp_fail(ps, ps->p, "expression nested too deeply%s", NULL);
+		ps->depth--;
+		return NULL;
+	}
+	l = parse_and(ps);
 
 	while (l != NULL)
 	{
@@ -642,6 +653,7 @@ parse_or(FpParser *ps)
 		ps->p += 2;
 		l = make_binary(ps, FP_OR, l, parse_and(ps));
 	}
+	ps->depth--;
 	return l;
 }
 
