@@ -58,9 +58,10 @@ enum EpicScanPrivateIndex
 {
 	EpicPrivResource,			/* String: resource type */
 	EpicPrivFixedSearch,		/* String: table "search" option, or "" */
-	EpicPrivParams,				/* List of Lists: name, value, index, prefix */
+	EpicPrivParams,				/* List of Lists, see param_to_list() */
 	EpicPrivRetrieved,			/* List of Integer attnums to compute */
-	EpicPrivMissingRequired		/* String: required param not supplied, or "" */
+	EpicPrivMissingRequired,	/* String: required param not supplied, or "" */
+	EpicPrivCount				/* Integer: _count to ask for */
 };
 
 /* Planner state of one foreign base relation (baserel->fdw_private). */
@@ -70,7 +71,19 @@ typedef struct EpicRelInfo
 	int			npushed;		/* pushable baserestrictinfo quals */
 	bool		has_unique;		/* a pushed _id or identifier */
 	List	   *pushed_names;	/* search parameter names pushed */
+	List	   *local_only;		/* quals that cannot be pushed */
 } EpicRelInfo;
+
+/* A search result kept for rescans with the same request (joins). */
+typedef struct EpicCachedResult
+{
+	char	   *key;			/* the requests, newline-separated */
+	EpicPage   *page;			/* the result's only page */
+	MemoryContext cxt;			/* holds the page */
+} EpicCachedResult;
+
+/* Results up to this size in all are kept for repeated join keys. */
+#define EPIC_CACHE_BUDGET (16 * 1024 * 1024)
 
 /* Executor state. */
 typedef struct EpicScanState
@@ -85,7 +98,7 @@ typedef struct EpicScanState
 	Oid		   *runtime_types;
 	List	   *retrieved;		/* attnums to compute */
 	char	   *missing_required;
-	int			page_size;
+	int			count;			/* _count */
 
 	/* compiled FHIRPath sources, per column (malloc'd, freed by callback) */
 	EpicFpExpr *(*compiled)[EPIC_MAX_SOURCES];
@@ -94,15 +107,25 @@ typedef struct EpicScanState
 	const char *env_names[1];
 	const char *env_values[1];
 
-	/* paging */
-	MemoryContext page_cxt;
+	/* requests of this (re)scan, and paging */
+	MemoryContext scan_cxt;		/* lives as long as the scan */
+	MemoryContext rescan_cxt;	/* reset at each rescan */
+	MemoryContext page_cxt;		/* the current page, or NULL */
 	MemoryContext tuple_cxt;
+	List	   *requests;		/* relative requests (char *) */
+	int			request_index;	/* the one being read */
+	char	   *cache_key;
+	bool		page_cached;	/* st->page belongs to the cache */
+	int			pages_this_result;
 	EpicPage   *page;
 	int			next_index;
 	char	   *next_url;		/* in page_cxt */
-	char	   *request;		/* relative request of the first page */
 	bool		started;
 	bool		done;
+	HTAB	   *seen_ids;		/* ids already returned, when requests > 1 */
+
+	List	   *cache;			/* EpicCachedResult *, in scan_cxt */
+	Size		cache_bytes;
 
 	EpicOutcomeSeen seen;
 	EpicScanStats stats;
@@ -118,7 +141,7 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	EpicRelInfo *info = palloc0(sizeof(EpicRelInfo));
 	ListCell   *lc;
 	double		rows;
-	List	   *local_only = NIL;
+	double		total;
 
 	info->table = epic_table_resolve(foreigntableid);
 	baserel->fdw_private = info;
@@ -126,28 +149,33 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	foreach(lc, baserel->baserestrictinfo)
 	{
 		RestrictInfo *ri = lfirst(lc);
-		EpicSearchParam p;
+		EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
 		Expr	   *rt;
 
-		if (epic_classify_qual(info->table, baserel->relid, ri->clause, &p, &rt))
+		if (epic_classify_qual(info->table, baserel->relid, ri->clause, p, &rt) > 0)
 		{
 			info->npushed++;
-			info->pushed_names = lappend(info->pushed_names, p.name);
-			if (strcmp(p.name, "_id") == 0 || strcmp(p.name, "identifier") == 0)
+			info->pushed_names = lappend(info->pushed_names, p[0].name);
+			if ((strcmp(p[0].name, "_id") == 0 || strcmp(p[0].name, "identifier") == 0) &&
+				p[0].values != NIL)
 				info->has_unique = true;
 		}
 		else
-			local_only = lappend(local_only, ri);
+			info->local_only = lappend(info->local_only, ri);
 	}
 
-	/* the server returns what the pushed conditions select */
+	/*
+	 * The server returns what the pushed conditions select: the table's
+	 * "rows" option (or a large default) shrunk by each pushed condition.
+	 */
+	total = info->table->topts.rows > 0 ? info->table->topts.rows : EPIC_UNFILTERED_ROWS;
 	if (info->has_unique)
 		rows = 1;
 	else
-		rows = EPIC_UNFILTERED_ROWS * pow(EPIC_CONDITION_SELECTIVITY, info->npushed);
-	rows *= clauselist_selectivity(root, local_only, baserel->relid, JOIN_INNER, NULL);
+		rows = total * pow(EPIC_CONDITION_SELECTIVITY, info->npushed);
+	rows *= clauselist_selectivity(root, info->local_only, baserel->relid, JOIN_INNER, NULL);
 	baserel->rows = clamp_row_est(rows);
-	baserel->tuples = EPIC_UNFILTERED_ROWS;
+	baserel->tuples = total;
 }
 
 static bool
@@ -188,8 +216,8 @@ ec_member_matches(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
 	if (var->varno != (int) rel->relid || var->varattno <= 0 || var->varattno > a->table->ncolumns)
 		return false;
 	col = &a->table->columns[var->varattno - 1];
-	if (col->builtin == NULL || col->builtin->search_param == NULL ||
-		col->builtin->combine == EPIC_COMBINE_ARRAY)
+	if (col->def == NULL || col->def->search_param == NULL ||
+		col->def->combine == EPIC_COMBINE_ARRAY)
 		return false;
 	if (list_member(a->already_used, em->em_expr))
 		return false;
@@ -203,14 +231,15 @@ add_param_path(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info,
 {
 	Relids		required_outer;
 	ParamPathInfo *ppi;
-	EpicSearchParam p;
+	EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
 	Expr	   *rt;
 	double		rows;
+	double		total;
 	ForeignPath *path;
 
 	if (!join_clause_is_movable_to(rinfo, baserel))
 		return;
-	if (!epic_classify_qual(info->table, baserel->relid, rinfo->clause, &p, &rt))
+	if (epic_classify_qual(info->table, baserel->relid, rinfo->clause, p, &rt) == 0)
 		return;
 	required_outer = bms_difference(rinfo->clause_relids, baserel->relids);
 	if (bms_is_empty(required_outer) || bms_overlap(required_outer, baserel->lateral_referencers))
@@ -225,8 +254,16 @@ add_param_path(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info,
 	}
 	*seen_outer = lappend(*seen_outer, required_outer);
 
+	/*
+	 * One request per outer row: a unique key finds one resource, another
+	 * search parameter a few (or what the base estimate says, if smaller).
+	 */
 	ppi = get_baserel_parampathinfo(root, baserel, required_outer);
-	rows = (strcmp(p.name, "_id") == 0 || strcmp(p.name, "identifier") == 0) ? 1 : EPIC_PARAM_ROWS;
+	total = info->table->topts.rows > 0 ? info->table->topts.rows : EPIC_UNFILTERED_ROWS;
+	rows = (strcmp(p[0].name, "_id") == 0 || strcmp(p[0].name, "identifier") == 0) ? 1 :
+		Min(EPIC_PARAM_ROWS, total);
+	rows = clamp_row_est(rows * clauselist_selectivity(root, info->local_only, baserel->relid,
+													   JOIN_INNER, NULL));
 	path = create_foreignscan_path(root, baserel, NULL, rows,
 								   EPIC_REQUEST_COST,
 								   EPIC_REQUEST_COST + rows * EPIC_ROW_COST,
@@ -253,7 +290,8 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	 * still gets a path, so that every query shape plans; it is costed out
 	 * of contention and raises a clear error if it ever runs.
 	 */
-	if (required && !list_has_name(info->pushed_names, required))
+	if (required && !list_has_name(info->pushed_names, required) &&
+		!epic_search_has_param(info->table->topts.search, required))
 	{
 		startup += disable_cost;
 		total += disable_cost;
@@ -287,30 +325,61 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		add_param_path(root, baserel, info, lfirst(lc), &seen_outer);
 }
 
-/* Serialise an EpicSearchParam for fdw_private. */
+/* Serialise an EpicSearchParam for fdw_private (copyObject-able nodes). */
 static List *
 param_to_list(EpicSearchParam *p)
 {
-	return list_make5(makeString(p->name),
-					  makeString(p->value ? p->value : ""),
-					  makeInteger(p->runtime_index),
-					  makeString(p->prefix ? p->prefix : ""),
-					  makeBoolean(p->first_word));
+	List	   *values = NIL;
+	ListCell   *lc;
+
+	foreach(lc, p->values)
+		values = lappend(values, makeString(lfirst(lc)));
+	return list_make5(makeString(p->name), values,
+					  list_make3(makeInteger(p->runtime_index), makeInteger(p->param_id),
+								 makeInteger(p->form)),
+					  makeBoolean(p->is_list),
+					  list_make2(makeString(p->comparator ? p->comparator : ""),
+								 makeString(p->prefix ? p->prefix : "")));
 }
 
 static EpicSearchParam *
 param_from_list(List *l)
 {
 	EpicSearchParam *p = palloc0(sizeof(EpicSearchParam));
-	char	   *v = strVal(lsecond(l));
-	char	   *prefix = strVal(lfourth(l));
+	List	   *ints = lthird(l);
+	List	   *strs = list_nth(l, 4);
+	ListCell   *lc;
 
 	p->name = strVal(linitial(l));
-	p->value = v[0] ? v : NULL;
-	p->runtime_index = intVal(lthird(l));
-	p->prefix = prefix[0] ? prefix : NULL;
-	p->first_word = boolVal(list_nth(l, 4));
+	foreach(lc, (List *) lsecond(l))
+		p->values = lappend(p->values, strVal(lfirst(lc)));
+	p->runtime_index = intVal(linitial(ints));
+	p->param_id = intVal(lsecond(ints));
+	p->form = (EpicValueForm) intVal(lthird(ints));
+	p->is_list = boolVal(lfourth(l));
+	p->comparator = strVal(linitial(strs))[0] ? strVal(linitial(strs)) : NULL;
+	p->prefix = strVal(lsecond(strs))[0] ? strVal(lsecond(strs)) : NULL;
 	return p;
+}
+
+/*
+ * The _count to ask for: page_size, or LIMIT n when the scan alone answers
+ * the query's LIMIT (one relation, no ORDER BY, grouping or other operation
+ * between, and every condition pushed, so that each row the server sends
+ * is a row of the result).
+ */
+static int
+scan_count(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPath *best_path)
+{
+	int			count = info->table->sopts.page_size;
+
+	if (root->limit_tuples > 0 && root->parse->sortClause == NIL &&
+		root->parse->distinctClause == NIL && root->parse->setOperations == NULL &&
+		bms_membership(root->all_baserels) == BMS_SINGLETON &&
+		info->local_only == NIL && best_path->path.param_info == NULL &&
+		root->limit_tuples < count)
+		count = Max(1, (int) ceil(root->limit_tuples));
+	return count;
 }
 
 static ForeignScan *
@@ -327,28 +396,32 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	Bitmapset  *attrs = NULL;
 	ListCell   *lc;
 	const char *required = t->builtin ? t->builtin->required_param : NULL;
-	bool		have_required = (required == NULL);
+	bool		have_required = (required == NULL) ||
+		epic_search_has_param(t->topts.search, required);
 	int			i;
 
 	foreach(lc, scan_clauses)
 	{
 		RestrictInfo *ri = lfirst(lc);
-		EpicSearchParam p;
-		EpicSearchParam *pp;
+		EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
 		Expr	   *rt;
+		int			n = epic_classify_qual(t, baserel->relid, ri->clause, p, &rt);
 
-		if (!epic_classify_qual(t, baserel->relid, ri->clause, &p, &rt))
-			continue;
-		pp = palloc(sizeof(EpicSearchParam));
-		*pp = p;
-		if (rt != NULL)
+		for (i = 0; i < n; i++)
 		{
-			pp->runtime_index = list_length(fdw_exprs);
-			fdw_exprs = lappend(fdw_exprs, rt);
+			EpicSearchParam *pp = palloc(sizeof(EpicSearchParam));
+
+			*pp = p[i];
+			if (rt != NULL)
+			{
+				/* each parameter encodes the value its own way: a slot each */
+				pp->runtime_index = list_length(fdw_exprs);
+				fdw_exprs = lappend(fdw_exprs, rt);
+			}
+			params = lappend(params, pp);
+			if (required && strcmp(pp->name, required) == 0)
+				have_required = true;
 		}
-		params = lappend(params, pp);
-		if (required && strcmp(p.name, required) == 0)
-			have_required = true;
 	}
 	list_sort(params, epic_param_cmp);
 	foreach(lc, params)
@@ -374,11 +447,12 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	scan_clauses = extract_actual_clauses(scan_clauses, false);
 
 	return make_foreignscan(tlist, scan_clauses, baserel->relid, fdw_exprs,
-							list_make5(makeString(t->resource),
-									   makeString(t->topts.search ? t->topts.search : ""),
-									   param_lists,
-									   retrieved,
-									   makeString(have_required ? "" : (char *) required)),
+							lappend(list_make5(makeString(t->resource),
+											   makeString(t->topts.search ? t->topts.search : ""),
+											   param_lists,
+											   retrieved,
+											   makeString(have_required ? "" : (char *) required)),
+									makeInteger(scan_count(root, baserel, info, best_path))),
 							NIL, NIL, outer_plan);
 }
 
@@ -453,7 +527,8 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 	st->missing_required = strVal(list_nth(priv, EpicPrivMissingRequired));
 	if (st->missing_required[0] == '\0')
 		st->missing_required = NULL;
-	st->page_size = st->table->sopts.page_size;
+	st->count = intVal(list_nth(priv, EpicPrivCount));
+	st->scan_cxt = CurrentMemoryContext;
 	st->seen.cxt = CurrentMemoryContext;
 
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
@@ -483,56 +558,110 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 	st->env.values = st->env_values;
 	compile_columns(st);
 
-	st->page_cxt = AllocSetContextCreate(estate->es_query_cxt, "epic_fdw page",
-										 ALLOCSET_DEFAULT_SIZES);
-	st->tuple_cxt = AllocSetContextCreate(estate->es_query_cxt, "epic_fdw tuple",
+	st->rescan_cxt = AllocSetContextCreate(st->scan_cxt, "epic_fdw rescan",
+										   ALLOCSET_SMALL_SIZES);
+	st->tuple_cxt = AllocSetContextCreate(st->scan_cxt, "epic_fdw tuple",
 										  ALLOCSET_DEFAULT_SIZES);
 }
 
 /*
- * Build the first request of this (re)scan; returns false if a runtime
- * value is NULL or not expressible, in which case no row can match.
+ * Build the requests of this (re)scan in rescan_cxt; returns false if a
+ * runtime value is NULL or cannot be sent, in which case no row can match.
  */
 static bool
-build_first_request(ForeignScanState *node, EpicScanState *st)
+build_requests(ForeignScanState *node, EpicScanState *st)
 {
 	int			n = list_length(st->runtime_states);
-	char	  **values = palloc0(sizeof(char *) * Max(1, n));
+	List	  **values;
 	ExprContext *econtext = node->ss.ps.ps_ExprContext;
 	ListCell   *lc;
-	int			i = 0;
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(st->rescan_cxt);
 
-	foreach(lc, st->runtime_states)
+	values = palloc0(sizeof(List *) * Max(1, n));
+	foreach(lc, st->params)
 	{
-		ExprState  *es = lfirst(lc);
+		EpicSearchParam *p = lfirst(lc);
 		bool		isnull;
-		Datum		d = ExecEvalExpr(es, econtext, &isnull);
-		bool		ok;
-		char	   *text;
-		ListCell   *lc2;
+		Datum		d;
 
-		if (isnull)
-			return false;
-		text = epic_format_value(d, st->runtime_types[i], &ok);
-		if (!ok)
-			return false;
-		foreach(lc2, st->params)
+		if (p->runtime_index < 0)
+			continue;
+		d = ExecEvalExpr(list_nth(st->runtime_states, p->runtime_index), econtext, &isnull);
+		values[p->runtime_index] = epic_encode_datum(p, d, st->runtime_types[p->runtime_index],
+													 isnull);
+		if (values[p->runtime_index] == NIL)
 		{
-			EpicSearchParam *p = lfirst(lc2);
-
-			if (p->runtime_index == i)
-				values[i] = epic_encode_value(p, text);
-		}
-		if (values[i] == NULL)
+			MemoryContextSwitchTo(old);
 			return false;
-		i++;
+		}
 	}
-	old = MemoryContextSwitchTo(GetMemoryChunkContext(st));
-	st->request = epic_build_query(st->resource, st->fixed_search, st->params, values,
-								   st->page_size);
+	st->requests = epic_build_queries(st->resource, st->fixed_search, st->params, values,
+									  st->count, st->table->sopts.or_lists);
+	st->request_index = 0;
+	st->seen_ids = NULL;
+	if (list_length(st->requests) > 1)
+	{
+		HASHCTL		ctl;
+
+		/* several requests may return the same resource: once per scan */
+		ctl.keysize = 65;		/* FHIR ids are at most 64 characters */
+		ctl.entrysize = 65;
+		ctl.hcxt = st->rescan_cxt;
+		st->seen_ids = hash_create("epic_fdw ids", 64, &ctl,
+								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	st->cache_key = NULL;
+	{
+		StringInfoData key;
+
+		initStringInfo(&key);
+		foreach(lc, st->requests)
+			appendStringInfo(&key, "%s\n", (char *) lfirst(lc));
+		st->cache_key = key.data;
+	}
 	MemoryContextSwitchTo(old);
 	return true;
+}
+
+/* Let go of the current page: delete it, unless the cache keeps it. */
+static void
+release_page(EpicScanState *st)
+{
+	if (st->page_cxt != NULL && !st->page_cached)
+		MemoryContextDelete(st->page_cxt);
+	st->page_cxt = NULL;
+	st->page = NULL;
+	st->page_cached = false;
+	st->next_url = NULL;
+	st->next_index = 0;
+}
+
+/*
+ * Keep the current page for rescans with the same request: only a result
+ * that is one request of one page, within the cache's budget.
+ */
+static void
+maybe_cache_page(EpicScanState *st, Size bytes)
+{
+	EpicCachedResult *e;
+
+	if (st->page_cached || st->page == NULL || st->next_url != NULL ||
+		list_length(st->requests) != 1 || st->pages_this_result != 1 ||
+		st->cache_bytes + bytes > EPIC_CACHE_BUDGET)
+		return;
+	e = MemoryContextAlloc(st->scan_cxt, sizeof(EpicCachedResult));
+	e->key = MemoryContextStrdup(st->scan_cxt, st->cache_key);
+	e->page = st->page;
+	e->cxt = st->page_cxt;
+	MemoryContextSetParent(e->cxt, st->scan_cxt);
+	{
+		MemoryContext old = MemoryContextSwitchTo(st->scan_cxt);
+
+		st->cache = lappend(st->cache, e);
+		MemoryContextSwitchTo(old);
+	}
+	st->cache_bytes += bytes;
+	st->page_cached = true;
 }
 
 /* Fetch the page at url (absolute) into st->page. */
@@ -542,19 +671,20 @@ fetch_page(EpicScanState *st, const char *url, const char *display)
 	EpicHttpResponse resp;
 	MemoryContext old;
 	const char *next;
+	Size		bytes;
 
-	MemoryContextReset(st->page_cxt);
-	st->page = NULL;
-	st->next_url = NULL;
-	st->next_index = 0;
-
+	release_page(st);
+	st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
+										 ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(st->page_cxt);
 	epic_fhir_get(st->conn, st->um, &st->table->sopts, url, display, &resp, &st->stats);
 	if (resp.status != 200)
 		epic_raise_http_error(&resp, display, "FHIR search");
+	bytes = resp.body.len;
 	st->page = epic_page_parse(resp.body.data, resp.body.len, st->resource, display);
 	pfree(resp.body.data);
 	st->stats.pages++;
+	st->pages_this_result++;
 	epic_page_report_outcomes(st->page, &st->seen);
 
 	next = epic_page_next(st->page);
@@ -570,6 +700,37 @@ fetch_page(EpicScanState *st, const char *url, const char *display)
 		st->next_url = pstrdup(next);
 	}
 	MemoryContextSwitchTo(old);
+	maybe_cache_page(st, bytes);
+}
+
+/* Start request number st->request_index (or replay it from the cache). */
+static void
+start_request(EpicScanState *st)
+{
+	const char *request = list_nth(st->requests, st->request_index);
+	ListCell   *lc;
+	char	   *url;
+
+	st->pages_this_result = 0;
+	if (list_length(st->requests) == 1)
+		foreach(lc, st->cache)
+		{
+			EpicCachedResult *e = lfirst(lc);
+
+			if (strcmp(e->key, st->cache_key) == 0)
+			{
+				release_page(st);
+				st->page = e->page;
+				st->page_cxt = e->cxt;
+				st->page_cached = true;
+				return;
+			}
+		}
+	if (st->conn == NULL)
+		st->conn = epic_get_connection(st->um, st->table->server);
+	url = psprintf("%s%s", st->table->sopts.fhir_url, request);
+	fetch_page(st, url, request);
+	pfree(url);
 }
 
 static TupleTableSlot *
@@ -595,46 +756,70 @@ epicIterateForeignScan(ForeignScanState *node)
 							st->resource, st->missing_required),
 					 errdetail("No condition of the query supplies it, so the FHIR server would reject the search."),
 					 errhint("Add a condition such as WHERE patient_id = '...', or join to patients ON patient_id = patients.id.")));
-		if (!build_first_request(node, st))
+		if (!build_requests(node, st))
 		{
 			st->done = true;
 			return slot;
 		}
-		if (st->conn == NULL)
-			st->conn = epic_get_connection(st->um, st->table->server);
-		{
-			char	   *url = psprintf("%s%s", st->table->sopts.fhir_url, st->request);
-
-			fetch_page(st, url, st->request);
-			pfree(url);
-		}
+		start_request(st);
 	}
 
-	/* advance to a page with a resource left */
-	while (st->page == NULL || st->next_index >= epic_page_count(st->page))
+	for (;;)
 	{
-		char	   *url;
-		char	   *display;
-
-		if (st->next_url == NULL)
+		/* advance to a page with a resource left */
+		while (st->next_index >= epic_page_count(st->page))
 		{
-			MemoryContextReset(st->page_cxt);
-			st->page = NULL;
-			st->done = true;
-			return slot;
+			if (st->next_url != NULL)
+			{
+				char	   *url = pstrdup(st->next_url);
+				const char *base = st->table->sopts.fhir_url;
+				size_t		blen = strlen(base);
+
+				/* show next links relative to the base, as the first request is */
+				char	   *display = pstrdup(strncmp(url, base, blen) == 0 ? url + blen : url);
+
+				CHECK_FOR_INTERRUPTS();
+				fetch_page(st, url, display);
+				pfree(url);
+				pfree(display);
+			}
+			else if (st->request_index + 1 < list_length(st->requests))
+			{
+				st->request_index++;
+				start_request(st);
+			}
+			else
+			{
+				release_page(st);
+				st->done = true;
+				return slot;
+			}
 		}
-		CHECK_FOR_INTERRUPTS();
-		url = pstrdup(st->next_url);
-		/* show next links relative to the base, as the first request is */
-		display = pstrdup(strncmp(url, st->table->sopts.fhir_url,
-								  strlen(st->table->sopts.fhir_url)) == 0 ?
-						  url + strlen(st->table->sopts.fhir_url) : url);
-		fetch_page(st, url, display);
-		pfree(url);
-		pfree(display);
+
+		resource = epic_page_resource(st->page, st->next_index++);
+		if (st->seen_ids != NULL)
+		{
+			/* with several requests, a resource may come back more than once */
+			const void *idnode = epic_jansson_ops.member(resource, "id");
+			char		buf[64];
+			size_t		len = 0;
+			const char *id = idnode ? epic_jansson_ops.scalar(idnode, buf, sizeof(buf), &len) : NULL;
+			bool		found = false;
+
+			if (id != NULL && len > 0 && len <= 64)
+			{
+				char		key[65];
+
+				memcpy(key, id, len);
+				key[len] = '\0';
+				hash_search(st->seen_ids, key, HASH_ENTER, &found);
+			}
+			if (found)
+				continue;
+		}
+		break;
 	}
 
-	resource = epic_page_resource(st->page, st->next_index++);
 	MemoryContextReset(st->tuple_cxt);
 	old = MemoryContextSwitchTo(st->tuple_cxt);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
@@ -657,10 +842,10 @@ epicReScanForeignScan(ForeignScanState *node)
 {
 	EpicScanState *st = node->fdw_state;
 
-	MemoryContextReset(st->page_cxt);
-	st->page = NULL;
-	st->next_url = NULL;
-	st->next_index = 0;
+	release_page(st);
+	MemoryContextReset(st->rescan_cxt);
+	st->requests = NIL;
+	st->seen_ids = NULL;
 	st->started = false;
 	st->done = false;
 }
@@ -670,10 +855,11 @@ epicEndForeignScan(ForeignScanState *node)
 {
 	EpicScanState *st = node->fdw_state;
 
-	if (st == NULL)
+	if (st == NULL || st->rescan_cxt == NULL)
 		return;
-	if (st->page_cxt)
-		MemoryContextReset(st->page_cxt);
+	release_page(st);
+	MemoryContextDelete(st->rescan_cxt);
+	st->rescan_cxt = NULL;
 	free_compiled(st);
 }
 
@@ -681,10 +867,10 @@ static void
 epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	EpicScanState *st = node->fdw_state;
-	char	   *request = epic_build_query(st->resource, st->fixed_search, st->params,
-										   NULL, st->page_size);
+	List	   *requests = epic_build_queries(st->resource, st->fixed_search, st->params,
+											  NULL, st->count, true);
 
-	ExplainPropertyText("FHIR Request", psprintf("GET %s", request), es);
+	ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
 	if (st->missing_required)
 		ExplainPropertyText("FHIR Missing Parameter", st->missing_required, es);
 	if (es->analyze)
@@ -696,6 +882,53 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		if (es->timing)
 			ExplainPropertyFloat("HTTP Wait Time", "ms", st->stats.wait_time * 1000.0, 3, es);
 	}
+}
+
+/* ---------------------------------------------------------------------
+ * IMPORT FOREIGN SCHEMA
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * IMPORT FOREIGN SCHEMA fhir: a CREATE FOREIGN TABLE statement for each
+ * built-in table of the server's FHIR version, with all its columns.
+ */
+static List *
+epicImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
+{
+	ForeignServer *server = GetForeignServer(serverOid);
+	EpicServerOptions sopts;
+	List	   *commands = NIL;
+
+	epic_get_server_options(server, &sopts);
+	if (strcmp(stmt->remote_schema, "fhir") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_SCHEMA_NOT_FOUND),
+				 errmsg("epic_fdw has no foreign schema \"%s\"", stmt->remote_schema),
+				 errhint("IMPORT FOREIGN SCHEMA fhir imports the built-in tables (%s).",
+						 epic_catalog_table_names())));
+
+	for (int i = 0;; i++)
+	{
+		const EpicResourceDef *def = epic_catalog_nth(i, sopts.fhir_version);
+		StringInfoData buf;
+
+		if (def == NULL)
+			break;
+		if (!IsImportableForeignTable(def->table_name, stmt))
+			continue;
+		initStringInfo(&buf);
+		appendStringInfo(&buf, "CREATE FOREIGN TABLE %s (", quote_identifier(def->table_name));
+		for (int c = 0; c < def->ncolumns; c++)
+			appendStringInfo(&buf, "%s%s %s", c ? ", " : "",
+							 quote_identifier(def->columns[c].name),
+							 format_type_be(def->columns[c].sql_type));
+		appendStringInfo(&buf, ") SERVER %s OPTIONS (resource %s)",
+						 quote_identifier(server->servername),
+						 quote_literal_cstr(def->resource));
+		commands = lappend(commands, buf.data);
+	}
+	return commands;
 }
 
 /* ---------------------------------------------------------------------
@@ -717,11 +950,17 @@ epic_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ReScanForeignScan = epicReScanForeignScan;
 	routine->EndForeignScan = epicEndForeignScan;
 	routine->ExplainForeignScan = epicExplainForeignScan;
+	routine->ImportForeignSchema = epicImportForeignSchema;
 	PG_RETURN_POINTER(routine);
 }
 
 void
 _PG_init(void)
 {
+	DefineCustomBoolVariable("epic_fdw.pushdown",
+							 "Sends WHERE conditions to the FHIR server as search parameters.",
+							 "When off, searches carry only the parameters a resource requires "
+							 "(every condition is still checked locally), for comparisons.",
+							 &epic_pushdown, true, PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("epic_fdw");
 }

@@ -50,4 +50,9 @@ SELECT medication FROM medication_statements WHERE status = 'active';
 SELECT pg_temp.sqlstate_of($$SELECT * FROM medication_statements$$);
 \! $EPIC_CTL log
 
+-- a fixed search option can supply the required parameter too
+CREATE FOREIGN TABLE camila_meds (id text, medication text) SERVER sandbox
+  OPTIONS (resource 'MedicationStatement', search 'patient=erXuFYUfucBZaryVksYEcMg3');
+SELECT count(*) FROM camila_meds;
+
 DROP SERVER sandbox CASCADE;

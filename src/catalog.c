@@ -90,7 +90,7 @@ static const EpicColumnDef medication_statement[] = {
 	COL("dosage", TEXTOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("dosage.text")),
 	COL("route", TEXTOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE,
 		SRC("dosage.first().route.text"), SRC("dosage.first().route.coding.display")),
-	COL("effective_start", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE,
+	COL("effective_start", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, "effective", EPIC_SP_DATETIME,
 		SRC("effectiveDateTime"), SRC("effectivePeriod.start")),
 	COL("effective_end", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("effectivePeriod.end")),
 	COL("date_asserted", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("dateAsserted")),
@@ -144,6 +144,16 @@ epic_catalog_column(const EpicResourceDef *def, const char *name)
 	for (int i = 0; i < def->ncolumns; i++)
 		if (strcmp(def->columns[i].name, name) == 0)
 			return &def->columns[i];
+	return NULL;
+}
+
+/* The n-th built-in table of a FHIR version (0-based), or NULL past the end. */
+const EpicResourceDef *
+epic_catalog_nth(int n, EpicFhirVersion v)
+{
+	for (int i = 0; i < NCOLS(builtin_tables); i++)
+		if (builtin_tables[i].version == v && n-- == 0)
+			return &builtin_tables[i];
 	return NULL;
 }
 
@@ -218,16 +228,32 @@ epic_table_resolve(Oid relid)
 		col->name = pstrdup(NameStr(att->attname));
 		col->atttypid = att->atttypid;
 		col->atttypmod = att->atttypmod;
-		col->path = epic_get_column_path(relid, att->attnum);
+		col->path = epic_get_column_option(relid, att->attnum, "path");
 		if (col->path != NULL)
 		{
+			char	   *sp = epic_get_column_option(relid, att->attnum, "search_param");
+
 			col->user_def.name = col->name;
+			col->user_def.sql_type = att->atttypid;
 			col->user_def.sources[0].path = col->path;
 			col->user_def.combine = type_is_array(att->atttypid) ?
 				EPIC_COMBINE_ARRAY : EPIC_COMBINE_FIRST;
+			if (sp != NULL)
+			{
+				char	   *name;
+
+				(void) epic_parse_search_param(sp, &name, &col->user_def.search_type);
+				col->user_def.search_param = name;
+			}
 			col->def = &col->user_def;
 			continue;
 		}
+		if (epic_get_column_option(relid, att->attnum, "search_param") != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("column \"%s\" of foreign table \"%s\" has option \"search_param\" but no \"path\"",
+							col->name, t->relname),
+					 errhint("Built-in columns have their own search parameter; search_param goes with path.")));
 		if (t->builtin != NULL)
 			col->builtin = epic_catalog_column(t->builtin, col->name);
 		for (int j = 0; col->builtin == NULL && j < NCOLS(any_resource); j++)

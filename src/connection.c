@@ -403,6 +403,7 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 		req.display = display;
 		req.bearer = conn->access_token;
 		req.accept = "application/fhir+json";
+		req.client_id = uopts.client_id;	/* Epic-Client-ID, as Epic recommends */
 		req.sopts = sopts;
 		epic_http_perform(conn->http, &req, resp);
 		if (stats)

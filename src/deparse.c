@@ -24,6 +24,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/array.h"
 #include "utils/lsyscache.h"
 
 /* Percent-encode; keeps RFC 3986 unreserved characters and ":/@," as is. */
@@ -70,13 +71,46 @@ epic_append_escaped(StringInfo buf, const char *value)
 	pfree(esc.data);
 }
 
+bool		epic_pushdown = true;
+
+/* Seconds between 2000-01-01 and the FHIR text of a timestamp, UTC. */
+static char *
+format_timestamp(TimestampTz ts, EpicValueForm form, bool *ok)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+	{
+		*ok = false;
+		return NULL;
+	}
+	/* whole seconds, then the widening (see epic_classify_qual) */
+	ts -= ts % USECS_PER_SEC;
+	if (ts < 0 && ts % USECS_PER_SEC != 0)
+		ts -= USECS_PER_SEC;
+	if (form == EPIC_VF_TS_LOWER)
+		ts -= 2 * USECS_PER_DAY;
+	else if (form == EPIC_VF_TS_UPPER)
+		ts += 2 * USECS_PER_DAY;
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0 ||
+		tm.tm_year <= 0 || tm.tm_year > 9999)
+	{
+		*ok = false;
+		return NULL;
+	}
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 /*
- * The FHIR text of an SQL value: dates as YYYY-MM-DD whatever DateStyle is,
- * booleans as true/false, text as is.  *ok is false for values FHIR cannot
- * express (infinite dates, unsupported types).  Returns palloc'd text.
+ * The FHIR text of an SQL value: dates as YYYY-MM-DD and timestamps as
+ * YYYY-MM-DDThh:mm:ssZ whatever DateStyle and TimeZone are, booleans as
+ * true/false, text as is.  *ok is false for values FHIR cannot express
+ * (infinite dates, unsupported types).  Returns palloc'd text.
  */
 char *
-epic_format_value(Datum value, Oid type, bool *ok)
+epic_format_value(Datum value, Oid type, EpicValueForm form, bool *ok)
 {
 	*ok = true;
 	switch (type)
@@ -98,6 +132,10 @@ epic_format_value(Datum value, Oid type, bool *ok)
 					*ok = false;
 					return NULL;
 				}
+				if (form == EPIC_VF_TS_LOWER)
+					d -= 2;
+				else if (form == EPIC_VF_TS_UPPER)
+					d += 2;
 				j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &dd);
 				if (y <= 0 || y > 9999)
 				{
@@ -106,6 +144,8 @@ epic_format_value(Datum value, Oid type, bool *ok)
 				}
 				return psprintf("%04d-%02d-%02d", y, m, dd);
 			}
+		case TIMESTAMPTZOID:
+			return format_timestamp(DatumGetTimestampTz(value), form, ok);
 		case BOOLOID:
 			return pstrdup(DatumGetBool(value) ? "true" : "false");
 		default:
@@ -143,119 +183,315 @@ is_runtime_value(Node *expr, Index relid)
 	return true;
 }
 
-static bool
-is_builtin_eq(Oid opno)
+/* Operators we know, by name; only built-in ones. */
+typedef enum EpicOp
 {
+	OP_NONE,
+	OP_EQ,
+	OP_LT,
+	OP_LE,
+	OP_GT,
+	OP_GE,
+	OP_LIKE,
+	OP_ILIKE
+} EpicOp;
+
+static EpicOp
+builtin_op(Oid opno)
+{
+	static const struct
+	{
+		const char *name;
+		EpicOp		op;
+	}			ops[] = {
+		{"=", OP_EQ}, {"<", OP_LT}, {"<=", OP_LE}, {">", OP_GT}, {">=", OP_GE},
+		{"~~", OP_LIKE}, {"~~*", OP_ILIKE}
+	};
 	char	   *name;
 
 	if (opno >= FirstGenbkiObjectId)
-		return false;
+		return OP_NONE;
 	name = get_opname(opno);
-	return name != NULL && strcmp(name, "=") == 0;
+	if (name == NULL)
+		return OP_NONE;
+	for (size_t i = 0; i < lengthof(ops); i++)
+		if (strcmp(ops[i].name, name) == 0)
+			return ops[i].op;
+	return OP_NONE;
+}
+
+static EpicOp
+commute(EpicOp op)
+{
+	switch (op)
+	{
+		case OP_LT:
+			return OP_GT;
+		case OP_LE:
+			return OP_GE;
+		case OP_GT:
+			return OP_LT;
+		case OP_GE:
+			return OP_LE;
+		default:
+			return op;
+	}
+}
+
+static bool
+is_text_type(Oid t)
+{
+	return t == TEXTOID || t == VARCHAROID || t == BPCHAROID || t == NAMEOID;
 }
 
 /*
- * Can clause be sent as a FHIR search parameter?  If so fill *param and
- * return true; *runtime_expr is set to the expression to evaluate at run
- * time (a Param, or an outer relation's Var in a parameterized scan), or
- * NULL when the value is a constant already encoded in param->value.
- *
- * Pushed: column = value, and value = ANY(array column), for columns whose
- * definition names a search parameter.
+ * The literal prefix of a LIKE pattern of the form 'literal%' (backslash
+ * escapes), or NULL if the pattern has another shape.
  */
-bool
+static char *
+like_prefix(const char *pattern)
+{
+	StringInfoData buf;
+	const char *p;
+
+	initStringInfo(&buf);
+	for (p = pattern; *p; p++)
+	{
+		if (*p == '\\' && p[1])
+			appendStringInfoChar(&buf, *++p);
+		else if (*p == '%' || *p == '_')
+			break;
+		else
+			appendStringInfoChar(&buf, *p);
+	}
+	if (strcmp(p, "%") != 0 || buf.len == 0)
+		return NULL;
+	return buf.data;
+}
+
+/* Encode a constant's value(s) for param; NIL if nothing can be sent. */
+static List *
+encode_const(const EpicSearchParam *param, Const *c)
+{
+	return epic_encode_datum(param, c->constvalue, c->consttype, c->constisnull);
+}
+
+/*
+ * Can clause become FHIR search parameters?  Returns how many (0: no; at
+ * most EPIC_MAX_PARAMS_PER_QUAL) and fills params[].  *runtime_expr is set
+ * to the expression to evaluate at run time (a Param, or an outer relation's
+ * Var in a parameterized scan), or NULL for constants, whose encoded values
+ * are in params[i].values.
+ *
+ * Each pushed parameter selects a superset of the rows the clause accepts
+ * (the clause stays in the plan as a local recheck):
+ *   token, reference, _id, MRN:  =, IN (...) / = ANY(array)  (comma OR list)
+ *   string:  =, LIKE/ILIKE 'literal%'  (FHIR string search is a
+ *            case-insensitive prefix match); for columns that join several
+ *            strings (given) only the first word is sent
+ *   date (FHIR date elements):  = < <= > >=  ->  eq lt le gt ge
+ *   dateTime/Period/instant:  < <= -> lt, > >= -> ge, = -> both, with the
+ *            bound moved two days outwards: a server may read a date or an
+ *            offset-less dateTime in its own time zone, which SQL (UTC)
+ *            cannot know
+ *   array column:  value = ANY(column)
+ * With the GUC epic_fdw.pushdown off only the resource's required
+ * parameter is pushed.
+ */
+int
 epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
-				   EpicSearchParam *param, Expr **runtime_expr)
+				   EpicSearchParam *params, Expr **runtime_expr)
 {
 	Var		   *var = NULL;
 	Node	   *other = NULL;
 	EpicColumn *col;
-	bool		any_of_array = false;
+	const EpicColumnDef *def;
+	EpicOp		op = OP_NONE;
+	bool		any_of_array = false;	/* value = ANY(array column) */
+	bool		in_list = false;	/* column = ANY(array value) */
+	Oid			vtype;
+	int			n = 1;
+	const char *required = t->builtin ? t->builtin->required_param : NULL;
 
-	memset(param, 0, sizeof(*param));
-	param->runtime_index = -1;
+	memset(params, 0, sizeof(EpicSearchParam) * EPIC_MAX_PARAMS_PER_QUAL);
+	params[0].runtime_index = params[1].runtime_index = -1;
 	*runtime_expr = NULL;
 
 	if (IsA(clause, OpExpr))
 	{
-		OpExpr	   *op = (OpExpr *) clause;
+		OpExpr	   *opx = (OpExpr *) clause;
 
-		if (list_length(op->args) != 2 || !is_builtin_eq(op->opno))
-			return false;
-		var = strip_to_var(linitial(op->args), relid);
-		other = lsecond(op->args);
+		if (list_length(opx->args) != 2)
+			return 0;
+		op = builtin_op(opx->opno);
+		var = strip_to_var(linitial(opx->args), relid);
+		other = lsecond(opx->args);
 		if (var == NULL)
 		{
-			var = strip_to_var(lsecond(op->args), relid);
-			other = linitial(op->args);
+			var = strip_to_var(lsecond(opx->args), relid);
+			other = linitial(opx->args);
+			if (op == OP_LIKE || op == OP_ILIKE)
+				return 0;		/* 'x' LIKE column */
+			op = commute(op);
 		}
 	}
 	else if (IsA(clause, ScalarArrayOpExpr))
 	{
 		ScalarArrayOpExpr *sa = (ScalarArrayOpExpr *) clause;
 
-		/* value = ANY(array_column) */
-		if (!sa->useOr || list_length(sa->args) != 2 || !is_builtin_eq(sa->opno))
-			return false;
-		var = strip_to_var(lsecond(sa->args), relid);
-		other = linitial(sa->args);
-		any_of_array = true;
+		if (!sa->useOr || list_length(sa->args) != 2 || builtin_op(sa->opno) != OP_EQ)
+			return 0;
+		op = OP_EQ;
+		var = strip_to_var(linitial(sa->args), relid);
+		if (var != NULL)
+		{
+			/* column = ANY(array): an IN list */
+			other = lsecond(sa->args);
+			in_list = true;
+		}
+		else
+		{
+			/* value = ANY(array column) */
+			var = strip_to_var(lsecond(sa->args), relid);
+			other = linitial(sa->args);
+			any_of_array = true;
+		}
 	}
-	if (var == NULL || other == NULL || var->varattno > t->ncolumns)
-		return false;
+	if (op == OP_NONE || var == NULL || other == NULL || var->varattno > t->ncolumns)
+		return 0;
 
 	col = &t->columns[var->varattno - 1];
-	if (col->name == NULL || col->builtin == NULL || col->builtin->search_param == NULL)
-		return false;
-	if (any_of_array != (col->builtin->combine == EPIC_COMBINE_ARRAY))
-		return false;
-	if (col->builtin->search_type == EPIC_SP_MRN && t->sopts.mrn_system == NULL)
-		return false;
+	def = col->def;
+	if (col->name == NULL || def == NULL || def->search_param == NULL ||
+		def->search_type == EPIC_SP_NONE)
+		return 0;
+	if (!epic_pushdown && (required == NULL || strcmp(def->search_param, required) != 0))
+		return 0;
+	if (any_of_array != (def->combine == EPIC_COMBINE_ARRAY))
+		return 0;
+	if (def->search_type == EPIC_SP_MRN && t->sopts.mrn_system == NULL)
+		return 0;
 	if (!is_runtime_value(other, relid))
-		return false;
-	{
-		Oid			vtype = exprType(other);
+		return 0;
 
-		/* the value must be formattable: text-like, date or boolean */
-		if (vtype != TEXTOID && vtype != VARCHAROID && vtype != BPCHAROID &&
-			vtype != DATEOID && vtype != BOOLOID && vtype != NAMEOID)
-			return false;
+	/* the value's type: the column's own (an element of it for IN lists) */
+	vtype = exprType(other);
+	if (in_list)
+		vtype = get_element_type(vtype);
+	if (any_of_array)
+	{
+		if (!is_text_type(vtype) || !is_text_type(get_element_type(col->atttypid)))
+			return 0;
+	}
+	else if (is_text_type(col->atttypid) ? !is_text_type(vtype) : vtype != col->atttypid)
+		return 0;
+	if (vtype != TEXTOID && vtype != VARCHAROID && vtype != BPCHAROID &&
+		vtype != NAMEOID && vtype != DATEOID && vtype != TIMESTAMPTZOID && vtype != BOOLOID)
+		return 0;
+
+	/* which operators each search type takes */
+	switch (def->search_type)
+	{
+		case EPIC_SP_TOKEN:
+		case EPIC_SP_REFERENCE:
+		case EPIC_SP_SPECIAL_ID:
+		case EPIC_SP_MRN:
+			if (op != OP_EQ)
+				return 0;
+			break;
+		case EPIC_SP_STRING:
+		case EPIC_SP_STRING_WORD:
+			if (op != OP_EQ && op != OP_LIKE && op != OP_ILIKE)
+				return 0;
+			if ((op == OP_LIKE || op == OP_ILIKE) && (!IsA(other, Const) || in_list))
+				return 0;
+			break;
+		case EPIC_SP_DATE:
+		case EPIC_SP_DATETIME:
+			if (in_list || op == OP_LIKE || op == OP_ILIKE)
+				return 0;
+			if (vtype != DATEOID && vtype != TIMESTAMPTZOID)
+				return 0;
+			break;
+		case EPIC_SP_NONE:
+			return 0;
 	}
 
-	param->name = pstrdup(col->builtin->search_param);
-	param->first_word = (col->builtin->search_type == EPIC_SP_STRING_WORD);
-	if (col->builtin->search_type == EPIC_SP_MRN)
+	params[0].name = pstrdup(def->search_param);
+	params[0].is_list = in_list;
+	if (def->search_type == EPIC_SP_STRING_WORD)
+		params[0].form = EPIC_VF_FIRST_WORD;
+	if (def->search_type == EPIC_SP_MRN)
 	{
 		StringInfoData prefix;
 
 		initStringInfo(&prefix);
 		epic_append_escaped(&prefix, t->sopts.mrn_system);
 		appendStringInfoString(&prefix, "%7C");
-		param->prefix = prefix.data;
+		params[0].prefix = prefix.data;
+	}
+	if (def->search_type == EPIC_SP_DATE)
+	{
+		static const char *const prefixes[] = {NULL, NULL, "lt", "le", "gt", "ge"};
+
+		params[0].comparator = (char *) prefixes[op];
+	}
+	else if (def->search_type == EPIC_SP_DATETIME)
+	{
+		if (op == OP_LT || op == OP_LE || op == OP_EQ)
+		{
+			params[0].comparator = "lt";
+			params[0].form = EPIC_VF_TS_UPPER;
+		}
+		if (op == OP_EQ)
+		{
+			params[1] = params[0];
+			params[1].name = pstrdup(params[0].name);
+			n = 2;
+		}
+		if (op == OP_GT || op == OP_GE || op == OP_EQ)
+		{
+			params[n - 1].comparator = "ge";
+			params[n - 1].form = EPIC_VF_TS_LOWER;
+		}
 	}
 
 	if (IsA(other, Const))
 	{
 		Const	   *c = (Const *) other;
-		bool		ok;
-		char	   *text;
 
-		if (c->constisnull)
-			return false;		/* never true; the local recheck says so */
-		text = epic_format_value(c->constvalue, c->consttype, &ok);
-		if (!ok)
-			return false;
-		param->value = epic_encode_value(param, text);
-		return param->value != NULL;
+		for (int i = 0; i < n; i++)
+		{
+			if (op == OP_LIKE || op == OP_ILIKE)
+			{
+				char	   *prefix;
+
+				if (c->constisnull)
+					return 0;
+				prefix = like_prefix(TextDatumGetCString(c->constvalue));
+				if (prefix == NULL)
+					return 0;
+				params[i].values = list_make1(epic_encode_value(&params[i], prefix));
+				if (linitial(params[i].values) == NULL)
+					return 0;
+			}
+			else
+				params[i].values = encode_const(&params[i], c);
+			if (params[i].values == NIL)
+				return 0;		/* NULL or empty: left to the local check */
+		}
+		return n;
 	}
+	if (IsA(other, Param) && ((Param *) other)->paramkind == PARAM_EXTERN)
+		params[0].param_id = params[1].param_id = ((Param *) other)->paramid;
 	*runtime_expr = (Expr *) other;
-	return true;
+	return n;
 }
 
 /*
- * The encoded search value for text: the parameter's prefix (if any), then
- * the FHIR-escaped, percent-encoded value.  For first_word parameters only
- * the value's first word is sent: the column joins several FHIR strings
+ * The encoded search value for text: the comparator and prefix (if any),
+ * then the FHIR-escaped, percent-encoded value.  For FIRST_WORD parameters
+ * only the value's first word is sent: the column joins several FHIR strings
  * (given names), and FHIR matches each string on its own, so the first word
  * is what still selects a superset.  Returns NULL when nothing useful can be
  * sent (empty value), in which case the condition is left to the local check.
@@ -266,7 +502,7 @@ epic_encode_value(const EpicSearchParam *param, const char *text)
 	StringInfoData buf;
 	char	   *word = NULL;
 
-	if (param->first_word)
+	if (param->form == EPIC_VF_FIRST_WORD)
 	{
 		size_t		n = strcspn(text, " \t\r\n");
 
@@ -278,6 +514,8 @@ epic_encode_value(const EpicSearchParam *param, const char *text)
 	if (text[0] == '\0')
 		return NULL;
 	initStringInfo(&buf);
+	if (param->comparator)
+		appendStringInfoString(&buf, param->comparator);
 	if (param->prefix)
 		appendStringInfoString(&buf, param->prefix);
 	epic_append_escaped(&buf, text);
@@ -286,7 +524,86 @@ epic_encode_value(const EpicSearchParam *param, const char *text)
 	return buf.data;
 }
 
-/* list_sort comparator: by name, then plan-time value, then runtime index */
+/*
+ * Encoded values of an SQL value for param: one for a scalar, one per
+ * non-NULL element for an array (an IN list).  NIL when nothing can match
+ * or be sent (NULL, an empty list, a value FHIR cannot express).
+ */
+List *
+epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnull)
+{
+	List	   *out = NIL;
+
+	if (isnull)
+		return NIL;
+	if (param->is_list)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(value);
+		Oid			elemtype = ARR_ELEMTYPE(arr);
+		int16		elmlen;
+		bool		elmbyval;
+		char		elmalign;
+		Datum	   *elems;
+		bool	   *nulls;
+		int			nelems;
+
+		get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
+		deconstruct_array(arr, elemtype, elmlen, elmbyval, elmalign, &elems, &nulls, &nelems);
+		for (int i = 0; i < nelems; i++)
+		{
+			bool		ok;
+			char	   *text;
+			char	   *enc;
+
+			if (nulls[i])
+				continue;
+			text = epic_format_value(elems[i], elemtype, param->form, &ok);
+			if (!ok)
+				return NIL;		/* cannot express every value: send none */
+			enc = epic_encode_value(param, text);
+			if (enc == NULL)
+				return NIL;
+			if (!list_member(out, makeString(enc)))
+				out = lappend(out, makeString(enc));
+		}
+		{
+			List	   *strs = NIL;
+			ListCell   *lc;
+
+			foreach(lc, out)
+				strs = lappend(strs, strVal(lfirst(lc)));
+			return strs;
+		}
+	}
+	else
+	{
+		bool		ok;
+		char	   *text = epic_format_value(value, type, param->form, &ok);
+		char	   *enc;
+
+		if (!ok)
+			return NIL;
+		enc = epic_encode_value(param, text);
+		return enc ? list_make1(enc) : NIL;
+	}
+}
+
+/* Does a table's fixed "search" option (name=value&...) set parameter name? */
+bool
+epic_search_has_param(const char *search, const char *name)
+{
+	size_t		n = strlen(name);
+
+	for (const char *p = search; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL)
+	{
+		/* the name, possibly with a :modifier, then '=' */
+		if (strncmp(p, name, n) == 0 && (p[n] == '=' || p[n] == ':'))
+			return true;
+	}
+	return false;
+}
+
+/* list_sort comparator: by name, then first plan-time value, then runtime index */
 int
 epic_param_cmp(const ListCell *a, const ListCell *b)
 {
@@ -296,29 +613,55 @@ epic_param_cmp(const ListCell *a, const ListCell *b)
 
 	if (c != 0)
 		return c;
-	if (pa->value && pb->value)
-		return strcmp(pa->value, pb->value);
-	if (pa->value)
+	if (pa->values && pb->values)
+		return strcmp(linitial(pa->values), linitial(pb->values));
+	if (pa->values)
 		return -1;
-	if (pb->value)
+	if (pb->values)
 		return 1;
 	return pa->runtime_index - pb->runtime_index;
 }
 
+/* The value list of p for this execution (runtime_values may be NULL: EXPLAIN). */
+static List *
+param_values(const EpicSearchParam *p, List **runtime_values)
+{
+	if (p->values != NIL)
+		return p->values;
+	if (runtime_values != NULL)
+		return runtime_values[p->runtime_index];
+	return NIL;
+}
+
+static char *
+join_values(List *values)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, values)
+	{
+		if (buf.len)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfoString(&buf, (char *) lfirst(lc));
+	}
+	return buf.data;
+}
+
 /*
- * The relative request "Resource?fixed&p1=v1&...&_count=N".  Order: the
- * table's fixed "search" option as written, then pushed parameters sorted by
- * name (then value), then _count.  runtime_values[i] is the encoded value of
- * runtime parameter i; when runtime_values is NULL (EXPLAIN) runtime
- * parameters show as $1, $2, ... in fdw_exprs order.
+ * Append "name=value" for each parameter; choice[i] selects one value of
+ * parameter i when OR lists are split (-1: all values, comma-joined).
  */
-char *
-epic_build_query(const char *resource, const char *fixed_search,
-				 List *params, char **runtime_values, int count)
+static char *
+build_one(const char *resource, const char *fixed_search, List *params,
+		  List **runtime_values, int count, const int *choice)
 {
 	StringInfoData buf;
 	ListCell   *lc;
 	char		sep = '?';
+	List	   *sent = NIL;
+	int			i = 0;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, resource);
@@ -331,46 +674,90 @@ epic_build_query(const char *resource, const char *fixed_search,
 	foreach(lc, params)
 	{
 		EpicSearchParam *p = lfirst(lc);
-		const char *value = p->value;
-		bool		dup = false;
+		List	   *values = param_values(p, runtime_values);
+		char	   *text;
+		char	   *pair;
 
-		if (value == NULL && runtime_values)
-			value = runtime_values[p->runtime_index];
+		if (values == NIL)
+		{
+			/* EXPLAIN: a placeholder for a value known only at run time */
+			text = psprintf("%s%s%s", p->comparator ? p->comparator : "",
+							p->prefix ? p->prefix : "",
+							p->param_id > 0 ? psprintf("$%d", p->param_id) : "?");
+		}
+		else if (choice && choice[i] >= 0)
+			text = list_nth(values, choice[i]);
+		else
+			text = join_values(values);
+		i++;
 
 		/*
 		 * The same condition can reach a scan twice (a constant and a join
 		 * value that the planner knows are equal): send it once.
 		 */
-		if (value != NULL)
-		{
-			for (ListCell *lc2 = list_head(params); lc2 != lc; lc2 = lnext(params, lc2))
-			{
-				EpicSearchParam *q = lfirst(lc2);
-				const char *qv = q->value;
-
-				if (qv == NULL && runtime_values)
-					qv = runtime_values[q->runtime_index];
-				if (qv && strcmp(q->name, p->name) == 0 && strcmp(qv, value) == 0)
-					dup = true;
-			}
-		}
-		if (dup)
+		pair = psprintf("%s=%s", p->name, text);
+		if (list_member(sent, makeString(pair)))
 			continue;
+		sent = lappend(sent, makeString(pair));
 
 		appendStringInfoChar(&buf, sep);
 		sep = '&';
-		appendStringInfoString(&buf, p->name);
-		appendStringInfoChar(&buf, '=');
-		if (value)
-			appendStringInfoString(&buf, value);
-		else
-		{
-			if (p->prefix)
-				appendStringInfoString(&buf, p->prefix);
-			appendStringInfo(&buf, "$%d", p->runtime_index + 1);
-		}
+		appendStringInfoString(&buf, pair);
 	}
 	if (count > 0)
 		appendStringInfo(&buf, "%c_count=%d", sep, count);
 	return buf.data;
+}
+
+/*
+ * The relative requests "Resource?fixed&p1=v1&...&_count=N" for one scan.
+ * Order: the table's fixed "search" option as written, then pushed
+ * parameters sorted by name (then value), then _count.  Several values of a
+ * parameter are one comma-separated OR list, or, when or_lists is false,
+ * one request per combination of values.  runtime_values[i] is the list of
+ * encoded values of fdw_exprs item i; when runtime_values is NULL (EXPLAIN)
+ * run-time values show as $n (a statement parameter) or ? (a join value).
+ * Returns a List of palloc'd strings.
+ */
+List *
+epic_build_queries(const char *resource, const char *fixed_search,
+				   List *params, List **runtime_values, int count, bool or_lists)
+{
+	int			n = list_length(params);
+	int		   *choice;
+	int		   *sizes;
+	List	   *out = NIL;
+	ListCell   *lc;
+	int			i = 0;
+	bool		split = false;
+
+	if (or_lists || runtime_values == NULL)
+		return list_make1(build_one(resource, fixed_search, params, runtime_values, count, NULL));
+
+	choice = palloc0(sizeof(int) * Max(n, 1));
+	sizes = palloc0(sizeof(int) * Max(n, 1));
+	foreach(lc, params)
+	{
+		sizes[i] = list_length(param_values(lfirst(lc), runtime_values));
+		if (sizes[i] > 1)
+			split = true;
+		i++;
+	}
+	if (!split)
+		return list_make1(build_one(resource, fixed_search, params, runtime_values, count, NULL));
+
+	/* every combination, like an odometer */
+	for (;;)
+	{
+		out = lappend(out, build_one(resource, fixed_search, params, runtime_values, count, choice));
+		for (i = n - 1; i >= 0; i--)
+		{
+			if (sizes[i] > 1 && ++choice[i] < sizes[i])
+				break;
+			choice[i] = 0;
+		}
+		if (i < 0)
+			break;
+	}
+	return out;
 }

@@ -49,6 +49,7 @@ typedef struct EpicServerOptions
 	int			timeout;		/* seconds, whole request */
 	char	   *ca_file;		/* NULL: system trust store only */
 	char	   *mrn_system;		/* NULL: MRN found by identifier type */
+	bool		or_lists;		/* send IN lists as comma OR lists */
 } EpicServerOptions;
 
 typedef struct EpicUserOptions
@@ -65,12 +66,13 @@ typedef struct EpicTableOptions
 {
 	char	   *resource;		/* NULL: derive from the table name */
 	char	   *search;			/* fixed search parameters, or NULL */
+	double		rows;			/* estimated resources in all; 0 = default */
 } EpicTableOptions;
 
 extern void epic_get_server_options(ForeignServer *server, EpicServerOptions *opts);
 extern void epic_get_user_options(UserMapping *um, EpicUserOptions *opts);
 extern void epic_get_table_options(ForeignTable *table, EpicTableOptions *opts);
-extern char *epic_get_column_path(Oid relid, AttrNumber attnum);
+extern char *epic_get_column_option(Oid relid, AttrNumber attnum, const char *name);
 extern const char *epic_fhir_version_name(EpicFhirVersion v);
 
 /* ------------------------------------------------------------------------
@@ -86,13 +88,16 @@ typedef enum EpicSearchType
 	EPIC_SP_STRING,
 	EPIC_SP_STRING_WORD,		/* string; only the value's first word is sent
 								 * (the column joins several FHIR strings) */
-	EPIC_SP_DATE,
+	EPIC_SP_DATE,				/* a FHIR date element: day ranges, exact */
+	EPIC_SP_DATETIME,			/* dateTime/Period/instant: bounds widened */
 	EPIC_SP_REFERENCE,
 	EPIC_SP_SPECIAL_ID,			/* _id */
 	EPIC_SP_MRN					/* identifier=<mrn_system>|value */
 } EpicSearchType;
 
 /* How the items a column's path yields become one SQL value. */
+extern bool epic_parse_search_param(const char *value, char **name, EpicSearchType *type);
+
 typedef enum EpicCombine
 {
 	EPIC_COMBINE_FIRST = 0,		/* first item */
@@ -141,6 +146,7 @@ extern const EpicResourceDef *epic_catalog_by_table(const char *table_name, Epic
 extern const EpicResourceDef *epic_catalog_by_resource(const char *resource, EpicFhirVersion v);
 extern const EpicColumnDef *epic_catalog_column(const EpicResourceDef *def, const char *name);
 extern const char *epic_catalog_table_names(void);
+extern const EpicResourceDef *epic_catalog_nth(int n, EpicFhirVersion v);
 
 /*
  * EpicTable: everything known about one foreign table, resolved from its
@@ -180,27 +186,50 @@ extern EpicTable *epic_table_resolve(Oid relid);
  * ------------------------------------------------------------------------
  */
 
-/* One search parameter of a request, known at plan time or at run time. */
+/* How an SQL value becomes the text of a search value. */
+typedef enum EpicValueForm
+{
+	EPIC_VF_PLAIN = 0,			/* as is */
+	EPIC_VF_FIRST_WORD,			/* only its first word */
+	EPIC_VF_TS_LOWER,			/* a timestamp, moved two days earlier */
+	EPIC_VF_TS_UPPER			/* a timestamp, moved two days later */
+} EpicValueForm;
+
+/*
+ * One search parameter of a request.  Its values are known at plan time
+ * (constants: "values" holds them, encoded) or at run time (runtime_index
+ * names the fdw_exprs item; is_list when that item is an array).  Several
+ * values mean an OR list (FHIR's comma).
+ */
 typedef struct EpicSearchParam
 {
 	char	   *name;			/* e.g. "birthdate" */
-	char	   *value;			/* encoded value, or NULL if runtime */
-	int			runtime_index;	/* 0-based index into fdw_exprs if runtime */
-	Oid			runtime_type;	/* SQL type of the runtime value */
-	char	   *prefix;			/* encoded prefix before the runtime value
-								 * (e.g. "system%7C" for MRN), or NULL */
-	bool		first_word;		/* send only the first word of the value */
+	List	   *values;			/* encoded values (char *), NIL if runtime */
+	int			runtime_index;	/* index into fdw_exprs, or -1 */
+	int			param_id;		/* $n of a statement parameter, else 0 */
+	bool		is_list;		/* the runtime value is an array */
+	char	   *comparator;		/* FHIR prefix such as "ge", or NULL */
+	char	   *prefix;			/* encoded text before each value
+								 * ("system%7C" for an MRN), or NULL */
+	EpicValueForm form;
 } EpicSearchParam;
 
-extern bool epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
-							   EpicSearchParam *param, Expr **runtime_expr);
+#define EPIC_MAX_PARAMS_PER_QUAL 2
+
+extern bool epic_pushdown;		/* GUC epic_fdw.pushdown */
+
+extern int	epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
+							   EpicSearchParam *params, Expr **runtime_expr);
 extern void epic_append_escaped(StringInfo buf, const char *value);
 extern void epic_append_urlencoded(StringInfo buf, const char *value);
-extern char *epic_format_value(Datum value, Oid type, bool *ok);
+extern char *epic_format_value(Datum value, Oid type, EpicValueForm form, bool *ok);
 extern char *epic_encode_value(const EpicSearchParam *param, const char *text);
-extern char *epic_build_query(const char *resource, const char *fixed_search,
-							  List *params, char **runtime_values, int count);
+extern List *epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnull);
+extern List *epic_build_queries(const char *resource, const char *fixed_search,
+								List *params, List **runtime_values, int count,
+								bool or_lists);
 extern int	epic_param_cmp(const ListCell *a, const ListCell *b);
+extern bool epic_search_has_param(const char *search, const char *name);
 
 /* ------------------------------------------------------------------------
  * http.c: the only file that includes curl.h

@@ -36,7 +36,10 @@ typedef enum EpicOptKind
 	OPT_PEM,					/* inline private key */
 	OPT_RESOURCE,				/* FHIR resource type name */
 	OPT_SEARCH,					/* name=value&name=value */
-	OPT_PATH					/* FHIRPath subset */
+	OPT_PATH,					/* FHIRPath subset */
+	OPT_BOOL,
+	OPT_ROWS,					/* a positive row estimate */
+	OPT_SEARCH_PARAM			/* name[:type] of a column's search parameter */
 } EpicOptKind;
 
 typedef struct EpicOption
@@ -60,6 +63,7 @@ static const EpicOption epic_options[] = {
 	{"timeout", ForeignServerRelationId, OPT_INT, false, 1, 86400},
 	{"ca_file", ForeignServerRelationId, OPT_TEXT, true, 0, 0},
 	{"mrn_system", ForeignServerRelationId, OPT_TEXT, false, 0, 0},
+	{"or_lists", ForeignServerRelationId, OPT_BOOL, false, 0, 0},
 	/* USER MAPPING */
 	{"client_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
 	{"private_key", UserMappingRelationId, OPT_PEM, false, 0, 0},
@@ -70,8 +74,10 @@ static const EpicOption epic_options[] = {
 	/* FOREIGN TABLE */
 	{"resource", ForeignTableRelationId, OPT_RESOURCE, false, 0, 0},
 	{"search", ForeignTableRelationId, OPT_SEARCH, false, 0, 0},
+	{"rows", ForeignTableRelationId, OPT_ROWS, false, 0, 0},
 	/* COLUMN */
 	{"path", AttributeRelationId, OPT_PATH, false, 0, 0},
+	{"search_param", AttributeRelationId, OPT_SEARCH_PARAM, false, 0, 0},
 	{NULL, InvalidOid, OPT_TEXT, false, 0, 0}
 };
 
@@ -285,6 +291,41 @@ check_option(DefElem *def, Oid context)
 		case OPT_PATH:
 			check_path_option(value);
 			break;
+		case OPT_BOOL:
+			{
+				bool		b;
+
+				if (!parse_bool(value, &b))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+							 errhint("Use true or false.")));
+				break;
+			}
+		case OPT_ROWS:
+			{
+				char	   *end;
+				double		d = strtod(value, &end);
+
+				if (end == value || *end != '\0' || !(d > 0) || d > 1e15)
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"rows\": \"%s\"", value),
+							 errhint("Give the estimated number of resources, a positive number.")));
+				break;
+			}
+		case OPT_SEARCH_PARAM:
+			{
+				EpicSearchType st;
+
+				if (!epic_parse_search_param(value, NULL, &st))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"search_param\": \"%s\"", value),
+							 errhint("Write a FHIR search parameter name, optionally with its type: "
+									 "name, name:token, name:string, name:date, name:datetime or name:reference.")));
+				break;
+			}
 	}
 	return opt;
 }
@@ -421,6 +462,7 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 	opts->page_size = EPIC_DEFAULT_PAGE_SIZE;
 	opts->connect_timeout = EPIC_DEFAULT_CONNECT_TIMEOUT;
 	opts->timeout = EPIC_DEFAULT_TIMEOUT;
+	opts->or_lists = true;
 
 	foreach(lc, server->options)
 	{
@@ -449,6 +491,8 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 			opts->ca_file = v;
 		else if (strcmp(def->defname, "mrn_system") == 0)
 			opts->mrn_system = v;
+		else if (strcmp(def->defname, "or_lists") == 0)
+			(void) parse_bool(v, &opts->or_lists);
 	}
 	if (opts->fhir_url == NULL)
 		ereport(ERROR,
@@ -505,15 +549,62 @@ epic_get_table_options(ForeignTable *table, EpicTableOptions *opts)
 			opts->resource = defGetString(def);
 		else if (strcmp(def->defname, "search") == 0)
 			opts->search = defGetString(def);
+		else if (strcmp(def->defname, "rows") == 0)
+			opts->rows = strtod(defGetString(def), NULL);
 	}
 }
 
-/* The column's path option (palloc'd), or NULL. */
+/*
+ * Parse a column's search_param option "name[:type]" (type token by
+ * default).  Returns false if it is malformed.  *name (if not NULL) gets a
+ * palloc'd copy of the name.
+ */
+bool
+epic_parse_search_param(const char *value, char **name, EpicSearchType *type)
+{
+	static const struct
+	{
+		const char *word;
+		EpicSearchType type;
+	}			types[] = {
+		{"token", EPIC_SP_TOKEN}, {"string", EPIC_SP_STRING}, {"date", EPIC_SP_DATE},
+		{"datetime", EPIC_SP_DATETIME}, {"reference", EPIC_SP_REFERENCE}
+	};
+	const char *colon = strchr(value, ':');
+	size_t		len = colon ? (size_t) (colon - value) : strlen(value);
+
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(isalnum((unsigned char) value[i]) || value[i] == '_' || value[i] == '-' || value[i] == '.'))
+			return false;
+	*type = EPIC_SP_TOKEN;
+	if (colon)
+	{
+		bool		found = false;
+
+		for (size_t i = 0; i < lengthof(types); i++)
+			if (strcmp(colon + 1, types[i].word) == 0)
+			{
+				*type = types[i].type;
+				found = true;
+			}
+		if (!found)
+			return false;
+	}
+	if (strcmp(value, "_id") == 0)
+		*type = EPIC_SP_SPECIAL_ID;
+	if (name)
+		*name = pnstrdup(value, len);
+	return true;
+}
+
+/* A column option (palloc'd), or NULL. */
 char *
-epic_get_column_path(Oid relid, AttrNumber attnum)
+epic_get_column_option(Oid relid, AttrNumber attnum, const char *name)
 {
 	List	   *options = GetForeignColumnOptions(relid, attnum);
-	DefElem    *def = find_option(options, "path");
+	DefElem    *def = find_option(options, name);
 
 	return def ? defGetString(def) : NULL;
 }

@@ -6,8 +6,12 @@ Usage: EPIC_SANDBOX_DIR=DIR /usr/bin/python3 ctl.py CMD [ARGS]
   reset                 clear the sandbox's request log
   revoke                revoke every access token issued so far
   token-lifetime N      lifetime (seconds) of tokens issued from now on
+  latency N             sleep N ms before answering every FHIR request (0 = off)
+  expire-pages          forget every dataset paging session (next links then fail, 4113)
   log                   one line per logged request: <kind> <METHOD> <path> <status>
-                        (query string URL-decoded, parameters in the order received)
+                        (query string URL-decoded, parameters in the order received;
+                        for /dataset/VERSION/ requests the path is relative to that base,
+                        and the random _getpages token is shown as _getpages=*)
   log-json              the raw log as JSON
   secrets               every access token issued and client assertion received, one a line
                         (for the test suite's check that none of them leaked)
@@ -69,6 +73,15 @@ def decode_path(path):
     return resource + "?" + "&".join("%s=%s" % (k, v) for k, v in pairs)
 
 
+def log_path(e):
+    p = decode_path(e["path"])
+    if e.get("base") == "dataset" and "_getpages=" in p:
+        res, _, query = p.partition("?")
+        p = res + "?" + "&".join("_getpages=*" if kv.startswith("_getpages=") else kv
+                                 for kv in query.split("&"))
+    return p
+
+
 def main(argv):
     if not argv:
         die(__doc__.strip(), 1)
@@ -79,9 +92,13 @@ def main(argv):
         request("POST", "/_sandbox/revoke")
     elif cmd == "token-lifetime" and len(args) == 1 and args[0].isdigit():
         request("POST", "/_sandbox/token-lifetime?seconds=%d" % int(args[0]))
+    elif cmd == "latency" and len(args) == 1 and args[0].isdigit():
+        request("POST", "/_sandbox/latency?ms=%d" % int(args[0]))
+    elif cmd == "expire-pages" and not args:
+        request("POST", "/_sandbox/expire-pages")
     elif cmd == "log" and not args:
         for e in request("GET", "/_sandbox/log"):
-            print("%s %s %s %s" % (e["kind"], e["method"], decode_path(e["path"]), e["status"]))
+            print("%s %s %s %s" % (e["kind"], e["method"], log_path(e), e["status"]))
     elif cmd == "secrets" and not args:
         got = request("GET", "/_sandbox/secrets")
         for s in got["tokens"] + got["assertions"]:

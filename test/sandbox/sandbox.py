@@ -9,13 +9,16 @@ It imitates the parts of Epic's FHIR API that epic_fdw talks to:
                                 assertion verified independently with PyJWT
   GET  /api/FHIR/{ver}/...      bearer token required; answered from fixtures
                                 (recorded request/response pairs)
+  GET  /dataset/{STU3|R4}/...   with --dataset VERSION=DIR: a directory of resources served
+                                with real FHIR search semantics (see dataset.py); same
+                                token checking, discovery and metadata as /api/FHIR/
   /_sandbox/...                 control endpoints for tests (reset, revoke, log,
-                                token-lifetime)
+                                token-lifetime, latency, expire-pages)
 
 Usage:
   /usr/bin/python3 sandbox.py --state-dir DIR --clients CLIENTS.json \
       --fixtures FIXDIR [--fixtures FIXDIR2 ...] [--recording FILE ...] \
-      [--token-lifetime SECONDS]
+      [--token-lifetime SECONDS] [--dataset VERSION=DIR ...] [--latency-ms N]
 
 At start it creates (if missing) a throwaway CA and a localhost server certificate in
 DIR, binds 127.0.0.1 on a free port, writes DIR/pid and then DIR/port (atomically, once
@@ -47,6 +50,9 @@ import time
 import urllib.parse
 
 import jwt
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dataset as dataset_mod  # noqa: E402
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -278,10 +284,12 @@ class AssertionError_(Exception):
 
 
 class State:
-    def __init__(self, clients, fixtures, token_lifetime):
+    def __init__(self, clients, fixtures, token_lifetime, datasets=None, latency_ms=0):
         self.clients = clients
         self.fixtures = fixtures
         self.token_lifetime = token_lifetime
+        self.datasets = datasets or {}   # version -> dataset.Dataset
+        self.latency_ms = latency_ms
         self.lock = threading.Lock()
         self.tokens = {}      # token -> {"client_id", "expires", "revoked"}
         self.jtis = set()     # (iss, jti)
@@ -518,6 +526,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             rest = self.path[len("/api/FHIR/"):]
             version, _, rel = rest.partition("/")
             return self.fhir(method, version, rel)
+        if raw_path.startswith("/dataset/"):
+            rest = self.path[len("/dataset/"):]
+            version, _, rel = rest.partition("/")
+            return self.fhir(method, version, rel, dataset=True)
         self.send_json(404, {"error": "not_found", "error_description": "no such endpoint"})
 
     # -- control --------------------------------------------------------------------------
@@ -546,6 +558,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with st.lock:
                 st.token_lifetime = seconds
             return self.send_json(200, {"ok": True, "token_lifetime": seconds})
+        if method == "POST" and name == "latency":
+            try:
+                ms = int(params["ms"])
+                if ms < 0:
+                    raise ValueError
+            except (KeyError, ValueError):
+                return self.send_json(400, {"error": "ms must be a non-negative integer"})
+            with st.lock:
+                st.latency_ms = ms
+            return self.send_json(200, {"ok": True, "latency_ms": ms})
+        if method == "POST" and name == "expire-pages":
+            n = sum(ds.expire_pages() for ds in st.datasets.values())
+            return self.send_json(200, {"ok": True, "expired": n})
         if method == "GET" and name == "secrets":
             # For the test suite's leak check only: every token issued and every
             # assertion received, so it can grep logs and outputs for them.
@@ -626,8 +651,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- FHIR -----------------------------------------------------------------------------
 
-    def fhir(self, method, version, rel):
+    def fhir(self, method, version, rel, dataset=False):
         st = self.server.state
+        if st.latency_ms > 0:
+            time.sleep(st.latency_ms / 1000.0)
         rel_noquery = rel.split("?")[0]
         if rel_noquery == ".well-known/smart-configuration":
             kind = "discovery"
@@ -636,6 +663,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             kind = "fhir"
         entry = {"method": method, "kind": kind, "fhir_version": version, "path": rel}
+        if dataset:
+            entry["base"] = "dataset"
         for h, f in (("Epic-Client-ID", "epic_client_id"), ("Accept", "accept")):
             if self.headers.get(h) is not None:
                 entry[f] = self.headers.get(h)
@@ -645,6 +674,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             st.add_log(entry)
             self.send(status, *args, **kw)
 
+        if dataset and version not in st.datasets:
+            return done(404, json.dumps(outcome("not-found", "sandbox: no dataset for FHIR "
+                                                "version %s" % version)), content_type=FHIR_JSON)
         if version not in FHIR_VERSIONS:
             return done(404, json.dumps(outcome("not-found", "sandbox: unknown FHIR version %s"
                                                 % version)), content_type=FHIR_JSON)
@@ -674,6 +706,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if client_id is None:
             return done(401, b"", {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
         entry["client_id"] = client_id
+
+        if dataset:
+            base_url = "https://%s/dataset/%s/" % (self.host(), version)
+            status, payload = st.datasets[version].handle(method, rel, base_url)
+            return done(status, payload, content_type=dataset_mod.FHIR_JSON_STD)
 
         resp = st.fixtures.lookup(method, version, rel)
         if resp is None:
@@ -756,7 +793,13 @@ def main():
     ap.add_argument("--fixtures", action="append", default=[])
     ap.add_argument("--recording", action="append", default=[])
     ap.add_argument("--token-lifetime", type=int, default=300)
+    ap.add_argument("--dataset", action="append", default=[], metavar="VERSION=DIR",
+                    help="serve the resources in DIR under /dataset/VERSION/ (STU3 or R4)")
+    ap.add_argument("--latency-ms", type=int, default=0,
+                    help="sleep this long before answering every FHIR request")
     args = ap.parse_args()
+    if args.latency_ms < 0:
+        ap.error("--latency-ms must be >= 0")
 
     state_dir = os.path.abspath(args.state_dir)
     if not os.path.isdir(state_dir):
@@ -776,13 +819,24 @@ def main():
         n = fixtures.load_file(f)
         warn("loaded %d fixture(s) from %s" % (n, f))
     clients = Clients(args.clients)
+    datasets = {}
+    for spec in args.dataset:
+        version, sep, d = spec.partition("=")
+        if not sep or version not in ("STU3", "R4") or not d:
+            ap.error("--dataset takes VERSION=DIR with VERSION STU3 or R4, got %r" % spec)
+        if version in datasets:
+            ap.error("--dataset %s given twice" % version)
+        t0 = time.time()
+        datasets[version] = dataset_mod.Dataset(version, d)
+        warn("dataset %s from %s: %s (%.1f s)" % (version, d, datasets[version].summary(),
+                                                  time.time() - t0))
 
     crt, key = ensure_tls_material(state_dir)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(crt, key)
 
-    state = State(clients, fixtures, args.token_lifetime)
+    state = State(clients, fixtures, args.token_lifetime, datasets, args.latency_ms)
     server = Server(("127.0.0.1", 0), Handler, ctx, state)
     port = server.server_address[1]
 

@@ -2,6 +2,9 @@
 # Start the epic_fdw HTTPS sandbox in the background and print its port.
 # Usage: start.sh STATE_DIR [extra sandbox.py args...]
 # Expects STATE_DIR/clients.json (written by the test runner). Logs to STATE_DIR/sandbox.log.
+# Extra args are passed to sandbox.py, e.g. --dataset STU3=DIR --latency-ms 20.
+# Start-up waits up to EPIC_SANDBOX_START_TIMEOUT seconds (default 60: big datasets load
+# for a few seconds).
 set -eu
 if [ $# -lt 1 ]; then
     echo "usage: $0 STATE_DIR [extra sandbox.py args...]" >&2
@@ -21,8 +24,10 @@ rm -f "$STATE_DIR/port"
     "$@" >>"$STATE_DIR/sandbox.log" 2>&1 </dev/null &
 child=$!
 
+TIMEOUT=${EPIC_SANDBOX_START_TIMEOUT:-60}
+case $TIMEOUT in ''|*[!0-9]*) TIMEOUT=60 ;; esac
 i=0
-while [ $i -lt 100 ]; do
+while [ $i -lt $((TIMEOUT * 10)) ]; do
     if [ -s "$STATE_DIR/port" ]; then
         cat "$STATE_DIR/port"
         exit 0
@@ -35,6 +40,6 @@ while [ $i -lt 100 ]; do
     sleep 0.1
     i=$((i + 1))
 done
-echo "start.sh: sandbox did not write $STATE_DIR/port within 10 s; see $STATE_DIR/sandbox.log" >&2
+echo "start.sh: sandbox did not write $STATE_DIR/port within $TIMEOUT s; see $STATE_DIR/sandbox.log" >&2
 kill "$child" 2>/dev/null || true
 exit 1
