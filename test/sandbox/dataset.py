@@ -646,18 +646,18 @@ class Dataset:
                 for a in split_escaped(value, ","):
                     cand.update(idx.get(parse_reference(unescape(a))[1], ()))
                 candidates = cand if candidates is None else candidates & cand
-            preds.append((base, pred))
+            preds.append((base, pred, ptype == "id"))
         if candidates is None:
             candidates = range(len(s.ids))
         else:
             candidates = sorted(candidates)
-        vals = s.vals
+        vals, ids = s.vals, s.ids
         empty = ()
         out = array.array("l")
         for i in candidates:
             v = vals[i]
-            for base, pred in preds:
-                if not pred(v.get(base, empty)):
+            for base, pred, is_id in preds:
+                if not pred(((None, ids[i]),) if is_id else v.get(base, empty)):
                     break
             else:
                 out.append(i)
