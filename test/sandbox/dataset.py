@@ -27,6 +27,7 @@ import secrets
 import sys
 import threading
 import unicodedata
+import urllib.parse
 
 FHIR_JSON_STD = "application/fhir+json; charset=utf-8"
 DEFAULT_COUNT = 100
@@ -733,7 +734,7 @@ class Dataset:
         """rel: path relative to the dataset base, with query string (raw, undecoded).
 
         Returns (status, body bytes)."""
-        import urllib.parse
+
         try:
             if method != "GET":
                 raise SearchError(405, "not-supported", "sandbox dataset: only GET is supported")

@@ -314,6 +314,11 @@ DATE_EXPECT = [
     ("2020-03-16", "dE"),
     ("2020-03-15T10:00:00Z", "dD dJ dK"),
     ("2020-03-15T05:00:00-05:00", "dD dJ dK"),
+    ("2020-03-15T12:00:00+02:00", "dD dJ dK"),
+    ("2020-03-16T04:30:00Z", "dE"),
+    ("sa2020-03-14T23:59:59Z", "dC dD dE dJ dK"),
+    ("gt2020-03-15T10:00:00.500Z", "dA dB dC dD dE dF dG dJ"),
+    ("2020-03-15T10:00:00.5Z", "dK"),
     ("gt2020-03-15", "dA dB dE dF dG"),
     ("lt2020-03-15", "dA dB dF dG dH"),
     ("ge2020-03-15", "dA dB dC dD dE dF dG dJ dK"),
@@ -328,6 +333,14 @@ DATE_EXPECT = [
     ("2020-02,2020-03-15", "dC dD dJ dK"),
     ("lt2019-12-31", "dH"),
     ("ge2021", "dG"),
+    # boundaries: target ranges ending/starting exactly at the search range's edge
+    ("ge2020-03-31", "dA dG"),
+    ("gt2020-03-31", "dA dG"),
+    ("le2020-03-01", "dA dH"),
+    ("lt2020-03-01", "dA dH"),
+    ("sa2020-02", "dB dC dD dE dF dG dJ dK"),
+    ("eb2020-04", "dB dC dD dE dF dH dJ dK"),
+    ("ne2020-03-15T10:00:00Z", "dA dB dC dE dF dG dH"),
 ]
 
 
