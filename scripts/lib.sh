@@ -65,15 +65,31 @@ epic_setup_state() {
 EOF
 }
 
-# epic_start_sandbox: starts the HTTPS sandbox for $STATE; sets SANDBOX_PORT.
+# epic_make_dataset: a small synthetic dataset (STU3 and R4) for searches with
+# real FHIR semantics, served by the sandbox under /dataset/VERSION/.
+epic_make_dataset() {
+	$PY "$REPO/test/dataset/generate.py" --version STU3 --patients 200 \
+		--statements-per-patient 3 --seed 1 --out "$STATE/dataset/stu3" >/dev/null
+	$PY "$REPO/test/dataset/generate.py" --version R4 --patients 200 \
+		--statements-per-patient 3 --seed 1 --out "$STATE/dataset/r4" >/dev/null
+}
+
+# epic_start_sandbox: starts the HTTPS sandbox for $STATE (recorded fixtures,
+# and the dataset when $STATE/dataset exists); sets SANDBOX_PORT.
 epic_start_sandbox() {
+	local extra=()
 	mkdir -p "$STATE/sandbox"
 	chmod 755 "$STATE/sandbox"
 	cp "$STATE/clients.json" "$STATE/sandbox/clients.json"
-	SANDBOX_PORT=$("$REPO/test/sandbox/start.sh" "$STATE/sandbox" "$@")
+	if [ -d "$STATE/dataset" ]; then
+		extra=(--dataset "STU3=$STATE/dataset/stu3" --dataset "R4=$STATE/dataset/r4")
+	fi
+	SANDBOX_PORT=$("$REPO/test/sandbox/start.sh" "$STATE/sandbox" "${extra[@]}" "$@")
 	export EPIC_SANDBOX_DIR="$STATE/sandbox"
 	export EPIC_FHIR_URL_STU3="https://localhost:$SANDBOX_PORT/api/FHIR/STU3/"
 	export EPIC_FHIR_URL_R4="https://localhost:$SANDBOX_PORT/api/FHIR/R4/"
+	export EPIC_DATASET_URL_STU3="https://localhost:$SANDBOX_PORT/dataset/STU3/"
+	export EPIC_DATASET_URL_R4="https://localhost:$SANDBOX_PORT/dataset/R4/"
 	export EPIC_TOKEN_URL="https://localhost:$SANDBOX_PORT/oauth2/token"
 	export EPIC_CA_FILE="$STATE/sandbox/ca.crt"
 	export EPIC_RSA_KEY="$STATE/keys/rs384.pem"

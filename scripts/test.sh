@@ -78,6 +78,7 @@ done
 # --- sandbox, cluster, pg_regress ------------------------------------------
 STATE=$(mktemp -d /tmp/epic_fdw_test.XXXXXX)
 epic_setup_state "$STATE"
+epic_make_dataset || { fail "generate the test dataset"; exit 1; }
 epic_start_sandbox || { fail "start sandbox"; exit 1; }
 EPIC_PG_OPTS="-c log_min_messages=debug5 -c log_min_error_statement=error" epic_start_cluster ||
 	{ fail "start PostgreSQL"; exit 1; }

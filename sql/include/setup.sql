@@ -6,6 +6,8 @@ CREATE EXTENSION IF NOT EXISTS epic_fdw;
 RESET client_min_messages;
 \getenv fhir_url EPIC_FHIR_URL_STU3
 \getenv fhir_url_r4 EPIC_FHIR_URL_R4
+\getenv dataset_url EPIC_DATASET_URL_STU3
+\getenv dataset_url_r4 EPIC_DATASET_URL_R4
 \getenv token_url EPIC_TOKEN_URL
 \getenv ca_file EPIC_CA_FILE
 \getenv rsa_key EPIC_RSA_KEY

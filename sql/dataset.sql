@@ -1,0 +1,70 @@
+--
+-- dataset: how few requests queries make, against a server with real FHIR
+-- search semantics (the request log shows exactly what was asked)
+--
+\i sql/include/setup.sql
+\i sql/include/dataset.sql
+
+-- an IN list of 5 patient ids is one request
+\! $EPIC_CTL reset
+SELECT count(*) FROM patients
+ WHERE id IN ('erXuFYUfucBZaryVksYEcMg3', 'eq081-VQEgP8drUUqCWzHfw3', 'eAB3mDIBBcyUKviyzrxsnAw3',
+              'egqBHVfQlt4Bw3XGXoxVxHg3', 'eIXesllypH3M9tAA5WdJftQ3');
+\! $EPIC_CTL log
+
+-- 20 patients joined to their statements: one patient search, then at most
+-- one statement search per distinct patient
+CREATE TEMP TABLE twenty AS
+  SELECT id FROM patients WHERE state = 'TX' ORDER BY id LIMIT 20;
+SELECT count(*) FROM twenty;
+\! $EPIC_CTL reset
+SELECT count(DISTINCT p.id) AS patients, count(m.id) AS statements
+  FROM patients p LEFT JOIN medication_statements m ON m.patient_id = p.id
+ WHERE p.id = ANY (ARRAY(SELECT id FROM twenty));
+\! $EPIC_CTL count fhir Patient
+\! $EPIC_CTL count fhir MedicationStatement
+
+-- repeated join keys do not repeat requests: 3 outer rows, 1 request
+CREATE TEMP TABLE calls (patient_id text);
+INSERT INTO calls VALUES ('eq081-VQEgP8drUUqCWzHfw3'), ('eq081-VQEgP8drUUqCWzHfw3'),
+                         ('eq081-VQEgP8drUUqCWzHfw3');
+ANALYZE calls;
+\! $EPIC_CTL reset
+SELECT count(*) FROM calls c JOIN medication_statements m ON m.patient_id = c.patient_id;
+\! $EPIC_CTL log
+
+-- LIMIT 5 over a 10-page search fetches one page of 5
+ALTER SERVER dataset OPTIONS (ADD page_size '10');
+SELECT count(*) FROM patients WHERE gender = 'female';
+\! $EPIC_CTL reset
+SELECT count(*) FROM (SELECT id FROM patients WHERE gender = 'female' LIMIT 5) s;
+\! $EPIC_CTL log
+-- a cursor closed early stops fetching
+\! $EPIC_CTL reset
+BEGIN;
+DECLARE c CURSOR FOR SELECT id FROM patients WHERE gender = 'female' AND birthdate < '2000-01-01';
+FETCH 12 FROM c;
+CLOSE c;
+COMMIT;
+\! $EPIC_CTL log
+ALTER SERVER dataset OPTIONS (DROP page_size);
+
+-- or_lists = false: one request per value; a resource matching two values
+-- is returned once
+ALTER SERVER dataset OPTIONS (ADD or_lists 'false');
+\! $EPIC_CTL reset
+SELECT id, phones FROM patients
+ WHERE '469-555-5555' = ANY(phones) AND phone IN ('469-555-5555', '469-888-8888')
+ ORDER BY id;
+SELECT count(*) FROM patients WHERE gender IN ('other', 'unknown');
+\! $EPIC_CTL log
+ALTER SERVER dataset OPTIONS (DROP or_lists);
+SELECT count(*) FROM patients WHERE gender IN ('other', 'unknown');
+
+-- EXPLAIN ANALYZE counts what a scan did
+SELECT * FROM pg_temp.explain_analyze($$SELECT count(*) FROM patients p
+  JOIN medication_statements m ON m.patient_id = p.id WHERE p.family = 'Lopez'$$);
+
+RESET search_path;
+DROP SCHEMA ds CASCADE;
+DROP SERVER dataset CASCADE;
