@@ -35,6 +35,7 @@
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
 #include "utils/builtins.h"
+#include "utils/formatting.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -681,6 +682,17 @@ fetch_page(EpicScanState *st, const char *url, const char *display)
 	if (resp.status != 200)
 		epic_raise_http_error(&resp, display, "FHIR search");
 	bytes = resp.body.len;
+	if (resp.content_type != NULL)
+	{
+		char	   *ct = asc_tolower(resp.content_type, strlen(resp.content_type));
+
+		if (strstr(ct, "json") == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("FHIR server returned %s instead of FHIR JSON", resp.content_type),
+					 errhint("Check the server option \"fhir_url\": it must be the FHIR base URL."),
+					 errcontext("FHIR request: GET %s", display)));
+	}
 	st->page = epic_page_parse(resp.body.data, resp.body.len, st->resource, display);
 	pfree(resp.body.data);
 	st->stats.pages++;
@@ -731,6 +743,30 @@ start_request(EpicScanState *st)
 	url = psprintf("%s%s", st->table->sopts.fhir_url, request);
 	fetch_page(st, url, request);
 	pfree(url);
+}
+
+/* What errcontext shows while a column value is converted. */
+typedef struct ConversionContext
+{
+	EpicScanState *st;
+	const void *resource;
+	EpicColumn *col;
+} ConversionContext;
+
+static void
+conversion_error_callback(void *arg)
+{
+	ConversionContext *cc = arg;
+	const void *idnode = epic_jansson_ops.member(cc->resource, "id");
+	char		buf[64];
+	size_t		len = 0;
+	const char *id = idnode ? epic_jansson_ops.scalar(idnode, buf, sizeof(buf), &len) : NULL;
+
+	if (cc->col == NULL)
+		return;
+	errcontext("column \"%s\" of foreign table \"%s\", FHIR resource %s/%.*s",
+			   cc->col->name, cc->st->table->relname, cc->st->resource,
+			   id ? (int) Min(len, 64) : 9, id ? id : "(no id)");
 }
 
 static TupleTableSlot *
@@ -823,14 +859,28 @@ epicIterateForeignScan(ForeignScanState *node)
 	MemoryContextReset(st->tuple_cxt);
 	old = MemoryContextSwitchTo(st->tuple_cxt);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	foreach(lc, st->retrieved)
 	{
-		int			attnum = lfirst_int(lc);
-		EpicColumn *col = &st->table->columns[attnum - 1];
+		ConversionContext cc;
+		ErrorContextCallback errcb;
 
-		slot->tts_values[attnum - 1] =
-			epic_convert_column(col, resource, st->compiled[attnum - 1], &st->env,
-								&slot->tts_isnull[attnum - 1]);
+		/* errors name the column and the resource (as oracle_fdw does) */
+		cc.st = st;
+		cc.resource = resource;
+		cc.col = NULL;
+		errcb.callback = conversion_error_callback;
+		errcb.arg = &cc;
+		errcb.previous = error_context_stack;
+		error_context_stack = &errcb;
+		foreach(lc, st->retrieved)
+		{
+			int			attnum = lfirst_int(lc);
+
+			cc.col = &st->table->columns[attnum - 1];
+			slot->tts_values[attnum - 1] =
+				epic_convert_column(cc.col, resource, st->compiled[attnum - 1], &st->env,
+									&slot->tts_isnull[attnum - 1]);
+		}
+		error_context_stack = errcb.previous;
 	}
 	MemoryContextSwitchTo(old);
 	ExecStoreVirtualTuple(slot);

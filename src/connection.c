@@ -16,19 +16,29 @@
  */
 #include "epic_fdw.h"
 
+#include <math.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "access/xact.h"
 #include "catalog/pg_user_mapping.h"
 #include "miscadmin.h"
+#include "common/pg_prng.h"
 #include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "auth.h"
+
+/* Retries: exponential backoff from EPIC_BACKOFF_BASE s, at most EPIC_BACKOFF_CAP s. */
+#define EPIC_BACKOFF_BASE 0.5
+#define EPIC_BACKOFF_CAP 8.0
+/* A Retry-After longer than this (seconds) ends the retries. */
+#define EPIC_MAX_RETRY_AFTER 60.0
 
 /* The assertion's lifetime: SMART allows at most 5 minutes. */
 #define ASSERTION_LIFETIME 240
@@ -49,6 +59,10 @@ struct EpicConnection
 };
 
 static HTAB *ConnectionHash = NULL;
+
+static bool retry_wait(bool ok, const EpicHttpResponse *resp, int attempt, int max_retries,
+					   double *wait);
+static void backoff_sleep(double secs);
 
 static void
 drop_token(EpicConnection *entry)
@@ -281,65 +295,78 @@ fetch_token(EpicConnection *conn, const EpicServerOptions *sopts,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"algorithm\": \"%s\"", uopts->algorithm)));
 
-	pem = read_private_key(uopts);
-	assertion = epic_jwt_build_assertion(alg, pem, uopts->key_id, uopts->jku,
-										 uopts->client_id, token_url,
-										 (long long) time(NULL), ASSERTION_LIFETIME,
-										 NULL, errbuf, sizeof(errbuf));
-	explicit_bzero(pem, strlen(pem));
-	pfree(pem);
-	if (assertion == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("could not sign the client assertion: %s", errbuf),
-				 errhint("Check the user mapping options \"private_key_file\"/\"private_key\" and \"algorithm\".")));
-
-	enc_assertion = epic_form_encode(assertion);
-	epic_secret_free(assertion);
-	if (enc_assertion == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-
-	initStringInfo(&form);
-	appendStringInfoString(&form,
-						   "grant_type=client_credentials"
-						   "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
-						   "&client_assertion=");
-	appendStringInfoString(&form, enc_assertion);
-	epic_secret_free(enc_assertion);
-	if (sopts->scope)
+	/* a fresh assertion (new jti) for every attempt: a jti is never reused */
+	for (int attempt = 0;; attempt++)
 	{
-		char	   *s = epic_form_encode(sopts->scope);
+		bool		ok;
+		double		wait;
 
-		appendStringInfo(&form, "&scope=%s", s ? s : "");
-		free(s);
-	}
+		pem = read_private_key(uopts);
+		assertion = epic_jwt_build_assertion(alg, pem, uopts->key_id, uopts->jku,
+											 uopts->client_id, token_url,
+											 (long long) time(NULL), ASSERTION_LIFETIME,
+											 NULL, errbuf, sizeof(errbuf));
+		explicit_bzero(pem, strlen(pem));
+		pfree(pem);
+		if (assertion == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("could not sign the client assertion: %s", errbuf),
+					 errhint("Check the user mapping options \"private_key_file\"/\"private_key\" and \"algorithm\".")));
 
-	memset(&req, 0, sizeof(req));
-	req.method = "POST";
-	req.url = token_url;
-	req.display = token_url;
-	req.form_body = form.data;
-	req.accept = "application/json";
-	req.sopts = sopts;
+		enc_assertion = epic_form_encode(assertion);
+		epic_secret_free(assertion);
+		if (enc_assertion == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
-	PG_TRY();
-	{
-		epic_http_perform(conn->http, &req, &resp);
-	}
-	PG_FINALLY();
-	{
-		explicit_bzero(form.data, form.len);
-	}
-	PG_END_TRY();
-	pfree(form.data);
+		initStringInfo(&form);
+		appendStringInfoString(&form,
+							   "grant_type=client_credentials"
+							   "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+							   "&client_assertion=");
+		appendStringInfoString(&form, enc_assertion);
+		epic_secret_free(enc_assertion);
+		if (sopts->scope)
+		{
+			char	   *sc = epic_form_encode(sopts->scope);
 
-	if (stats)
-	{
-		stats->requests++;
-		stats->token_requests++;
-		stats->bytes += resp.body.len;
-		stats->wait_time += resp.elapsed;
+			appendStringInfo(&form, "&scope=%s", sc ? sc : "");
+			free(sc);
+		}
+
+		memset(&req, 0, sizeof(req));
+		req.method = "POST";
+		req.url = token_url;
+		req.display = token_url;
+		req.form_body = form.data;
+		req.accept = "application/json";
+		req.sopts = sopts;
+
+		PG_TRY();
+		{
+			ok = epic_http_try(conn->http, &req, &resp);
+		}
+		PG_FINALLY();
+		{
+			explicit_bzero(form.data, form.len);
+		}
+		PG_END_TRY();
+		pfree(form.data);
+		resp.attempts = attempt + 1;
+
+		if (stats)
+		{
+			stats->requests++;
+			stats->token_requests++;
+			stats->bytes += resp.body.len;
+			stats->wait_time += resp.elapsed;
+		}
+		if (!retry_wait(ok, &resp, attempt, sopts->max_retries, &wait))
+			break;
+		backoff_sleep(wait);
 	}
+	if (resp.xfer_error != EPIC_XFER_OK)
+		epic_http_raise_transport_error(&req, &resp);
 
 	rc = epic_token_response_parse(resp.body.data, resp.body.len, &token, &expires_in,
 								   &oauth_error, &oauth_desc, errbuf, sizeof(errbuf));
@@ -378,9 +405,75 @@ fetch_token(EpicConnection *conn, const EpicServerOptions *sopts,
 }
 
 /*
+ * Should a failed attempt be retried?  Returns true with *wait (seconds) set
+ * for transport failures that are safe to retry (refused, reset, DNS) and
+ * for HTTP 429/500/502/503/504, while retries remain.  Timeouts are not
+ * retried, so a request never takes much longer than its timeout.
+ * Retry-After (seconds or an HTTP-date) is honoured; one longer than
+ * EPIC_MAX_RETRY_AFTER ends the retries at once.
+ */
+static bool
+retry_wait(bool ok, const EpicHttpResponse *resp, int attempt, int max_retries, double *wait)
+{
+	double		backoff;
+
+	*wait = 0;
+	if (attempt >= max_retries)
+		return false;
+	if (!ok)
+	{
+		if (resp->xfer_error != EPIC_XFER_CONNECT && resp->xfer_error != EPIC_XFER_RESET &&
+			resp->xfer_error != EPIC_XFER_DNS)
+			return false;
+	}
+	else if (resp->status != 429 && resp->status != 500 && resp->status != 502 &&
+			 resp->status != 503 && resp->status != 504)
+		return false;
+
+	/* exponential backoff with jitter: base * 2^attempt * [0.5, 1) */
+	backoff = Min(EPIC_BACKOFF_CAP, EPIC_BACKOFF_BASE * pow(2.0, attempt));
+	backoff *= 0.5 + 0.5 * pg_prng_double(&pg_global_prng_state);
+	*wait = backoff;
+	if (ok && resp->retry_after)
+	{
+		double		ra = epic_http_retry_after(resp->retry_after);
+
+		if (ra > EPIC_MAX_RETRY_AFTER)
+			return false;
+		if (ra >= 0)
+			*wait = ra;
+	}
+	return true;
+}
+
+/* Sleep for secs, waking for interrupts (query cancel, shutdown). */
+static void
+backoff_sleep(double secs)
+{
+	TimestampTz end = GetCurrentTimestamp() + (TimestampTz) (secs * USECS_PER_SEC);
+
+	for (;;)
+	{
+		long		ms;
+		TimestampTz now = GetCurrentTimestamp();
+
+		CHECK_FOR_INTERRUPTS();
+		if (now >= end)
+			break;
+		ms = (long) ((end - now) / 1000) + 1;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
  * Authenticated GET of a FHIR URL.  Gets a token first if there is no
- * usable one; on 401 gets one fresh token and retries once.  Returns the
- * response whatever its status; the caller decides what a status means.
+ * usable one; on 401 gets one fresh token and retries once; retries
+ * transient failures (see retry_wait) up to the server's max_retries.
+ * Returns the response whatever its status (the caller decides what a
+ * status means); a transport failure that is not retried, or is still
+ * failing after the retries, raises an ERROR.
  */
 void
 epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
@@ -389,11 +482,16 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 {
 	EpicHttpRequest req;
 	EpicUserOptions uopts;
+	bool		refreshed = false;
+	int			attempt = 0;
 
 	epic_get_user_options(um, &uopts);
 
-	for (int attempt = 0; attempt < 2; attempt++)
+	for (int tries = 1;; tries++)
 	{
+		bool		ok;
+		double		wait;
+
 		if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
 			fetch_token(conn, sopts, &uopts, stats);
 
@@ -405,17 +503,31 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 		req.accept = "application/fhir+json";
 		req.client_id = uopts.client_id;	/* Epic-Client-ID, as Epic recommends */
 		req.sopts = sopts;
-		epic_http_perform(conn->http, &req, resp);
+		ok = epic_http_try(conn->http, &req, resp);
+		resp->attempts = tries;
 		if (stats)
 		{
 			stats->requests++;
 			stats->bytes += resp->body.len;
 			stats->wait_time += resp->elapsed;
 		}
-		if (resp->status != 401 || attempt == 1)
+		if (ok && resp->status == 401 && !refreshed)
+		{
+			/* token expired or revoked: one fresh token, one retry */
+			refreshed = true;
+			drop_token(conn);
+			pfree(resp->body.data);
+			continue;
+		}
+		if (!retry_wait(ok, resp, attempt, sopts->max_retries, &wait))
+		{
+			if (!ok)
+				epic_http_raise_transport_error(&req, resp);
 			return;
-		/* token expired or revoked: one fresh token, one retry */
-		drop_token(conn);
-		pfree(resp->body.data);
+		}
+		attempt++;
+		if (ok)
+			pfree(resp->body.data);
+		backoff_sleep(wait);
 	}
 }

@@ -66,9 +66,18 @@ has_zone(const char *s, size_t len)
 	return false;
 }
 
+/* Is s (len) a FHIR partial date, "YYYY" or "YYYY-MM"? */
+static bool
+is_partial_date(const char *s, size_t len)
+{
+	return (len == 4 && all_digits(s, 4)) ||
+		(len == 7 && all_digits(s, 4) && s[4] == '-' && all_digits(s + 5, 2));
+}
+
 /*
  * Convert one item's text to the SQL type.  Returns false (NULL value) for
- * partial dates in date/timestamptz columns.
+ * partial dates in date/timestamptz columns; any other text that is not a
+ * FHIR date/dateTime is an error there.
  */
 static bool
 text_to_datum(const EpicColumn *col, Oid type, int32 typmod, const char *s, size_t len,
@@ -76,16 +85,20 @@ text_to_datum(const EpicColumn *col, Oid type, int32 typmod, const char *s, size
 {
 	char	   *text;
 
-	if (type == DATEOID)
+	if (type == DATEOID || type == TIMESTAMPTZOID)
 	{
-		if (!is_full_date(s, len))
+		if (is_partial_date(s, len))
 			return false;
-		text = pnstrdup(s, 10);
+		if (!is_full_date(s, len) || (type == DATEOID && len != 10 && s[10] != 'T'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+					 errmsg("invalid FHIR date \"%.*s\"", (int) Min(len, 40), s),
+					 errhint("FHIR dates are YYYY, YYYY-MM, YYYY-MM-DD or a dateTime.")));
 	}
+	if (type == DATEOID)
+		text = pnstrdup(s, 10);
 	else if (type == TIMESTAMPTZOID)
 	{
-		if (!is_full_date(s, len))
-			return false;
 		if (len == 10)
 			text = psprintf("%.*s 00:00:00+00", 10, s);
 		else if (!has_zone(s, len))
@@ -98,6 +111,71 @@ text_to_datum(const EpicColumn *col, Oid type, int32 typmod, const char *s, size
 	*out = input_value(type, typmod, text);
 	pfree(text);
 	return true;
+}
+
+/* The JSON kind of an item (derived strings count as strings). */
+static EpicJsonKind
+item_kind(const EpicFpItem *item)
+{
+	switch (item->kind)
+	{
+		case EPIC_FP_NODE:
+			return epic_jansson_ops.kind(item->node);
+		case EPIC_FP_STRING:
+			return EPIC_JSON_STRING;
+		case EPIC_FP_NUMBER:
+			return EPIC_JSON_NUMBER;
+		case EPIC_FP_BOOL:
+			return item->boolval ? EPIC_JSON_TRUE : EPIC_JSON_FALSE;
+	}
+	return EPIC_JSON_NULL;
+}
+
+static const char *
+kind_name(EpicJsonKind k)
+{
+	static const char *const names[] = {"null", "object", "array", "string", "number",
+	"boolean", "boolean"};
+
+	return names[k];
+}
+
+/*
+ * Is the item of a JSON type the column can take?  Dates and dateTimes are
+ * JSON strings; booleans are JSON booleans; built-in text columns read FHIR
+ * strings and codes (JSON strings).  Columns with a path option are lenient
+ * for text (a number or boolean becomes its text, an object its JSON).
+ * Raises an error naming both types otherwise.
+ */
+static void
+check_item(const EpicColumn *col, Oid type, const EpicFpItem *item)
+{
+	EpicJsonKind k = item_kind(item);
+	bool		ok;
+
+	/* a built-in column's FHIR element has the built-in type's nature */
+	if (col->builtin != NULL && col->builtin->sql_type != TEXTARRAYOID)
+		type = col->builtin->sql_type;
+	if (type == DATEOID || type == TIMESTAMPTZOID)
+		ok = (k == EPIC_JSON_STRING);
+	else if (type == BOOLOID)
+		ok = (k == EPIC_JSON_TRUE || k == EPIC_JSON_FALSE ||
+			  (col->builtin == NULL && k == EPIC_JSON_STRING));
+	else if (type == JSONBOID || type == JSONOID)
+		ok = true;
+	else if (col->builtin != NULL)
+		ok = (k == EPIC_JSON_STRING);
+	else
+		ok = (k != EPIC_JSON_NULL && (k != EPIC_JSON_OBJECT && k != EPIC_JSON_ARRAY ? true :
+									  type == TEXTOID || type == VARCHAROID));
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("FHIR value is a JSON %s, but column \"%s\" (%s) needs a %s",
+						kind_name(k), col->name, format_type_be(type),
+						(type == BOOLOID) ? "JSON boolean" :
+						(type == DATEOID || type == TIMESTAMPTZOID) ? "FHIR date string" :
+						"JSON string")));
 }
 
 /* Text of an item: scalars as themselves, objects/arrays as JSON. */
@@ -193,6 +271,7 @@ items_to_datum(EpicColumn *col, EpicFpResult *res, bool *isnull)
 	{
 		case EPIC_COMBINE_FIRST:
 		case EPIC_COMBINE_RESOURCE:
+			check_item(col, type, &res->items[0]);
 			if (type == JSONBOID && res->items[0].kind == EPIC_FP_NODE)
 			{
 				*isnull = false;
@@ -229,6 +308,7 @@ items_to_datum(EpicColumn *col, EpicFpResult *res, bool *isnull)
 				initStringInfo(&j);
 				for (int i = 0; i < res->count; i++)
 				{
+					check_item(col, type, &res->items[i]);
 					s = item_text(&res->items[i], &len, buf);
 					if (s == NULL)
 						continue;
@@ -263,6 +343,7 @@ items_to_datum(EpicColumn *col, EpicFpResult *res, bool *isnull)
 				nulls = palloc(sizeof(bool) * res->count);
 				for (int i = 0; i < res->count; i++)
 				{
+					check_item(col, elemtype, &res->items[i]);
 					s = item_text(&res->items[i], &len, buf);
 					nulls[i] = (s == NULL) ||
 						!text_to_datum(col, elemtype, -1, s, len, &elems[i]);

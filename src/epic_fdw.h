@@ -37,6 +37,8 @@ typedef enum EpicFhirVersion
 #define EPIC_DEFAULT_PAGE_SIZE		100
 #define EPIC_DEFAULT_CONNECT_TIMEOUT 10
 #define EPIC_DEFAULT_TIMEOUT		60
+#define EPIC_DEFAULT_MAX_RETRIES	3
+#define EPIC_DEFAULT_MAX_RESPONSE_SIZE (100 * 1024 * 1024)
 
 typedef struct EpicServerOptions
 {
@@ -50,6 +52,8 @@ typedef struct EpicServerOptions
 	char	   *ca_file;		/* NULL: system trust store only */
 	char	   *mrn_system;		/* NULL: MRN found by identifier type */
 	bool		or_lists;		/* send IN lists as comma OR lists */
+	int			max_retries;	/* retries of a failed request */
+	int			max_response_size;	/* bytes */
 } EpicServerOptions;
 
 typedef struct EpicUserOptions
@@ -245,7 +249,22 @@ typedef struct EpicHttpResponse
 	char	   *www_authenticate;	/* palloc'd, or NULL */
 	char	   *retry_after;	/* palloc'd, or NULL */
 	double		elapsed;		/* seconds */
+	int			xfer_error;		/* EpicTransportError, 0 = none */
+	int			curl_code;
+	char		xfer_detail[256];
+	int			attempts;		/* requests made for this response */
 } EpicHttpResponse;
+
+typedef enum EpicTransportError
+{
+	EPIC_XFER_OK = 0,
+	EPIC_XFER_TIMEOUT,
+	EPIC_XFER_DNS,
+	EPIC_XFER_CONNECT,
+	EPIC_XFER_TLS,
+	EPIC_XFER_RESET,
+	EPIC_XFER_OTHER
+} EpicTransportError;
 
 typedef struct EpicHttpRequest
 {
@@ -261,8 +280,13 @@ typedef struct EpicHttpRequest
 
 extern EpicHttpClient *epic_http_client_create(void);
 extern void epic_http_client_destroy(EpicHttpClient *client);
+extern bool epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req,
+						  EpicHttpResponse *resp);
 extern void epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req,
 							  EpicHttpResponse *resp);
+extern void epic_http_raise_transport_error(const EpicHttpRequest *req,
+											const EpicHttpResponse *resp);
+extern double epic_http_retry_after(const char *value);
 extern int	epic_http_status_errcode(long status);
 extern bool epic_url_same_origin(const char *a, const char *b);
 extern bool epic_url_is_https(const char *url);

@@ -79,6 +79,7 @@ epic_http_client_destroy(EpicHttpClient *client)
 typedef struct Transfer
 {
 	EpicHttpResponse *resp;
+	size_t		limit;			/* max_response_size */
 	bool		too_large;
 	char	   *content_type;
 	char	   *www_authenticate;
@@ -91,7 +92,7 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	Transfer   *t = userdata;
 	size_t		n = size * nmemb;
 
-	if ((size_t) t->resp->body.len + n >= MaxAllocSize - 1)
+	if ((size_t) t->resp->body.len + n > t->limit)
 	{
 		t->too_large = true;
 		return 0;				/* aborts the transfer */
@@ -190,14 +191,16 @@ epic_http_status_errcode(long status)
 	} while (0)
 
 /*
- * Perform one request.  resp is filled (body palloc'd in the current memory
- * context) for any HTTP status; transport failures (DNS, connect, TLS,
- * timeout, reset) raise an ERROR whose context shows req->display, never
- * the URL's credentials or the token.
+ * Perform one request.  Returns true with resp filled (body palloc'd in the
+ * current memory context) for any HTTP status.  A transport failure (DNS,
+ * connect, TLS, timeout, reset) returns false with resp->xfer_error and
+ * resp->xfer_detail set, for the caller to retry or to raise with
+ * epic_http_raise_transport_error().  A query cancel and a response larger
+ * than max_response_size raise an ERROR here.  Errors show req->display,
+ * never the token.
  */
-void
-epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req,
-				  EpicHttpResponse *resp)
+bool
+epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResponse *resp)
 {
 	CURL	   *curl = client->curl;
 	CURLcode	rc;
@@ -211,6 +214,7 @@ epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req,
 	initStringInfo(&resp->body);
 	memset(&t, 0, sizeof(t));
 	t.resp = resp;
+	t.limit = Min((size_t) req->sopts->max_response_size, (size_t) MaxAllocSize - 2);
 	errbuf[0] = '\0';
 
 	if (!epic_url_is_https(req->url))
@@ -306,50 +310,44 @@ epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req,
 	if (rc == CURLE_WRITE_ERROR && t.too_large)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("FHIR response is too large"),
-				 errdetail("A response may be at most %zu bytes.", (size_t) MaxAllocSize - 2),
-				 errhint("Lower the server option \"page_size\"."),
+				 errmsg("FHIR response exceeds max_response_size (%zu bytes)", t.limit),
+				 errhint("Raise the server option \"max_response_size\", or lower \"page_size\"."),
 				 errcontext("FHIR request: %s %s", req->method, req->display)));
 	if (rc != CURLE_OK)
 	{
-		int			code;
-		const char *what;
-
 		switch (rc)
 		{
 			case CURLE_OPERATION_TIMEDOUT:
-				code = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
-				what = "timed out";
+				resp->xfer_error = EPIC_XFER_TIMEOUT;
 				break;
 			case CURLE_COULDNT_RESOLVE_HOST:
+				resp->xfer_error = EPIC_XFER_DNS;
+				break;
 			case CURLE_COULDNT_CONNECT:
-				code = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
-				what = "could not connect";
+				resp->xfer_error = EPIC_XFER_CONNECT;
 				break;
 			case CURLE_PEER_FAILED_VERIFICATION:
 			case CURLE_SSL_CONNECT_ERROR:
 			case CURLE_SSL_CERTPROBLEM:
 			case CURLE_SSL_CACERT_BADFILE:
-				code = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
-				what = "TLS failure";
+				resp->xfer_error = EPIC_XFER_TLS;
+				break;
+			case CURLE_GOT_NOTHING:
+			case CURLE_RECV_ERROR:
+			case CURLE_SEND_ERROR:
+			case CURLE_PARTIAL_FILE:
+				resp->xfer_error = EPIC_XFER_RESET;
 				break;
 			default:
-				code = ERRCODE_CONNECTION_FAILURE;
-				what = "transfer failed";
+				resp->xfer_error = EPIC_XFER_OTHER;
 		}
-		ereport(ERROR,
-				(errcode(code),
-				 errmsg("FHIR request failed: %s", what),
-				 errdetail("%s", errbuf[0] ? errbuf : curl_easy_strerror(rc)),
-				 rc == CURLE_OPERATION_TIMEDOUT ?
-				 errhint("The server options \"connect_timeout\" (%d s) and \"timeout\" (%d s) bound each request.",
-						 req->sopts->connect_timeout, req->sopts->timeout) :
-				 rc == CURLE_PEER_FAILED_VERIFICATION ?
-				 errhint("If the server's certificate comes from a private CA, name that CA's certificate in the server option \"ca_file\".") : 0,
-				 errcontext("FHIR request: %s %s", req->method, req->display)));
+		resp->curl_code = (int) rc;
+		strlcpy(resp->xfer_detail, errbuf[0] ? errbuf : curl_easy_strerror(rc),
+				sizeof(resp->xfer_detail));
+		return false;
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
-	return;
+	return true;
 
 setopt_failed:
 	curl_slist_free_all(headers);
@@ -361,6 +359,79 @@ setopt_failed:
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_ERROR),
 			 errmsg("could not configure libcurl: %s", curl_easy_strerror(rc))));
+}
+
+/* Raise the ERROR for a transport failure reported by epic_http_try(). */
+void
+epic_http_raise_transport_error(const EpicHttpRequest *req, const EpicHttpResponse *resp)
+{
+	const char *what;
+	int			code = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
+
+	switch (resp->xfer_error)
+	{
+		case EPIC_XFER_TIMEOUT:
+			what = "timed out";
+			break;
+		case EPIC_XFER_DNS:
+			what = "could not resolve the host name";
+			break;
+		case EPIC_XFER_CONNECT:
+			what = "could not connect";
+			break;
+		case EPIC_XFER_TLS:
+			what = "TLS failure";
+			break;
+		case EPIC_XFER_RESET:
+			what = "the connection was closed or reset";
+			code = ERRCODE_CONNECTION_FAILURE;
+			break;
+		default:
+			what = "transfer failed";
+			code = ERRCODE_CONNECTION_FAILURE;
+	}
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("FHIR request failed: %s", what),
+			 resp->attempts > 1 ?
+			 errdetail("%s (after %d attempts)", resp->xfer_detail, resp->attempts) :
+			 errdetail("%s", resp->xfer_detail),
+			 resp->xfer_error == EPIC_XFER_TIMEOUT ?
+			 errhint("The server options \"connect_timeout\" (%d s) and \"timeout\" (%d s) bound each request.",
+					 req->sopts->connect_timeout, req->sopts->timeout) :
+			 resp->curl_code == CURLE_PEER_FAILED_VERIFICATION ?
+			 errhint("If the server's certificate comes from a private CA, name that CA's certificate in the server option \"ca_file\".") : 0,
+			 errcontext("FHIR request: %s %s", req->method, req->display)));
+}
+
+/* Perform one request; transport failures raise an ERROR (no retry). */
+void
+epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResponse *resp)
+{
+	if (!epic_http_try(client, req, resp))
+		epic_http_raise_transport_error(req, resp);
+}
+
+/*
+ * Seconds a Retry-After header asks for (delta-seconds or an HTTP-date), or
+ * -1 if absent or unreadable.
+ */
+double
+epic_http_retry_after(const char *value)
+{
+	char	   *end;
+	long		secs;
+	time_t		when;
+
+	if (value == NULL || value[0] == '\0')
+		return -1;
+	secs = strtol(value, &end, 10);
+	if (end != value && *end == '\0')
+		return secs < 0 ? -1 : (double) secs;
+	when = curl_getdate(value, NULL);
+	if (when == (time_t) -1)
+		return -1;
+	return Max(0, (double) (when - time(NULL)));
 }
 
 /*

@@ -64,6 +64,8 @@ static const EpicOption epic_options[] = {
 	{"ca_file", ForeignServerRelationId, OPT_TEXT, true, 0, 0},
 	{"mrn_system", ForeignServerRelationId, OPT_TEXT, false, 0, 0},
 	{"or_lists", ForeignServerRelationId, OPT_BOOL, false, 0, 0},
+	{"max_retries", ForeignServerRelationId, OPT_INT, false, 0, 10},
+	{"max_response_size", ForeignServerRelationId, OPT_INT, false, 1024, 1073741823},
 	/* USER MAPPING */
 	{"client_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
 	{"private_key", UserMappingRelationId, OPT_PEM, false, 0, 0},
@@ -463,6 +465,8 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 	opts->connect_timeout = EPIC_DEFAULT_CONNECT_TIMEOUT;
 	opts->timeout = EPIC_DEFAULT_TIMEOUT;
 	opts->or_lists = true;
+	opts->max_retries = EPIC_DEFAULT_MAX_RETRIES;
+	opts->max_response_size = EPIC_DEFAULT_MAX_RESPONSE_SIZE;
 
 	foreach(lc, server->options)
 	{
@@ -493,6 +497,10 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 			opts->mrn_system = v;
 		else if (strcmp(def->defname, "or_lists") == 0)
 			(void) parse_bool(v, &opts->or_lists);
+		else if (strcmp(def->defname, "max_retries") == 0)
+			opts->max_retries = parse_int_option(lookup("max_retries", ForeignServerRelationId), v);
+		else if (strcmp(def->defname, "max_response_size") == 0)
+			opts->max_response_size = parse_int_option(lookup("max_response_size", ForeignServerRelationId), v);
 	}
 	if (opts->fhir_url == NULL)
 		ereport(ERROR,

@@ -13,7 +13,14 @@ It imitates the parts of Epic's FHIR API that epic_fdw talks to:
                                 with real FHIR search semantics (see dataset.py); same
                                 token checking, discovery and metadata as /api/FHIR/
   /_sandbox/...                 control endpoints for tests (reset, revoke, log,
-                                token-lifetime, latency, expire-pages)
+                                token-lifetime, latency, expire-pages, fault, faults,
+                                faults-clear, revoke-after)
+
+Fault injection (POST /_sandbox/fault with a JSON object; see parse_fault() below for the
+full contract): a queued fault makes upcoming matching requests (match "fhir", "token" or a
+path prefix relative to the FHIR base) misbehave on the wire: an HTTP status of choice,
+a closed connection, a TCP RST in the middle of the body, a hang, a byte-by-byte drip, or
+a replacement body (malformed, wrong-shaped, invalid UTF-8, deeply nested, HTML, huge).
 
 Usage:
   /usr/bin/python3 sandbox.py --state-dir DIR --clients CLIENTS.json \
@@ -32,6 +39,7 @@ python3-cryptography are used.
 """
 
 import argparse
+import base64
 import copy
 import datetime
 import email.utils
@@ -40,12 +48,16 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import secrets
+import select
 import signal
 import socket
 import ssl
+import struct
 import sys
 import threading
+import termios
 import time
 import urllib.parse
 
@@ -296,12 +308,87 @@ class State:
         self.assertions = []  # every client assertion received (for the secrets check)
         self.log = []
         self.seq = 0
+        self.faults = []           # queued faults (dicts from parse_fault + counters)
+        self.fault_seq = 0
+        self.release = threading.Event()   # set (and replaced) by faults-clear
+        self.holding = 0           # connections currently hanging or dripping
+        self.revoke_after = None   # successful FHIR requests left before revoking
 
     def add_log(self, entry):
+        """Append a copy of entry to the log; returns the stored dict (update it only
+        under self.lock)."""
         with self.lock:
             self.seq += 1
             entry = dict(entry, seq=self.seq)
             self.log.append(entry)
+            return entry
+
+    def update_log(self, stored, **fields):
+        with self.lock:
+            stored.update(fields)
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def add_fault(self, fault):
+        with self.lock:
+            self.fault_seq += 1
+            fault = dict(fault, id=self.fault_seq, seen=0, applied=0)
+            self.faults.append(fault)
+            return dict(fault)
+
+    def pick_fault(self, target, rel):
+        """The fault to apply to this request, or None.
+
+        target is "token" or the FHIR request kind (fhir, metadata, discovery); rel is the
+        path relative to the FHIR base (None for the token endpoint). Every queued fault
+        that matches counts the request (its `seen`); the first queued fault whose window
+        (matching requests skip+1 .. skip+times since it was queued) contains the request
+        is applied. Exhausted faults leave the queue."""
+        with self.lock:
+            chosen = None
+            for f in self.faults:
+                if not fault_matches(f["match"], target, rel):
+                    continue
+                f["seen"] += 1
+                if f["seen"] <= f["skip"]:
+                    continue
+                if f["times"] != -1 and f["seen"] > f["skip"] + f["times"]:
+                    continue
+                if chosen is None:
+                    chosen = f
+                    f["applied"] += 1
+            self.faults = [f for f in self.faults
+                           if f["times"] == -1 or f["seen"] < f["skip"] + f["times"]]
+            return dict(chosen) if chosen is not None else None
+
+    def clear_faults(self):
+        with self.lock:
+            n = len(self.faults)
+            self.faults = []
+            self.revoke_after = None
+            ev, self.release = self.release, threading.Event()
+            released = self.holding
+        ev.set()
+        return n, released
+
+    def revoke_due(self):
+        """Called before the token check of every FHIR request: revokes all tokens when
+        revoke-after's budget of successful requests is used up."""
+        with self.lock:
+            if self.revoke_after is None or self.revoke_after > 0:
+                return 0
+            self.revoke_after = None
+            n = 0
+            for t in self.tokens.values():
+                if not t["revoked"]:
+                    t["revoked"] = True
+                    n += 1
+            return n
+
+    def count_success(self):
+        with self.lock:
+            if self.revoke_after is not None and self.revoke_after > 0:
+                self.revoke_after -= 1
 
     def issue_token(self, client_id):
         token = secrets.token_urlsafe(32)
