@@ -109,9 +109,10 @@ cp "$STATE/secrets.txt" "$STATE/secrets-all.txt"
 grep -v -- '-----' "$STATE/keys/es384.pem" >>"$STATE/secrets-all.txt"
 nsecrets=$(grep -c . "$STATE/secrets-all.txt")
 leaks=$(grep -F -l -f "$STATE/secrets.txt" "$PGROOT/server.log" 2>/dev/null;
-	grep -F -l -f "$STATE/secrets-all.txt" "$REPO"/results/*.out "$STATE/sandbox/sandbox.log" 2>/dev/null)
+	grep -F -l -f "$STATE/secrets-all.txt" "$REPO"/results/*.out "$STATE/sandbox/sandbox.log" \
+		"$STATE/activity.txt" 2>/dev/null)
 if [ "$nsecrets" -gt 10 ] && [ -z "$leaks" ]; then
-	pass "no secret ($nsecrets tokens, assertions and key lines) in the DEBUG5 server log, test outputs or sandbox log"
+	pass "no secret ($nsecrets tokens, assertions and key lines) in the DEBUG5 server log, test outputs, pg_stat_activity or sandbox log"
 else
 	fail "secrets found in: ${leaks:-(no secrets collected)}"
 fi

@@ -98,7 +98,11 @@ inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 		if (hashvalue == 0 ||
 			(cacheid == FOREIGNSERVEROID && entry->server_hashvalue == hashvalue) ||
 			(cacheid == USERMAPPINGOID && entry->mapping_hashvalue == hashvalue))
+		{
+			/* the token goes at once (the mapping may never be used again) */
 			entry->invalidated = true;
+			drop_token(entry);
+		}
 	}
 }
 

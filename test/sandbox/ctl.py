@@ -17,6 +17,17 @@ Usage: EPIC_SANDBOX_DIR=DIR /usr/bin/python3 ctl.py CMD [ARGS]
                         (for the test suite's check that none of them leaked)
   count KIND [RESOURCE] number of log entries of KIND (token, fhir, discovery, metadata),
                         optionally only those whose path is RESOURCE followed by ? or /
+  fault JSON            queue a fault for upcoming requests, e.g.
+                        '{"match": "Patient?", "kind": "status", "status": 503,
+                          "headers": {"Retry-After": "1"}}'
+                        (fields: see parse_fault in sandbox.py); prints nothing
+  faults                the queued faults (with counters) as JSON
+  faults-clear          drop every queued fault and pending revoke-after, and release
+                        connections that are hanging or dripping
+  revoke-after N        revoke the current tokens once N more FHIR requests succeeded
+
+In the log, requests answered by a fault get " fault=<kind>" appended (their status is
+the status sent, 0 when none was); `reset` clears the log but not the queued faults.
 
 The port is read from DIR/port and TLS is verified against DIR/ca.crt for
 https://localhost:PORT. Output is deterministic so that it can be diffed in pg_regress
@@ -36,7 +47,7 @@ def die(msg, code=2):
     sys.exit(code)
 
 
-def request(method, path):
+def request(method, path, body=None):
     state_dir = os.environ.get("EPIC_SANDBOX_DIR")
     if not state_dir:
         die("EPIC_SANDBOX_DIR is not set")
@@ -51,7 +62,10 @@ def request(method, path):
         die("cannot load %s/ca.crt: %s" % (state_dir, e))
     conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
     try:
-        conn.request(method, path, body=b"" if method == "POST" else None)
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if body is None and method == "POST":
+            body = b""
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         body = resp.read()
     except (OSError, http.client.HTTPException) as e:
@@ -98,7 +112,20 @@ def main(argv):
         request("POST", "/_sandbox/expire-pages")
     elif cmd == "log" and not args:
         for e in request("GET", "/_sandbox/log"):
-            print("%s %s %s %s" % (e["kind"], e["method"], log_path(e), e["status"]))
+            print("%s %s %s %s%s" % (e["kind"], e["method"], log_path(e), e["status"],
+                                     " fault=%s" % e["fault"] if e.get("fault") else ""))
+    elif cmd == "fault" and len(args) == 1:
+        try:
+            json.loads(args[0])
+        except ValueError as e:
+            die("fault: not JSON: %s" % e, 1)
+        request("POST", "/_sandbox/fault", args[0].encode("utf-8"))
+    elif cmd == "faults" and not args:
+        print(json.dumps(request("GET", "/_sandbox/faults"), indent=1))
+    elif cmd == "faults-clear" and not args:
+        request("POST", "/_sandbox/faults-clear")
+    elif cmd == "revoke-after" and len(args) == 1 and args[0].isdigit():
+        request("POST", "/_sandbox/revoke-after?n=%d" % int(args[0]))
     elif cmd == "secrets" and not args:
         got = request("GET", "/_sandbox/secrets")
         for s in got["tokens"] + got["assertions"]:

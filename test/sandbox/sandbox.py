@@ -43,6 +43,7 @@ import base64
 import copy
 import datetime
 import email.utils
+import fcntl
 import glob
 import http.server
 import ipaddress
@@ -341,9 +342,11 @@ class State:
 
         target is "token" or the FHIR request kind (fhir, metadata, discovery); rel is the
         path relative to the FHIR base (None for the token endpoint). Every queued fault
-        that matches counts the request (its `seen`); the first queued fault whose window
-        (matching requests skip+1 .. skip+times since it was queued) contains the request
-        is applied. Exhausted faults leave the queue."""
+        that matches counts the request (`seen`): the first `skip` matching requests since
+        it was queued pass it by, whoever answers them. Of the matching faults past their
+        skip, the earliest queued one answers the request (`applied`); a fault leaves the
+        queue once it has answered `times` requests. So faults queued one after another
+        for the same match apply one after another."""
         with self.lock:
             chosen = None
             for f in self.faults:
@@ -352,13 +355,11 @@ class State:
                 f["seen"] += 1
                 if f["seen"] <= f["skip"]:
                     continue
-                if f["times"] != -1 and f["seen"] > f["skip"] + f["times"]:
-                    continue
                 if chosen is None:
                     chosen = f
                     f["applied"] += 1
             self.faults = [f for f in self.faults
-                           if f["times"] == -1 or f["seen"] < f["skip"] + f["times"]]
+                           if f["times"] == -1 or f["applied"] < f["times"]]
             return dict(chosen) if chosen is not None else None
 
     def clear_faults(self):
@@ -666,6 +667,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, out)
         if method == "GET" and name == "health":
             return self.send_json(200, {"ok": True})
+        if method == "POST" and name == "fault":
+            try:
+                doc = json.loads(self.read_body_cached.decode("utf-8"))
+                fault = st.add_fault(parse_fault(doc))
+            except (ValueError, UnicodeDecodeError) as e:
+                return self.send_json(400, {"error": "bad fault: %s" % e})
+            warn("fault queued: %s" % json.dumps(
+                {k: v for k, v in fault.items() if k not in ("raw", "raw_b64")}))
+            return self.send_json(200, {"ok": True, "fault": fault})
+        if method == "GET" and name == "faults":
+            with st.lock:
+                out = {"faults": copy.deepcopy(st.faults), "revoke_after": st.revoke_after,
+                       "holding": st.holding}
+            return self.send_json(200, out)
+        if method == "POST" and name == "faults-clear":
+            n, released = st.clear_faults()
+            return self.send_json(200, {"ok": True, "cleared": n, "released": released})
+        if method == "POST" and name == "revoke-after":
+            try:
+                n = int(params["n"])
+                if n < 0:
+                    raise ValueError
+            except (KeyError, ValueError):
+                return self.send_json(400, {"error": "n must be a non-negative integer"})
+            with st.lock:
+                st.revoke_after = n
+            return self.send_json(200, {"ok": True, "revoke_after": n})
         return self.send_json(404, {"error": "unknown control endpoint %s %s" % (method, name)})
 
     # -- OAuth token endpoint -------------------------------------------------------------
@@ -673,17 +701,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def token(self, method):
         st = self.server.state
         entry = {"method": method, "kind": "token", "fhir_version": None, "path": "oauth2/token"}
+        fault = st.pick_fault("token", None)
+        if fault is not None and not fault_needs_real(fault):
+            return self.apply_fault(fault, entry, None, "https://%s/" % self.host())
+        real = self.token_response(method, entry)
+        if fault is not None:
+            return self.apply_fault(fault, entry, real, "https://%s/" % self.host())
+        st.add_log(dict(entry, status=real[0]))
+        self.send(*real)
+
+    def token_response(self, method, entry):
+        """The token endpoint's answer: (status, body, headers, content_type); fills entry."""
+        st = self.server.state
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
         def reply(status, obj):
-            entry["status"] = status
             if "error" in obj:
                 entry["error"] = obj["error"]
                 entry["error_description"] = obj.get("error_description")
                 warn("token request from client %s rejected: %s: %s"
                      % (entry.get("client_id"), obj["error"], obj.get("error_description")))
-            st.add_log(entry)
-            self.send_json(status, obj, headers)
+            return status, json.dumps(obj).encode("utf-8"), headers, "application/json"
 
         if method != "POST":
             return reply(405, {"error": "invalid_request",
@@ -755,11 +793,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for h, f in (("Epic-Client-ID", "epic_client_id"), ("Accept", "accept")):
             if self.headers.get(h) is not None:
                 entry[f] = self.headers.get(h)
+        base_url = "https://%s/%s/%s/" % (self.host(), "dataset" if dataset else "api/FHIR",
+                                          version)
+        fault = st.pick_fault(kind, rel)
+        if fault is not None and not fault_needs_real(fault):
+            return self.apply_fault(fault, entry, None, base_url)
+        real = self.fhir_response(method, version, rel, dataset, kind, entry)
+        if fault is not None:
+            return self.apply_fault(fault, entry, real, base_url)
+        st.add_log(dict(entry, status=real[0]))
+        self.send(*real)
 
-        def done(status, *args, **kw):
-            entry["status"] = status
-            st.add_log(entry)
-            self.send(status, *args, **kw)
+    def fhir_response(self, method, version, rel, dataset, kind, entry):
+        """The FHIR answer: (status, body, headers, content_type); fills entry."""
+        st = self.server.state
+
+        def done(status, body=b"", headers=None, content_type=None):
+            return status, body, headers, content_type
 
         if dataset and version not in st.datasets:
             return done(404, json.dumps(outcome("not-found", "sandbox: no dataset for FHIR "
@@ -785,6 +835,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             doc = capability_statement(version, self.host())
             return done(200, json.dumps(doc), content_type=FHIR_JSON)
 
+        revoked = st.revoke_due()
+        if revoked:
+            entry["revoked_before"] = revoked
+            warn("revoke-after: revoked %d token(s)" % revoked)
         auth = self.headers.get("Authorization") or ""
         scheme, _, token = auth.partition(" ")
         client_id = None
@@ -797,6 +851,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if dataset:
             base_url = "https://%s/dataset/%s/" % (self.host(), version)
             status, payload = st.datasets[version].handle(method, rel, base_url)
+            if 200 <= status < 300:
+                st.count_success()
             return done(status, payload, content_type=dataset_mod.FHIR_JSON_STD)
 
         resp = st.fixtures.lookup(method, version, rel)
@@ -815,7 +871,190 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             payload = json.dumps(rewrite(body, new_prefix), ensure_ascii=False).encode("utf-8")
             ctype = FHIR_JSON
-        return done(int(resp.get("status", 200)), payload, headers, content_type=ctype)
+        status = int(resp.get("status", 200))
+        if 200 <= status < 300:
+            st.count_success()
+        return done(status, payload, headers, content_type=ctype)
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def apply_fault(self, f, entry, real, base_url):
+        """Answer (or not) according to fault f. real is the normal answer
+        (status, body, headers, content_type) when fault_needs_real(f), else None."""
+        st = self.server.state
+        kind = f["kind"]
+        entry = dict(entry, fault=kind, fault_id=f["id"])
+        if f.get("variant"):
+            entry["fault_variant"] = f["variant"]
+        where = "%s %s" % (self.command, self.path.split("?")[0])
+        warn("%s -> fault %s%s" % (where, kind, ":" + f["variant"] if f.get("variant") else ""))
+        if real is not None:
+            status, payload, rheaders, rctype = real
+            if isinstance(payload, str):
+                payload = payload.encode("utf-8")
+
+        if kind == "status":
+            body = f.get("body")
+            ctype = f.get("content_type")
+            if body is None:
+                payload = b""
+            elif isinstance(body, str):
+                payload = body.encode("utf-8")
+                ctype = ctype or "text/plain; charset=utf-8"
+            else:
+                payload = json.dumps(body).encode("utf-8")
+                ctype = ctype or ("application/json" if entry["kind"] == "token" else FAULT_JSON)
+            st.add_log(dict(entry, status=f["status"]))
+            return self.send(f["status"], payload, fault_headers(f["headers"]), ctype)
+
+        if kind == "close":
+            st.add_log(dict(entry, status=0))
+            return self.drop_connection(rst=False)
+
+        if kind == "reset_mid_body":
+            st.add_log(dict(entry, status=status))
+            self.close_connection = True
+            self.wfile.write(head_bytes(status, len(payload), rheaders, rctype)
+                             + payload[:len(payload) // 2])
+            return self.drop_connection(rst=True)
+
+        if kind == "hang":
+            stored = st.add_log(dict(entry, status=0))
+            end = self.hold(lambda ev: self.wait_hanging(ev, f["seconds"]))
+            st.update_log(stored, fault_end=end)
+            return self.drop_connection(rst=False)
+
+        if kind == "drip":
+            stored = st.add_log(dict(entry, status=status))
+            head = head_bytes(status, len(payload), rheaders, rctype, self.close_connection)
+            if f["headers_too"]:
+                data = head + payload
+            else:
+                self.wfile.write(head)
+                data = payload
+            end = self.hold(lambda ev: self.drip(ev, data, f["interval_ms"] / 1000.0))
+            st.update_log(stored, fault_end=end)
+            if end != "complete":
+                return self.drop_connection(rst=False)
+            return None
+
+        # kind == "body"
+        variant = f.get("variant")
+        ctype = f.get("content_type") or ("text/html" if variant == "html" else FAULT_JSON)
+        headers = fault_headers(f["headers"])
+        st.add_log(dict(entry, status=f["status"]))
+        if variant == "huge":
+            prefix, unit, reps, suffix = huge_layout(payload, f.get("size", DEFAULT_HUGE))
+            length = len(prefix) + reps * (len(unit) + 1) - 1 + len(suffix)
+            self.wfile.write(head_bytes(f["status"], length, headers, ctype,
+                                        self.close_connection) + prefix + unit)
+            per_block = max(1, (1 << 20) // (len(unit) + 1))
+            block = (b"," + unit) * per_block
+            left = reps - 1
+            while left >= per_block:
+                self.wfile.write(block)
+                left -= per_block
+            self.wfile.write((b"," + unit) * left + suffix)
+            return None
+        if variant == "deep":
+            body = deep_body(base_url, f.get("depth", DEFAULT_DEPTH))
+        elif variant is not None:
+            body = body_variant(variant, payload if real is not None else None, base_url)
+        elif "raw_b64" in f:
+            body = base64.b64decode(f["raw_b64"])
+        else:
+            body = f["raw"].encode("utf-8")
+        return self.send(f["status"], body, headers, ctype)
+
+    def hold(self, fn):
+        """Run fn(release_event) while counting this connection as held."""
+        st = self.server.state
+        with st.lock:
+            st.holding += 1
+            ev = st.release
+        try:
+            return fn(ev)
+        finally:
+            with st.lock:
+                st.holding -= 1
+
+    def wait_hanging(self, ev, seconds):
+        """Keep the connection open without answering; returns why it ended: "released"
+        (faults-clear), "client_gone" or "timeout". Whatever the client sends is read
+        from the raw socket and discarded."""
+        deadline = time.monotonic() + min(seconds, MAX_HOLD_SECONDS)
+        raw = socket.socket(fileno=os.dup(self.connection.fileno()))
+        try:
+            while True:
+                if ev.is_set():
+                    return "released"
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "timeout"
+                r, _, _ = select.select([raw], [], [], min(0.1, left))
+                if r:
+                    try:
+                        if not raw.recv(65536, socket.MSG_DONTWAIT):
+                            return "client_gone"
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        return "client_gone"
+        finally:
+            raw.close()
+
+    def drip(self, ev, data, interval):
+        """Send data one byte per interval; returns "complete", "released", "client_gone"
+        or "timeout"."""
+        deadline = time.monotonic() + MAX_HOLD_SECONDS
+        for i in range(len(data)):
+            if i and ev.wait(interval):
+                return "released"
+            if time.monotonic() > deadline:
+                return "timeout"
+            try:
+                self.wfile.write(data[i:i + 1])
+            except (OSError, ValueError):
+                return "client_gone"
+        return "complete"
+
+    def drop_connection(self, rst):
+        """End the connection without (the rest of) a response: a TLS close_notify and a
+        FIN (curl: "Empty reply from server"), or with rst a bare TCP RST (SO_LINGER
+        {1, 0}) once what was written has left the send queue (curl: "Connection reset by
+        peer")."""
+        self.close_connection = True
+        sock = self.connection
+        try:
+            if not rst:
+                sock.settimeout(0)   # send our close_notify; never wait for the peer's
+                try:
+                    sock.unwrap()
+                except (ssl.SSLError, OSError, ValueError):
+                    pass
+            else:
+                deadline = time.monotonic() + 2
+                buf = struct.pack("i", 0)
+                while time.monotonic() < deadline:
+                    try:
+                        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                                buf))[0]
+                    except OSError:
+                        break
+                    if queued == 0:
+                        break
+                    time.sleep(0.005)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        try:
+            self.rfile.close()   # drop the makefile() reference so close() really closes
+        except OSError:
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
 
 
 def outcome(code, diagnostics, severity="error"):
@@ -848,6 +1087,285 @@ def capability_statement(version, host):
                                    "Observation")],
         }],
     }
+
+
+# --------------------------------------------------------------------------------------
+# Fault injection
+# --------------------------------------------------------------------------------------
+
+FAULT_KINDS = ("status", "close", "reset_mid_body", "hang", "drip", "body")
+BODY_VARIANTS = ("truncated", "not_bundle", "batch_bundle", "wrong_type_entry",
+                 "wrong_value_type", "invalid_utf8", "deep", "html", "huge")
+# variants built from the response the sandbox would have sent without the fault
+REAL_VARIANTS = ("truncated", "batch_bundle", "wrong_type_entry", "wrong_value_type",
+                 "invalid_utf8", "huge")
+FAULT_JSON = "application/fhir+json; charset=utf-8"
+MAX_HOLD_SECONDS = 600
+DEFAULT_HUGE = 50 * 1024 * 1024
+DEFAULT_DEPTH = 100000
+
+FAULT_PATIENT = {"resourceType": "Patient", "id": "eFaultInjectedPatient0003", "active": True,
+                 "name": [{"use": "official", "text": "Injected Fault",
+                           "family": "Fault", "given": ["Injected"]}],
+                 "gender": "female", "birthDate": "1987-09-12"}
+FAULT_OBSERVATION = {"resourceType": "Observation", "id": "eFaultInjectedObservation3",
+                     "status": "final", "code": {"text": "Injected observation"},
+                     "subject": {"reference": "Patient/eFaultInjectedPatient0003"},
+                     "valueQuantity": {"value": 42, "unit": "kg"}}
+FAULT_HTML = (b"<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head>\n"
+              b"<body><h1>Service Unavailable</h1><p>The server is temporarily unable to "
+              b"service your request. Please try again later.</p></body></html>\n")
+
+
+def parse_fault(doc):
+    """Validate a fault request; returns the normalised fault or raises ValueError.
+
+    Common fields: match ("fhir" | "token" | path prefix relative to the FHIR base, matched
+    against the raw and the URL-decoded path), skip (>= 0, default 0), times (>= 1 or -1 =
+    until faults-clear, default 1), kind, plus per kind:
+      status          status (100-599, required), headers, body, content_type
+      close           -
+      reset_mid_body  -
+      hang            seconds (default and cap 600)
+      drip            interval_ms (default 1000), headers_too (default false: the head is
+                      sent at once, only the body is dripped)
+      body            exactly one of raw, raw_b64, variant; size (huge), depth (deep),
+                      status (default 200), headers, content_type
+    Unknown fields are rejected (typos in a fault matrix would otherwise go unnoticed).
+    A header value "date+N" / "date-N" becomes the HTTP-date N seconds from the moment the
+    response is sent."""
+    if not isinstance(doc, dict):
+        raise ValueError("the fault must be a JSON object")
+
+    def integer(name, default, lo, hi=None, extra=()):
+        v = doc.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, int) or \
+                (v not in extra and (v < lo or (hi is not None and v > hi))):
+            raise ValueError("%s must be an integer %s%s" % (
+                name, ">= %d" % lo if hi is None else "in %d..%d" % (lo, hi),
+                "".join(" or %d" % e for e in extra)))
+        return v
+
+    kind = doc.get("kind")
+    if kind not in FAULT_KINDS:
+        raise ValueError("kind must be one of %s" % ", ".join(FAULT_KINDS))
+    match = doc.get("match")
+    if not isinstance(match, str) or not match:
+        raise ValueError('match must be "fhir", "token" or a path prefix such as "Patient?"')
+    f = {"kind": kind, "match": match.lstrip("/"), "skip": integer("skip", 0, 0),
+         "times": integer("times", 1, 1, extra=(-1,))}
+    allowed = {"kind", "match", "skip", "times"}
+    if kind in ("status", "body"):
+        allowed |= {"status", "headers", "content_type"}
+        f["status"] = integer("status", 200 if kind == "body" else None, 100, 599)
+        headers = doc.get("headers", {})
+        if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise ValueError("headers must be an object of strings")
+        for k, v in headers.items():
+            if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", k) or "\r" in v or "\n" in v:
+                raise ValueError("bad header %r" % k)
+        f["headers"] = headers
+        ct = doc.get("content_type")
+        if ct is not None and not isinstance(ct, str):
+            raise ValueError("content_type must be a string")
+        f["content_type"] = ct
+    if kind == "status":
+        allowed.add("body")
+        if "body" in doc:
+            f["body"] = doc["body"]
+    elif kind == "hang":
+        allowed.add("seconds")
+        f["seconds"] = integer("seconds", MAX_HOLD_SECONDS, 1, MAX_HOLD_SECONDS)
+    elif kind == "drip":
+        allowed |= {"interval_ms", "headers_too"}
+        f["interval_ms"] = integer("interval_ms", 1000, 1, 600000)
+        f["headers_too"] = doc.get("headers_too", False)
+        if not isinstance(f["headers_too"], bool):
+            raise ValueError("headers_too must be a boolean")
+    elif kind == "body":
+        allowed |= {"raw", "raw_b64", "variant", "size", "depth"}
+        given = [k for k in ("raw", "raw_b64", "variant") if k in doc]
+        if len(given) != 1:
+            raise ValueError("a body fault takes exactly one of raw, raw_b64, variant")
+        if "raw" in doc:
+            if not isinstance(doc["raw"], str):
+                raise ValueError("raw must be a string")
+            f["raw"] = doc["raw"]
+        elif "raw_b64" in doc:
+            try:
+                base64.b64decode(doc["raw_b64"], validate=True)
+            except (TypeError, ValueError):
+                raise ValueError("raw_b64 must be valid base64")
+            f["raw_b64"] = doc["raw_b64"]
+        else:
+            if doc["variant"] not in BODY_VARIANTS:
+                raise ValueError("variant must be one of %s" % ", ".join(BODY_VARIANTS))
+            f["variant"] = doc["variant"]
+        if "size" in doc:
+            f["size"] = integer("size", None, 1)
+        if "depth" in doc:
+            f["depth"] = integer("depth", None, 1, 10000000)
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise ValueError("unknown field(s) for a %s fault: %s" % (kind, ", ".join(unknown)))
+    return f
+
+
+def fault_matches(match, target, rel):
+    if match == "token":
+        return target == "token"
+    if match == "fhir":
+        return target == "fhir"
+    if target == "token" or rel is None:
+        return False
+    return rel.startswith(match) or urllib.parse.unquote(rel).startswith(match)
+
+
+def fault_needs_real(f):
+    return f["kind"] in ("reset_mid_body", "drip") or \
+        (f["kind"] == "body" and f.get("variant") in REAL_VARIANTS)
+
+
+def fault_headers(headers):
+    """Expand "date+N" header values into HTTP-dates."""
+    out = {}
+    for k, v in (headers or {}).items():
+        m = re.match(r"^date([+-]\d+)$", v.strip())
+        if m:
+            v = email.utils.formatdate(time.time() + int(m.group(1)), usegmt=True)
+        out[k] = v
+    return out
+
+
+def _parse_json(payload):
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+
+
+def _dumps(doc):
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8")
+
+
+def _real_entries(payload):
+    """Entries of the real response: a Bundle's entries, a single resource wrapped as a
+    match entry, or (if neither) the synthetic fault Patient."""
+    doc = _parse_json(payload)
+    if isinstance(doc, dict) and doc.get("resourceType") == "Bundle" \
+            and isinstance(doc.get("entry"), list) and doc["entry"]:
+        return doc["entry"]
+    if isinstance(doc, dict) and isinstance(doc.get("resourceType"), str) \
+            and doc["resourceType"] not in ("Bundle", "OperationOutcome"):
+        return [{"resource": doc, "search": {"mode": "match"}}]
+    return [{"resource": copy.deepcopy(FAULT_PATIENT), "search": {"mode": "match"}}]
+
+
+def _wrong_value_types(res):
+    if not isinstance(res, dict):
+        return
+    rt = res.get("resourceType")
+    if rt == "Patient":
+        res["birthDate"] = 19870912
+        res["gender"] = 42
+    elif rt == "MedicationStatement":
+        res["status"] = 7
+        if isinstance(res.get("effectivePeriod"), dict):
+            res["effectivePeriod"]["start"] = True
+        if "effectiveDateTime" in res or not isinstance(res.get("effectivePeriod"), dict):
+            res["effectiveDateTime"] = True
+
+
+def body_variant(variant, real, base_url):
+    """The replacement body (bytes) of a non-streamed body variant; real is the real
+    response's payload (bytes) or None."""
+    if variant == "truncated":
+        return real[:len(real) // 2]
+    if variant == "not_bundle":
+        return _dumps(FAULT_PATIENT)
+    if variant == "html":
+        return FAULT_HTML
+    if variant == "batch_bundle":
+        doc = _parse_json(real)
+        if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+            doc["type"] = "batch"
+        else:
+            doc = {"resourceType": "Bundle", "type": "batch", "entry": _real_entries(real)}
+        return _dumps(doc)
+    if variant == "wrong_type_entry":
+        doc = _parse_json(real)
+        if not (isinstance(doc, dict) and doc.get("resourceType") == "Bundle"):
+            doc = {"resourceType": "Bundle", "type": "searchset", "entry": _real_entries(real)}
+        doc["type"] = "searchset"
+        doc["entry"] = [{"fullUrl": base_url + "Observation/" + FAULT_OBSERVATION["id"],
+                         "resource": FAULT_OBSERVATION, "search": {"mode": "match"}}] + \
+            list(doc.get("entry") or [])
+        return _dumps(doc)
+    if variant == "wrong_value_type":
+        doc = _parse_json(real)
+        if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+            for e in doc.get("entry") or []:
+                if isinstance(e, dict):
+                    _wrong_value_types(e.get("resource"))
+        elif isinstance(doc, dict):
+            _wrong_value_types(doc)
+        else:
+            doc = copy.deepcopy(FAULT_PATIENT)
+            _wrong_value_types(doc)
+        return _dumps(doc)
+    if variant == "invalid_utf8":
+        body = real if real else _dumps(FAULT_PATIENT)
+        m = re.search(rb'":\s*"', body)
+        pos = m.end() if m else 0
+        return body[:pos] + b"\xff\xfe" + body[pos:]
+    raise ValueError(variant)
+
+
+def deep_body(base_url, depth):
+    """A valid searchset whose first entry's resource has extensions nested depth deep."""
+    rid = "eFaultDeepNesting0000003"
+    head = _dumps({"resourceType": "Bundle", "type": "searchset", "total": 1})[:-1]
+    inner = (b'{"resourceType":"Patient","id":"' + rid.encode() + b'","extension":['
+             + b'{"extension":[' * (depth - 1) + b'{"url":"http://example.org/deep",'
+             b'"valueString":"bottom"}' + b"]}" * (depth - 1) + b"]}")
+    return (head + b', "entry": [{"fullUrl": ' + json.dumps(base_url + "Patient/" + rid).encode()
+            + b', "resource": ' + inner + b', "search": {"mode": "match"}}]}')
+
+
+def huge_layout(real, size):
+    """(prefix, unit, reps, suffix): prefix + unit + (b"," + unit) * (reps - 1) + suffix is
+    a valid searchset of the real entries repeated, longer than size bytes."""
+    entries = _real_entries(real)
+    unit = b",".join(_dumps(e) for e in entries)
+    reps = 1
+    for _ in range(5):   # the prefix length depends on the total's digits
+        prefix = b'{"resourceType": "Bundle", "type": "searchset", "total": %d, "entry": [' \
+            % (reps * len(entries))
+        reps = max(1, (size - len(prefix) - 1) // (len(unit) + 1) + 1)
+    prefix = b'{"resourceType": "Bundle", "type": "searchset", "total": %d, "entry": [' \
+        % (reps * len(entries))
+    return prefix, unit, reps, b"]}"
+
+
+def head_bytes(status, length, headers=None, content_type=None, close=False):
+    reason = http.server.BaseHTTPRequestHandler.responses.get(status, ("",))[0]
+    lines = ["HTTP/1.1 %d %s" % (status, reason),
+             "Date: " + email.utils.formatdate(usegmt=True)]
+    have_ct = False
+    for k, v in (headers or {}).items():
+        if k.lower() in ("date", "content-length", "transfer-encoding", "connection"):
+            continue
+        if k.lower() == "content-type":
+            have_ct = True
+        lines.append("%s: %s" % (k, v))
+    if content_type and not have_ct:
+        lines.append("Content-Type: " + content_type)
+    if length is not None:
+        lines.append("Content-Length: %d" % length)
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 class Server(http.server.ThreadingHTTPServer):
