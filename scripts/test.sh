@@ -75,6 +75,19 @@ for t in "$REPO"/test/unit/run*.sh; do
 	fi
 done
 
+# --- the sandbox's own tests (search semantics, fault injection) -----------
+for t in selftest.py test_dataset.py test_faults.py; do
+	out=$($PY "$REPO/test/sandbox/$t" 2>&1)
+	rc=$?
+	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+	if [ $rc -eq 0 ] && [ -n "$line" ]; then
+		pass "sandbox: $t: $line"
+	else
+		echo "$out" | tail -n 20
+		fail "sandbox: $t"
+	fi
+done
+
 # --- sandbox, cluster, pg_regress ------------------------------------------
 STATE=$(mktemp -d /tmp/epic_fdw_test.XXXXXX)
 epic_setup_state "$STATE"

@@ -8,6 +8,7 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 trap 'epic_cleanup' EXIT
+# (epic_cleanup stops the sandbox through its pid file: run it before removing $STATE)
 
 epic_install_deps
 command -v valgrind >/dev/null || apt-get install -y -qq --no-install-recommends valgrind >/dev/null
@@ -64,4 +65,5 @@ if [ $regress_rc -ne 0 ] || ! grep -q 'tests passed' "$STATE/regress.out"; then
 fi
 echo "valgrind: no memcheck errors in epic_fdw code ($(ls "$STATE"/pg/vg | wc -l) process logs)"
 echo "1 passed, 0 failed"
+epic_cleanup
 rm -rf "$STATE"

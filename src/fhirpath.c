@@ -80,6 +80,7 @@ typedef struct FpParser
 } FpParser;
 
 #define FP_MAX_PARSE_DEPTH 100
+#define FP_MAX_CHAIN 150		/* steps in one a.b.c[0].d... chain */
 
 static FpNode *parse_or(FpParser *ps);
 
@@ -521,9 +522,17 @@ static FpNode *
 parse_postfix(FpParser *ps)
 {
 	FpNode	   *n = parse_primary(ps);
+	int			steps = 0;
 
 	while (n != NULL)
 	{
+		/* bound the chain: nodes are freed and evaluated recursively */
+		if (++steps > FP_MAX_CHAIN)
+		{
+			fp_fail(ps, ps->p, "expression has too many steps%s", NULL);
+			free_node(n);
+			return NULL;
+		}
 		skip_ws(ps);
 		if (*ps->p == '.')
 		{

@@ -213,6 +213,25 @@ main(void)
 		check(strcmp(eval(doc, deep), "<node>") == 0, "90 nested where() evaluate to the resource");
 	}
 
+	/* a very long member chain is refused by the parser (found by fuzzing:
+	 * it overflowed the stack when freed) */
+	{
+		static char chain[400001];
+		size_t		n = 0;
+
+		for (int i = 0; i < 100000 && n + 4 < sizeof(chain); i++)
+		{
+			memcpy(chain + n, "a.", 2);
+			n += 2;
+		}
+		chain[n++] = 'a';
+		chain[n] = '\0';
+		check(strcmp(eval(doc, chain), "<parse error: expression has too many steps at 302>") == 0,
+			  "100,000-step chain gives a parse error");
+		chain[299] = '\0';		/* 150 steps: fine */
+		check(strcmp(eval(doc, chain), "") == 0, "150-step chain evaluates");
+	}
+
 	/* plain paths are recognised (pushdown uses them) */
 	{
 		EpicFpExpr *e1 = epic_fp_parse("name.family", errbuf, sizeof(errbuf), NULL);
