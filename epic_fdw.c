@@ -211,7 +211,7 @@ ec_member_matches(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
 		return equal(expr, a->current);
 	while (expr && IsA(expr, RelabelType))
 		expr = ((RelabelType *) expr)->arg;
-	if (!IsA(expr, Var))
+	if (expr == NULL || !IsA(expr, Var))
 		return false;
 	var = (Var *) expr;
 	if (var->varno != (int) rel->relid || var->varattno <= 0 || var->varattno > a->table->ncolumns)
@@ -529,6 +529,7 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 	if (st->missing_required[0] == '\0')
 		st->missing_required = NULL;
 	st->count = intVal(list_nth(priv, EpicPrivCount));
+	st->stats.table = st->table->relname;
 	st->scan_cxt = CurrentMemoryContext;
 	st->seen.cxt = CurrentMemoryContext;
 
@@ -588,12 +589,27 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 		if (p->runtime_index < 0)
 			continue;
 		d = ExecEvalExpr(list_nth(st->runtime_states, p->runtime_index), econtext, &isnull);
-		values[p->runtime_index] = epic_encode_datum(p, d, st->runtime_types[p->runtime_index],
-													 isnull);
-		if (values[p->runtime_index] == NIL)
+		switch (epic_encode_datum(p, d, st->runtime_types[p->runtime_index], isnull,
+								  &values[p->runtime_index]))
 		{
-			MemoryContextSwitchTo(old);
-			return false;
+			case EPIC_ENC_OK:
+				break;
+			case EPIC_ENC_NO_MATCH:
+				/* = NULL, or IN (NULL, ...) with no other value: no row */
+				MemoryContextSwitchTo(old);
+				return false;
+			case EPIC_ENC_UNSENDABLE:
+				/* not sent; the local check still applies */
+				values[p->runtime_index] = NIL;
+				if (st->missing_required == NULL && st->table->builtin &&
+					st->table->builtin->required_param &&
+					strcmp(p->name, st->table->builtin->required_param) == 0 &&
+					!epic_search_has_param(st->fixed_search, p->name))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
+							 errmsg("a search of %s requires the search parameter \"%s\", "
+									"but this value cannot be sent", st->resource, p->name)));
+				break;
 		}
 	}
 	st->requests = epic_build_queries(st->resource, st->fixed_search, st->params, values,
@@ -1012,5 +1028,13 @@ _PG_init(void)
 							 "When off, searches carry only the parameters a resource requires "
 							 "(every condition is still checked locally), for comparisons.",
 							 &epic_pushdown, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("epic_fdw.audit_log",
+							 "Logs every FHIR request: user, foreign table, search parameter names, status, bytes, duration.",
+							 "Search values are redacted unless epic_fdw.audit_log_values is on. "
+							 "Only superusers can change it, so audited users cannot turn it off.",
+							 &epic_audit_log, false, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("epic_fdw.audit_log_values",
+							 "Includes search values (which may be PHI) in epic_fdw.audit_log lines.",
+							 NULL, &epic_audit_log_values, false, PGC_SUSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("epic_fdw");
 }

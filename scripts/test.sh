@@ -32,6 +32,7 @@ finish() {
 	fi
 	echo
 	echo "$passed passed, $failed failed"
+	[ "$failed" -eq 0 ] || exit 1
 }
 trap finish EXIT
 
@@ -76,7 +77,7 @@ for t in "$REPO"/test/unit/run*.sh; do
 done
 
 # --- the sandbox's own tests (search semantics, fault injection) -----------
-for t in selftest.py test_dataset.py test_faults.py; do
+for t in selftest.py test_dataset.py test_faults.py test_record.py; do
 	out=$($PY "$REPO/test/sandbox/$t" 2>&1)
 	rc=$?
 	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
@@ -118,7 +119,10 @@ $EPIC_CTL secrets >"$STATE/secrets.txt" 2>/dev/null || fail "read sandbox secret
 for k in rs384 wrong; do
 	grep -v -- '-----' "$STATE/keys/$k.pem" >>"$STATE/secrets.txt"
 done
+# the secret extra header a test sets on a user mapping (sql/golive.sql)
+echo 's3cr3t-header-value' >>"$STATE/secrets.txt"
 cp "$STATE/secrets.txt" "$STATE/secrets-all.txt"
+sed -i '/^s3cr3t-header-value$/d' "$STATE/secrets-all.txt"  # it is in that test's SQL text
 grep -v -- '-----' "$STATE/keys/es384.pem" >>"$STATE/secrets-all.txt"
 nsecrets=$(grep -c . "$STATE/secrets-all.txt")
 leaks=$(grep -F -l -f "$STATE/secrets.txt" "$PGROOT/server.log" 2>/dev/null;
@@ -129,4 +133,24 @@ if [ "$nsecrets" -gt 10 ] && [ -z "$leaks" ]; then
 else
 	fail "secrets found in: ${leaks:-(no secrets collected)}"
 fi
+# --- robustness tooling: a valgrind subset, brief fuzzing, static analysis ---
+# (each prints "N passed, N failed" last; longer runs: see the README)
+tool() {
+	local name=$1
+	shift
+	local out rc line
+	out=$("$@" 2>&1)
+	rc=$?
+	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+	if [ $rc -eq 0 ] && [ -n "$line" ]; then
+		pass "$name: $line"
+	else
+		echo "$out" | tail -n 40
+		fail "$name"
+	fi
+}
+tool "valgrind (auth scan paging errors)" bash "$REPO/scripts/valgrind.sh" auth scan paging errors
+tool "fuzz (15 s per target)" bash "$REPO/scripts/fuzz.sh" 15
+tool "cppcheck and clang-tidy" bash "$REPO/scripts/lint.sh"
+
 exit 0

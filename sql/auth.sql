@@ -13,8 +13,6 @@ SELECT id, family FROM patients WHERE id = 'erXuFYUfucBZaryVksYEcMg3';
 SELECT id, family FROM patients WHERE id = 'eq081-VQEgP8drUUqCWzHfw3';
 SELECT count(*) FROM medication_statements WHERE patient_id = 'erXuFYUfucBZaryVksYEcMg3';
 \! $EPIC_CTL log
--- FHIR requests carry Epic-Client-ID, as Epic recommends
-\! $EPIC_CTL log-json | grep -o '"epic_client_id": "[^"]*"' | sort | uniq -c
 
 -- the server revokes the token: the 401 makes one new token request and the
 -- query still succeeds

@@ -954,3 +954,198 @@ done:
 	json_decref(root);
 	return result;
 }
+
+/* ---------------------------------------------------------------------- */
+/* JWK Sets                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* base64url of a big number, left-padded with zeros to width bytes (0: minimal) */
+static char *
+bn_b64(const BIGNUM *bn, int width)
+{
+	int			n = BN_num_bytes(bn);
+	int			len = (width > 0) ? width : n;
+	unsigned char *buf;
+	char	   *out;
+
+	if (n > len || len <= 0)
+		return NULL;
+	buf = calloc(1, (size_t) len);
+	if (buf == NULL)
+		return NULL;
+	if (BN_bn2binpad(bn, buf, len) != len)
+	{
+		free(buf);
+		return NULL;
+	}
+	out = epic_base64url_encode(buf, (size_t) len);
+	free(buf);
+	return out;
+}
+
+/* An EVP_PKEY from PEM text: a private key, or a public key if that fails. */
+static EVP_PKEY *
+load_any_key(const char *pem, char *errbuf, size_t errlen)
+{
+	BIO		   *bio;
+	EVP_PKEY   *pkey = NULL;
+
+	ERR_clear_error();
+	if (pem == NULL || pem[0] == '\0')
+	{
+		set_err(errbuf, errlen, "key is empty");
+		return NULL;
+	}
+	if (strstr(pem, "ENCRYPTED") != NULL)
+	{
+		set_err(errbuf, errlen, "encrypted private keys are not supported");
+		return NULL;
+	}
+	bio = BIO_new_mem_buf(pem, -1);
+	if (bio == NULL)
+	{
+		set_err(errbuf, errlen, "out of memory");
+		return NULL;
+	}
+	if (strstr(pem, "PRIVATE KEY-----") != NULL)
+		pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, NULL);
+	else
+		pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (pkey == NULL)
+		set_err(errbuf, errlen, "could not parse PEM key: %s", ossl_reason_and_clear());
+	return pkey;
+}
+
+/*
+ * The public JWK (RFC 7517) of a PEM key (private or public; RSA or EC
+ * P-384), as compact JSON text, malloc'd: kty, kid, alg, use, and n/e or
+ * crv/x/y.  kid is the given one, or else the key's RFC 7638 thumbprint
+ * (base64url SHA-256 of the required members in lexicographic order).  NULL
+ * with errbuf set on error; never includes private key material.
+ */
+char *
+epic_jwk_from_pem(const char *pem, const char *kid, char *errbuf, size_t errlen)
+{
+	EVP_PKEY   *pkey = load_any_key(pem, errbuf, errlen);
+	int			id;
+	char	   *a = NULL,
+			   *b = NULL;
+	char	   *canon = NULL;
+	char	   *thumb = NULL;
+	char	   *out = NULL;
+	json_t	   *jwk = NULL;
+	const char *alg;
+
+	if (pkey == NULL)
+		return NULL;
+	id = EVP_PKEY_get_base_id(pkey);
+	if (id == EVP_PKEY_RSA)
+	{
+		BIGNUM	   *n = NULL,
+				   *e = NULL;
+
+		if (!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n) ||
+			!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e))
+		{
+			BN_free(n);
+			BN_free(e);
+			set_err(errbuf, errlen, "could not read the RSA key: %s", ossl_reason_and_clear());
+			goto done;
+		}
+		a = bn_b64(n, 0);
+		b = bn_b64(e, 0);
+		BN_free(n);
+		BN_free(e);
+		if (a == NULL || b == NULL)
+		{
+			set_err(errbuf, errlen, "out of memory");
+			goto done;
+		}
+		alg = "RS384";
+		canon = malloc(strlen(a) + strlen(b) + 64);
+		if (canon)
+			sprintf(canon, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", b, a);
+		jwk = json_pack("{s:s, s:s, s:s}", "kty", "RSA", "n", a, "e", b);
+	}
+	else if (id == EVP_PKEY_EC)
+	{
+		char		group[64];
+		size_t		glen = 0;
+		BIGNUM	   *x = NULL,
+				   *y = NULL;
+
+		if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
+											sizeof(group), &glen) ||
+			(strcmp(group, "secp384r1") != 0 && strcmp(group, "P-384") != 0))
+		{
+			ERR_clear_error();
+			set_err(errbuf, errlen, "EC key must be on curve P-384");
+			goto done;
+		}
+		if (!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) ||
+			!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y))
+		{
+			BN_free(x);
+			BN_free(y);
+			set_err(errbuf, errlen, "could not read the EC key: %s", ossl_reason_and_clear());
+			goto done;
+		}
+		a = bn_b64(x, 48);
+		b = bn_b64(y, 48);
+		BN_free(x);
+		BN_free(y);
+		if (a == NULL || b == NULL)
+		{
+			set_err(errbuf, errlen, "out of memory");
+			goto done;
+		}
+		alg = "ES384";
+		canon = malloc(strlen(a) + strlen(b) + 64);
+		if (canon)
+			sprintf(canon, "{\"crv\":\"P-384\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", a, b);
+		jwk = json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-384", "x", a, "y", b);
+	}
+	else
+	{
+		set_err(errbuf, errlen, "key type %s is not supported (use RSA or EC P-384)",
+				EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "unknown");
+		goto done;
+	}
+	if (canon == NULL || jwk == NULL)
+	{
+		set_err(errbuf, errlen, "out of memory");
+		goto done;
+	}
+	if (kid == NULL || kid[0] == '\0')
+	{
+		unsigned char md[32];
+		unsigned int mdlen = 0;
+
+		if (!EVP_Digest(canon, strlen(canon), md, &mdlen, EVP_sha256(), NULL))
+		{
+			set_err(errbuf, errlen, "could not hash the key: %s", ossl_reason_and_clear());
+			goto done;
+		}
+		thumb = epic_base64url_encode(md, mdlen);
+		kid = thumb;
+	}
+	if (kid == NULL || obj_set_str(jwk, "kid", kid) != 0 || obj_set_str(jwk, "alg", alg) != 0 ||
+		obj_set_str(jwk, "use", "sig") != 0)
+	{
+		set_err(errbuf, errlen, "out of memory");
+		goto done;
+	}
+	out = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS);
+	if (out == NULL)
+		set_err(errbuf, errlen, "out of memory");
+done:
+	json_decref(jwk);
+	free(a);
+	free(b);
+	free(canon);
+	free(thumb);
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+	return out;
+}

@@ -123,4 +123,12 @@ extern char *epic_form_encode(const char *s);
  */
 extern void epic_secret_free(char *s);
 
+/*
+ * The public JWK of a PEM key (private or public; RSA, or EC on P-384), as
+ * compact JSON with sorted members, malloc'd: kty, kid, alg (RS384/ES384),
+ * use "sig", and n/e or crv/x/y.  kid defaults to the RFC 7638 thumbprint.
+ * NULL with errbuf set on error.
+ */
+extern char *epic_jwk_from_pem(const char *pem, const char *kid, char *errbuf, size_t errlen);
+
 #endif							/* EPIC_FDW_AUTH_H */

@@ -23,6 +23,7 @@
 #include "access/xact.h"
 #include "catalog/pg_user_mapping.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "common/pg_prng.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
@@ -153,8 +154,8 @@ epic_get_connection(UserMapping *um, ForeignServer *server)
 }
 
 /* Read the PEM key of a mapping (palloc'd; the caller wipes and frees it). */
-static char *
-read_private_key(const EpicUserOptions *uopts)
+char *
+epic_read_private_key(const EpicUserOptions *uopts)
 {
 	FILE	   *f;
 	StringInfoData buf;
@@ -229,6 +230,7 @@ discover_token_url(EpicConnection *conn, const EpicServerOptions *sopts, EpicSca
 	req.method = "GET";
 	req.url = url;
 	req.display = url;
+	req.what = "token endpoint discovery";
 	req.accept = "application/json";
 	req.sopts = sopts;
 	epic_http_perform(conn->http, &req, &resp);
@@ -305,7 +307,7 @@ fetch_token(EpicConnection *conn, const EpicServerOptions *sopts,
 		bool		ok;
 		double		wait;
 
-		pem = read_private_key(uopts);
+		pem = epic_read_private_key(uopts);
 		assertion = epic_jwt_build_assertion(alg, pem, uopts->key_id, uopts->jku,
 											 uopts->client_id, token_url,
 											 (long long) time(NULL), ASSERTION_LIFETIME,
@@ -342,6 +344,7 @@ fetch_token(EpicConnection *conn, const EpicServerOptions *sopts,
 		req.method = "POST";
 		req.url = token_url;
 		req.display = token_url;
+		req.what = "token request";
 		req.form_body = form.data;
 		req.accept = "application/json";
 		req.sopts = sopts;
@@ -472,6 +475,27 @@ backoff_sleep(double secs)
 }
 
 /*
+ * One audit line per FHIR request (GUC epic_fdw.audit_log): who, which
+ * table, which search parameters (values only with audit_log_values), the
+ * outcome, bytes and duration.  Never the token.
+ */
+static void
+audit(const char *table, const char *display, bool ok, const EpicHttpResponse *resp)
+{
+	char	   *request = epic_audit_log_values ? pstrdup(display) : epic_redact_query(display);
+
+	ereport(LOG,
+			(errmsg("epic_fdw audit: user=%s table=%s request=\"GET %s\" status=%s bytes=%d duration_ms=%.0f",
+					GetUserNameFromId(GetUserId(), true) ? GetUserNameFromId(GetUserId(), true) : "?",
+					table ? table : "-", request,
+					ok ? psprintf("%ld", resp->status) : "transport-error",
+					resp->body.len, resp->elapsed * 1000.0),
+			 errhidestmt(true),
+			 errhidecontext(true)));
+	pfree(request);
+}
+
+/*
  * Authenticated GET of a FHIR URL.  Gets a token first if there is no
  * usable one; on 401 gets one fresh token and retries once; retries
  * transient failures (see retry_wait) up to the server's max_retries.
@@ -504,8 +528,11 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 		req.url = url;
 		req.display = display;
 		req.bearer = conn->access_token;
-		req.accept = "application/fhir+json";
-		req.client_id = uopts.client_id;	/* Epic-Client-ID, as Epic recommends */
+		req.accept = sopts->accept;
+		if (sopts->send_client_id)
+			req.client_id = uopts.client_id;	/* Epic-Client-ID, as Epic recommends */
+		req.extra_headers[0] = sopts->headers;
+		req.extra_headers[1] = uopts.headers;
 		req.sopts = sopts;
 		ok = epic_http_try(conn->http, &req, resp);
 		resp->attempts = tries;
@@ -515,6 +542,8 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 			stats->bytes += resp->body.len;
 			stats->wait_time += resp->elapsed;
 		}
+		if (epic_audit_log)
+			audit(stats ? stats->table : NULL, display, ok, resp);
 		if (ok && resp->status == 401 && !refreshed)
 		{
 			/* token expired or revoked: one fresh token, one retry */
@@ -534,4 +563,34 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 			pfree(resp->body.data);
 		backoff_sleep(wait);
 	}
+}
+
+/* The connection's HTTP client (for diagnostics). */
+EpicHttpClient *
+epic_connection_http(EpicConnection *conn)
+{
+	return conn->http;
+}
+
+/* The token endpoint: the server option, or discovered (and cached). */
+const char *
+epic_connection_token_url(EpicConnection *conn, const EpicServerOptions *sopts,
+						  EpicScanStats *stats)
+{
+	if (sopts->token_url)
+		return sopts->token_url;
+	if (conn->token_url == NULL)
+		conn->token_url = discover_token_url(conn, sopts, stats);
+	return conn->token_url;
+}
+
+/* Get a new access token for the mapping now (for diagnostics). */
+void
+epic_connection_new_token(EpicConnection *conn, UserMapping *um,
+						  const EpicServerOptions *sopts, EpicScanStats *stats)
+{
+	EpicUserOptions uopts;
+
+	epic_get_user_options(um, &uopts);
+	fetch_token(conn, sopts, &uopts, stats);
 }

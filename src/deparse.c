@@ -72,6 +72,8 @@ epic_append_escaped(StringInfo buf, const char *value)
 }
 
 bool		epic_pushdown = true;
+bool		epic_audit_log = false;
+bool		epic_audit_log_values = false;
 
 /* Seconds between 2000-01-01 and the FHIR text of a timestamp, UTC. */
 static char *
@@ -269,11 +271,19 @@ like_prefix(const char *pattern)
 	return buf.data;
 }
 
-/* Encode a constant's value(s) for param; NIL if nothing can be sent. */
+/*
+ * Encode a constant's value(s) for param; NIL if nothing is to be sent (a
+ * constant that matches nothing is left to the local check, which rejects
+ * every row without help).
+ */
 static List *
 encode_const(const EpicSearchParam *param, Const *c)
 {
-	return epic_encode_datum(param, c->constvalue, c->consttype, c->constisnull);
+	List	   *out;
+
+	if (epic_encode_datum(param, c->constvalue, c->consttype, c->constisnull, &out) != EPIC_ENC_OK)
+		return NIL;
+	return out;
 }
 
 /*
@@ -526,16 +536,18 @@ epic_encode_value(const EpicSearchParam *param, const char *text)
 
 /*
  * Encoded values of an SQL value for param: one for a scalar, one per
- * non-NULL element for an array (an IN list).  NIL when nothing can match
- * or be sent (NULL, an empty list, a value FHIR cannot express).
+ * non-NULL element for an array (an IN list), in *out.  NO_MATCH when no
+ * row can match (NULL, or only NULL elements); UNSENDABLE when FHIR cannot
+ * express a value (an empty string, an infinite date, a value starting with
+ * a space for a first-word parameter), in which case the condition must be
+ * left to the local check rather than sent.
  */
-List *
-epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnull)
+EpicEncodeResult
+epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnull, List **out)
 {
-	List	   *out = NIL;
-
+	*out = NIL;
 	if (isnull)
-		return NIL;
+		return EPIC_ENC_NO_MATCH;
 	if (param->is_list)
 	{
 		ArrayType  *arr = DatumGetArrayTypeP(value);
@@ -546,6 +558,7 @@ epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnu
 		Datum	   *elems;
 		bool	   *nulls;
 		int			nelems;
+		List	   *strs = NIL;
 
 		get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
 		deconstruct_array(arr, elemtype, elmlen, elmbyval, elmalign, &elems, &nulls, &nelems);
@@ -554,26 +567,25 @@ epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnu
 			bool		ok;
 			char	   *text;
 			char	   *enc;
+			bool		dup = false;
+			ListCell   *lc;
 
 			if (nulls[i])
 				continue;
 			text = epic_format_value(elems[i], elemtype, param->form, &ok);
 			if (!ok)
-				return NIL;		/* cannot express every value: send none */
+				return EPIC_ENC_UNSENDABLE;
 			enc = epic_encode_value(param, text);
 			if (enc == NULL)
-				return NIL;
-			if (!list_member(out, makeString(enc)))
-				out = lappend(out, makeString(enc));
+				return EPIC_ENC_UNSENDABLE;
+			foreach(lc, strs)
+				if (strcmp((char *) lfirst(lc), enc) == 0)
+					dup = true;
+			if (!dup)
+				strs = lappend(strs, enc);
 		}
-		{
-			List	   *strs = NIL;
-			ListCell   *lc;
-
-			foreach(lc, out)
-				strs = lappend(strs, strVal(lfirst(lc)));
-			return strs;
-		}
+		*out = strs;
+		return strs == NIL ? EPIC_ENC_NO_MATCH : EPIC_ENC_OK;
 	}
 	else
 	{
@@ -582,9 +594,12 @@ epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnu
 		char	   *enc;
 
 		if (!ok)
-			return NIL;
+			return EPIC_ENC_UNSENDABLE;
 		enc = epic_encode_value(param, text);
-		return enc ? list_make1(enc) : NIL;
+		if (enc == NULL)
+			return EPIC_ENC_UNSENDABLE;
+		*out = list_make1(enc);
+		return EPIC_ENC_OK;
 	}
 }
 
@@ -601,6 +616,44 @@ epic_search_has_param(const char *search, const char *name)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * A relative request with every search value replaced by "*" (except
+ * _count), for the audit log: which parameters were searched, not what.
+ */
+char *
+epic_redact_query(const char *request)
+{
+	StringInfoData buf;
+	const char *q = strchr(request, '?');
+
+	initStringInfo(&buf);
+	if (q == NULL)
+	{
+		appendStringInfoString(&buf, request);
+		return buf.data;
+	}
+	appendBinaryStringInfo(&buf, request, (int) (q - request + 1));
+	for (const char *p = q + 1; *p;)
+	{
+		const char *amp = strchr(p, '&');
+		const char *end = amp ? amp : p + strlen(p);
+		const char *eq = memchr(p, '=', end - p);
+
+		if (eq == NULL || strncmp(p, "_count=", 7) == 0)
+			appendBinaryStringInfo(&buf, p, (int) (end - p));
+		else
+		{
+			appendBinaryStringInfo(&buf, p, (int) (eq - p + 1));
+			appendStringInfoChar(&buf, '*');
+		}
+		if (amp == NULL)
+			break;
+		appendStringInfoChar(&buf, '&');
+		p = amp + 1;
+	}
+	return buf.data;
 }
 
 /* list_sort comparator: by name, then first plan-time value, then runtime index */
@@ -678,6 +731,11 @@ build_one(const char *resource, const char *fixed_search, List *params,
 		char	   *text;
 		char	   *pair;
 
+		if (values == NIL && runtime_values != NULL)
+		{
+			i++;
+			continue;			/* a run-time value FHIR cannot express: local only */
+		}
 		if (values == NIL)
 		{
 			/* EXPLAIN: a placeholder for a value known only at run time */

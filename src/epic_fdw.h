@@ -54,6 +54,9 @@ typedef struct EpicServerOptions
 	bool		or_lists;		/* send IN lists as comma OR lists */
 	int			max_retries;	/* retries of a failed request */
 	int			max_response_size;	/* bytes */
+	bool		send_client_id; /* send Epic-Client-ID */
+	char	   *accept;			/* Accept header of FHIR requests */
+	char	   *headers;		/* extra headers, JSON object text, or NULL */
 } EpicServerOptions;
 
 typedef struct EpicUserOptions
@@ -64,6 +67,7 @@ typedef struct EpicUserOptions
 	char	   *key_id;
 	char	   *algorithm;		/* "RS384" or "ES384" */
 	char	   *jku;
+	char	   *headers;		/* secret extra headers, JSON object text */
 } EpicUserOptions;
 
 typedef struct EpicTableOptions
@@ -101,6 +105,7 @@ typedef enum EpicSearchType
 
 /* How the items a column's path yields become one SQL value. */
 extern bool epic_parse_search_param(const char *value, char **name, EpicSearchType *type);
+extern bool epic_headers_valid(const char *json, char *errbuf, size_t errlen);
 
 typedef enum EpicCombine
 {
@@ -221,6 +226,8 @@ typedef struct EpicSearchParam
 #define EPIC_MAX_PARAMS_PER_QUAL 2
 
 extern bool epic_pushdown;		/* GUC epic_fdw.pushdown */
+extern bool epic_audit_log;		/* GUC epic_fdw.audit_log */
+extern bool epic_audit_log_values;	/* GUC epic_fdw.audit_log_values */
 
 extern int	epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 							   EpicSearchParam *params, Expr **runtime_expr);
@@ -228,12 +235,21 @@ extern void epic_append_escaped(StringInfo buf, const char *value);
 extern void epic_append_urlencoded(StringInfo buf, const char *value);
 extern char *epic_format_value(Datum value, Oid type, EpicValueForm form, bool *ok);
 extern char *epic_encode_value(const EpicSearchParam *param, const char *text);
-extern List *epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnull);
+typedef enum EpicEncodeResult
+{
+	EPIC_ENC_OK = 0,			/* values to send */
+	EPIC_ENC_NO_MATCH,			/* NULL, or a list of NULLs: no row can match */
+	EPIC_ENC_UNSENDABLE			/* FHIR cannot express it: leave it local */
+} EpicEncodeResult;
+
+extern EpicEncodeResult epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type,
+										  bool isnull, List **out);
 extern List *epic_build_queries(const char *resource, const char *fixed_search,
 								List *params, List **runtime_values, int count,
 								bool or_lists);
 extern int	epic_param_cmp(const ListCell *a, const ListCell *b);
 extern bool epic_search_has_param(const char *search, const char *name);
+extern char *epic_redact_query(const char *request);
 
 /* ------------------------------------------------------------------------
  * http.c: the only file that includes curl.h
@@ -271,10 +287,12 @@ typedef struct EpicHttpRequest
 	const char *method;			/* "GET" or "POST" */
 	const char *url;			/* absolute URL */
 	const char *display;		/* what errors may show (never secrets) */
+	const char *what;			/* "token request" etc.; NULL: "FHIR request" */
 	const char *bearer;			/* access token, or NULL */
 	const char *form_body;		/* x-www-form-urlencoded body for POST */
 	const char *accept;			/* Accept header */
 	const char *client_id;		/* sent as Epic-Client-ID when set */
+	const char *extra_headers[2];	/* JSON objects of extra headers, or NULL */
 	const EpicServerOptions *sopts;
 } EpicHttpRequest;
 
@@ -302,11 +320,18 @@ typedef struct EpicScanStats
 	int64		bytes;
 	int64		token_requests;
 	double		wait_time;		/* seconds spent in HTTP transfers */
+	const char *table;			/* for the audit log: foreign table name */
 } EpicScanStats;
 
 typedef struct EpicConnection EpicConnection;
 
 extern EpicConnection *epic_get_connection(UserMapping *um, ForeignServer *server);
+extern EpicHttpClient *epic_connection_http(EpicConnection *conn);
+extern const char *epic_connection_token_url(EpicConnection *conn, const EpicServerOptions *sopts,
+											 EpicScanStats *stats);
+extern void epic_connection_new_token(EpicConnection *conn, UserMapping *um,
+									  const EpicServerOptions *sopts, EpicScanStats *stats);
+extern char *epic_read_private_key(const EpicUserOptions *uopts);
 extern void epic_fhir_get(EpicConnection *conn, UserMapping *um,
 						  const EpicServerOptions *sopts,
 						  const char *url, const char *display,

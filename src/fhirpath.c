@@ -55,6 +55,7 @@ struct FpNode
 	int			nargs;
 	long		index;
 	bool		boolval;
+	int			height;			/* 1 + height of the tallest child */
 };
 
 struct EpicFpExpr
@@ -81,6 +82,7 @@ typedef struct FpParser
 
 #define FP_MAX_PARSE_DEPTH 100
 #define FP_MAX_CHAIN 150		/* steps in one a.b.c[0].d... chain */
+#define FP_MAX_TREE_HEIGHT 200		/* bounds free_node's and eval_node's recursion */
 
 static FpNode *parse_or(FpParser *ps);
 
@@ -105,6 +107,29 @@ free_node(FpNode *n)
 		free_node(n->args[i]);
 	free(n->name);
 	free(n);
+}
+
+/*
+ * Record n's height; fail the parse (false) past FP_MAX_TREE_HEIGHT, so that
+ * no expression shape ("x or x or ...", chains inside parentheses or
+ * arguments) makes free_node() or eval_node() recurse without bound.
+ * The caller frees n on failure.
+ */
+static bool
+set_height(FpParser *ps, FpNode *n)
+{
+	int			h = n->focus ? n->focus->height : 0;
+
+	for (int i = 0; i < n->nargs; i++)
+		if (n->args[i] != NULL && n->args[i]->height > h)
+			h = n->args[i]->height;
+	n->height = h + 1;
+	if (n->height > FP_MAX_TREE_HEIGHT)
+	{
+		fp_fail(ps, ps->p, "expression nested too deeply%s", NULL);
+		return false;
+	}
+	return true;
 }
 
 static FpNode *
@@ -235,6 +260,11 @@ parse_invocation(FpParser *ps, FpNode *focus)
 		n->name = name;
 		n->namelen = len;
 		n->focus = focus;
+		if (!set_height(ps, n))
+		{
+			free_node(n);
+			return NULL;
+		}
 		return n;
 	}
 
@@ -332,6 +362,11 @@ parse_invocation(FpParser *ps, FpNode *focus)
 			free_node(n);
 			return NULL;
 		}
+	}
+	if (!set_height(ps, n))
+	{
+		free_node(n);
+		return NULL;
 	}
 	return n;
 }
@@ -573,6 +608,11 @@ parse_postfix(FpParser *ps)
 			ix->focus = n;
 			ix->index = v;
 			n = ix;
+			if (!set_height(ps, n))
+			{
+				free_node(n);
+				return NULL;
+			}
 		}
 		else
 			break;
@@ -601,6 +641,11 @@ make_binary(FpParser *ps, FpKind kind, FpNode *l, FpNode *r)
 	n->args[0] = l;
 	n->args[1] = r;
 	n->nargs = 2;
+	if (!set_height(ps, n))
+	{
+		free_node(n);
+		return NULL;
+	}
 	return n;
 }
 

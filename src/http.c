@@ -184,6 +184,48 @@ epic_http_status_errcode(long status)
 	}
 }
 
+/*
+ * Append "Name: value" for each member of a headers option (a JSON object,
+ * checked by the validator).  Values may be secrets (user mapping headers):
+ * free_headers() wipes them.
+ */
+static struct curl_slist *
+append_json_headers(struct curl_slist *headers, const char *json)
+{
+	void	   *root = epic_json_parse(json, strlen(json), NULL, 0);
+	char	   *names = root ? epic_json_object_keys(root) : NULL;
+
+	for (char *name = names; name && *name; name += strlen(name) + 1)
+	{
+		const void *v = epic_jansson_ops.member(root, name);
+		char		buf[64];
+		size_t		len;
+		const char *val = v ? epic_jansson_ops.scalar(v, buf, sizeof(buf), &len) : NULL;
+		char	   *line;
+
+		if (val == NULL)
+			continue;
+		line = psprintf("%s: %.*s", name, (int) len, val);
+		headers = curl_slist_append(headers, line);
+		explicit_bzero(line, strlen(line));
+		pfree(line);
+	}
+	free(names);
+	if (root)
+		epic_json_free(root);
+	return headers;
+}
+
+/* Free a header list, wiping each header first (tokens, secret headers). */
+static void
+free_headers(struct curl_slist *headers)
+{
+	for (struct curl_slist *h = headers; h != NULL; h = h->next)
+		if (h->data)
+			explicit_bzero(h->data, strlen(h->data));
+	curl_slist_free_all(headers);
+}
+
 #define SETOPT(opt, val) \
 	do { \
 		if ((rc = curl_easy_setopt(curl, opt, val)) != CURLE_OK) \
@@ -260,6 +302,9 @@ epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpRespon
 		headers = curl_slist_append(headers, h);
 		pfree(h);
 	}
+	for (int i = 0; i < (int) lengthof(req->extra_headers); i++)
+		if (req->extra_headers[i] != NULL)
+			headers = append_json_headers(headers, req->extra_headers[i]);
 	if (req->bearer)
 	{
 		auth_header = psprintf("Authorization: Bearer %s", req->bearer);
@@ -281,7 +326,7 @@ epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpRespon
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
-	curl_slist_free_all(headers);
+	free_headers(headers);
 	headers = NULL;
 	if (auth_header)
 	{
@@ -350,7 +395,7 @@ epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpRespon
 	return true;
 
 setopt_failed:
-	curl_slist_free_all(headers);
+	free_headers(headers);
 	if (auth_header)
 	{
 		explicit_bzero(auth_header, strlen(auth_header));
@@ -392,7 +437,7 @@ epic_http_raise_transport_error(const EpicHttpRequest *req, const EpicHttpRespon
 	}
 	ereport(ERROR,
 			(errcode(code),
-			 errmsg("FHIR request failed: %s", what),
+			 errmsg("%s failed: %s", req->what ? req->what : "FHIR request", what),
 			 resp->attempts > 1 ?
 			 errdetail("%s (after %d attempts)", resp->xfer_detail, resp->attempts) :
 			 errdetail("%s", resp->xfer_detail),
@@ -401,7 +446,8 @@ epic_http_raise_transport_error(const EpicHttpRequest *req, const EpicHttpRespon
 					 req->sopts->connect_timeout, req->sopts->timeout) :
 			 resp->curl_code == CURLE_PEER_FAILED_VERIFICATION ?
 			 errhint("If the server's certificate comes from a private CA, name that CA's certificate in the server option \"ca_file\".") : 0,
-			 errcontext("FHIR request: %s %s", req->method, req->display)));
+			 errcontext("%s: %s %s", req->what ? req->what : "FHIR request", req->method,
+						req->display)));
 }
 
 /* Perform one request; transport failures raise an ERROR (no retry). */

@@ -117,3 +117,36 @@ epic_json_dump(const void *node)
 {
 	return json_dumps((const json_t *) node, JSON_COMPACT | JSON_ENCODE_ANY);
 }
+
+/*
+ * The member names of an object, as consecutive NUL-terminated strings
+ * ending with an empty one, malloc'd; NULL for a non-object.
+ */
+char *
+epic_json_object_keys(const void *node)
+{
+	const json_t *obj = node;
+	const char *key;
+	json_t	   *value;
+	size_t		total = 1;
+	char	   *out,
+			   *p;
+
+	if (!json_is_object(obj))
+		return NULL;
+	json_object_foreach((json_t *) obj, key, value)
+		total += strlen(key) + 1;
+	out = malloc(total);
+	if (out == NULL)
+		return NULL;
+	p = out;
+	json_object_foreach((json_t *) obj, key, value)
+	{
+		size_t		n = strlen(key) + 1;
+
+		memcpy(p, key, n);
+		p += n;
+	}
+	*p = '\0';
+	return out;
+}

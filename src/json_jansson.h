@@ -22,4 +22,7 @@ extern void epic_json_free(void *root);
 /* Compact JSON text of node, malloc'd (free with free()); NULL on failure. */
 extern char *epic_json_dump(const void *node);
 
+/* Member names of an object, NUL-separated, ending with "", malloc'd. */
+extern char *epic_json_object_keys(const void *node);
+
 #endif

@@ -39,7 +39,8 @@ typedef enum EpicOptKind
 	OPT_PATH,					/* FHIRPath subset */
 	OPT_BOOL,
 	OPT_ROWS,					/* a positive row estimate */
-	OPT_SEARCH_PARAM			/* name[:type] of a column's search parameter */
+	OPT_SEARCH_PARAM,			/* name[:type] of a column's search parameter */
+	OPT_HEADERS					/* a JSON object of extra request headers */
 } EpicOptKind;
 
 typedef struct EpicOption
@@ -65,7 +66,10 @@ static const EpicOption epic_options[] = {
 	{"mrn_system", ForeignServerRelationId, OPT_TEXT, false, 0, 0},
 	{"or_lists", ForeignServerRelationId, OPT_BOOL, false, 0, 0},
 	{"max_retries", ForeignServerRelationId, OPT_INT, false, 0, 10},
-	{"max_response_size", ForeignServerRelationId, OPT_INT, false, 1024, 1073741823},
+	{"max_response_size", ForeignServerRelationId, OPT_INT, false, 1024, 1073741821},
+	{"send_client_id", ForeignServerRelationId, OPT_BOOL, false, 0, 0},
+	{"accept", ForeignServerRelationId, OPT_TEXT, false, 0, 0},
+	{"headers", ForeignServerRelationId, OPT_HEADERS, false, 0, 0},
 	/* USER MAPPING */
 	{"client_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
 	{"private_key", UserMappingRelationId, OPT_PEM, false, 0, 0},
@@ -73,6 +77,7 @@ static const EpicOption epic_options[] = {
 	{"key_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
 	{"algorithm", UserMappingRelationId, OPT_ALGORITHM, false, 0, 0},
 	{"jku", UserMappingRelationId, OPT_HTTPS_URL, false, 0, 0},
+	{"headers", UserMappingRelationId, OPT_HEADERS, false, 0, 0},
 	/* FOREIGN TABLE */
 	{"resource", ForeignTableRelationId, OPT_RESOURCE, false, 0, 0},
 	{"search", ForeignTableRelationId, OPT_SEARCH, false, 0, 0},
@@ -316,6 +321,19 @@ check_option(DefElem *def, Oid context)
 							 errhint("Give the estimated number of resources, a positive number.")));
 				break;
 			}
+		case OPT_HEADERS:
+			{
+				char		errbuf[200];
+
+				/* never echo the value: user mapping headers are secrets */
+				if (!epic_headers_valid(value, errbuf, sizeof(errbuf)))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"headers\": %s", errbuf),
+							 errhint("Give a JSON object of header names and string values, "
+									 "e.g. '{\"X-Request-Source\": \"reporting\"}'.")));
+				break;
+			}
 		case OPT_SEARCH_PARAM:
 			{
 				EpicSearchType st;
@@ -467,6 +485,7 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 	opts->or_lists = true;
 	opts->max_retries = EPIC_DEFAULT_MAX_RETRIES;
 	opts->max_response_size = EPIC_DEFAULT_MAX_RESPONSE_SIZE;
+	opts->accept = "application/fhir+json";
 
 	foreach(lc, server->options)
 	{
@@ -499,6 +518,12 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 			(void) parse_bool(v, &opts->or_lists);
 		else if (strcmp(def->defname, "max_retries") == 0)
 			opts->max_retries = parse_int_option(lookup("max_retries", ForeignServerRelationId), v);
+		else if (strcmp(def->defname, "send_client_id") == 0)
+			(void) parse_bool(v, &opts->send_client_id);
+		else if (strcmp(def->defname, "accept") == 0)
+			opts->accept = v;
+		else if (strcmp(def->defname, "headers") == 0)
+			opts->headers = v;
 		else if (strcmp(def->defname, "max_response_size") == 0)
 			opts->max_response_size = parse_int_option(lookup("max_response_size", ForeignServerRelationId), v);
 	}
@@ -532,6 +557,8 @@ epic_get_user_options(UserMapping *um, EpicUserOptions *opts)
 			opts->algorithm = v;
 		else if (strcmp(def->defname, "jku") == 0)
 			opts->jku = v;
+		else if (strcmp(def->defname, "headers") == 0)
+			opts->headers = v;
 	}
 	if (opts->client_id == NULL)
 		ereport(ERROR,
@@ -560,6 +587,76 @@ epic_get_table_options(ForeignTable *table, EpicTableOptions *opts)
 		else if (strcmp(def->defname, "rows") == 0)
 			opts->rows = strtod(defGetString(def), NULL);
 	}
+}
+
+/*
+ * Is json a valid "headers" option: a JSON object whose members are header
+ * names (RFC 9110 tokens) with string values free of control characters,
+ * and not a header epic_fdw sets itself?  The message never quotes values.
+ */
+bool
+epic_headers_valid(const char *json, char *errbuf, size_t errlen)
+{
+	static const char *const reserved[] = {
+		"authorization", "host", "content-length", "content-type", "transfer-encoding",
+		"connection", "accept", "epic-client-id", "expect", NULL
+	};
+	char		jerr[128];
+	void	   *root = epic_json_parse(json, strlen(json), jerr, sizeof(jerr));
+	const EpicJsonOps *ops = &epic_jansson_ops;
+	bool		ok = true;
+
+	if (root == NULL || ops->kind(root) != EPIC_JSON_OBJECT)
+	{
+		snprintf(errbuf, errlen, "not a JSON object");
+		if (root)
+			epic_json_free(root);
+		return false;
+	}
+	{
+		char	   *names = epic_json_object_keys(root);
+
+		for (char *name = names; ok && name && *name; name += strlen(name) + 1)
+		{
+			const void *v = ops->member(root, name);
+			char		buf[64];
+			size_t		len;
+			const char *val;
+
+			for (const char *p = name; *p; p++)
+				if (!(isalnum((unsigned char) *p) || strchr("!#$%&'*+-.^_`|~", *p)))
+				{
+					snprintf(errbuf, errlen, "\"%.60s\" is not a header name", name);
+					ok = false;
+					break;
+				}
+			for (const char *const *r = reserved; ok && *r; r++)
+				if (pg_strcasecmp(name, *r) == 0)
+				{
+					snprintf(errbuf, errlen, "header \"%s\" is set by epic_fdw itself", name);
+					ok = false;
+				}
+			if (ok && (v == NULL || ops->kind(v) != EPIC_JSON_STRING))
+			{
+				snprintf(errbuf, errlen, "the value of header \"%.60s\" is not a string", name);
+				ok = false;
+			}
+			if (ok)
+			{
+				val = ops->scalar(v, buf, sizeof(buf), &len);
+				for (size_t i = 0; i < len; i++)
+					if ((unsigned char) val[i] < 0x20 || val[i] == 0x7f)
+					{
+						snprintf(errbuf, errlen, "the value of header \"%.60s\" has a control character", name);
+						ok = false;
+						break;
+					}
+			}
+		}
+		free(names);
+	}
+	epic_json_free(root);
+	return ok;
 }
 
 /*

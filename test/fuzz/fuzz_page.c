@@ -11,7 +11,8 @@
  * source that yields anything decides, and the items are combined as
  * src/convert.c does (first item / items joined with spaces / every item as
  * an array element / presence / HumanName text / whole resource), including
- * the FHIR date and dateTime text rules.  Only pure-C project code runs:
+ * its JSON type checks (check_item) and FHIR date and dateTime text rules;
+ * where the server raises an ERROR the column is abandoned.  Only pure-C project code runs:
  * src/fhirpath.c and src/json_jansson.c; the combination logic is a
  * malloc-based mirror of convert.c (which needs the server).
  */
@@ -144,25 +145,38 @@ has_zone(const char *s, size_t len)
 	return 0;
 }
 
-/* text_to_datum's text handling: the text handed to the type's input function */
-static void
+static int
+is_partial_date(const char *s, size_t len)
+{
+	return (len == 4 && all_digits(s, 4)) ||
+		(len == 7 && all_digits(s, 4) && s[4] == '-' && all_digits(s + 5, 2));
+}
+
+/*
+ * text_to_datum's text handling: the text handed to the type's input
+ * function.  Returns 0 (a value or NULL) or -1 where the server raises an
+ * ERROR (the row fails; here the column is abandoned).
+ */
+static int
 text_value(unsigned int type, const char *s, size_t len)
 {
 	char	   *text;
+	int			n;
 
+	if (type == DATEOID || type == TIMESTAMPTZOID)
+	{
+		if (is_partial_date(s, len))
+			return 0;			/* NULL */
+		if (!is_full_date(s, len) || (type == DATEOID && len != 10 && s[10] != 'T'))
+			return -1;			/* "invalid FHIR date" */
+	}
 	if (type == DATEOID)
 	{
-		if (!is_full_date(s, len))
-			return;
 		consume(s, 10);
-		return;
+		return 0;
 	}
 	if (type == TIMESTAMPTZOID)
 	{
-		int			n;
-
-		if (!is_full_date(s, len))
-			return;
 		if (len > (1 << 20))
 			len = 1 << 20;
 		text = malloc(len + 16);
@@ -176,9 +190,45 @@ text_value(unsigned int type, const char *s, size_t len)
 			n = snprintf(text, len + 16, "%.*s", (int) len, s);
 		consume(text, (size_t) n);
 		free(text);
-		return;
+		return 0;
 	}
 	consume(s, len);
+	return 0;
+}
+
+/* The JSON kind of an item (derived strings count as strings). */
+static EpicJsonKind
+item_kind(const EpicFpItem *item)
+{
+	switch (item->kind)
+	{
+		case EPIC_FP_NODE:
+			return epic_jansson_ops.kind(item->node);
+		case EPIC_FP_STRING:
+			return EPIC_JSON_STRING;
+		case EPIC_FP_NUMBER:
+			return EPIC_JSON_NUMBER;
+		case EPIC_FP_BOOL:
+			return item->boolval ? EPIC_JSON_TRUE : EPIC_JSON_FALSE;
+	}
+	abort();					/* an item of no known kind is a bug */
+}
+
+/* convert.c check_item for a built-in column: 0 if the JSON type fits, -1 (ERROR) if not */
+static int
+check_item(const EpicColumnDef *def, unsigned int type, const EpicFpItem *item)
+{
+	EpicJsonKind k = item_kind(item);
+
+	if (def->sql_type != TEXTARRAYOID)
+		type = def->sql_type;
+	if (type == DATEOID || type == TIMESTAMPTZOID)
+		return k == EPIC_JSON_STRING ? 0 : -1;
+	if (type == BOOLOID)
+		return (k == EPIC_JSON_TRUE || k == EPIC_JSON_FALSE) ? 0 : -1;
+	if (type == JSONBOID || type == JSONOID)
+		return 0;
+	return k == EPIC_JSON_STRING ? 0 : -1;
 }
 
 /* item_text: scalars as themselves, objects/arrays as JSON (malloc'd dump in *dump) */
@@ -250,9 +300,11 @@ items_value(const EpicColumnDef *def, const EpicFpResult *res)
 	{
 		case EPIC_COMBINE_FIRST:
 		case EPIC_COMBINE_RESOURCE:
+			if (check_item(def, def->sql_type, &res->items[0]) != 0)
+				return;
 			s = item_text(&res->items[0], &len, buf, &dump);
 			if (s != NULL)
-				text_value(def->sql_type, s, len);
+				(void) text_value(def->sql_type, s, len);
 			free(dump);
 			break;
 		case EPIC_COMBINE_JOIN_SPACE:
@@ -261,6 +313,11 @@ items_value(const EpicColumnDef *def, const EpicFpResult *res)
 
 				for (int i = 0; i < res->count; i++)
 				{
+					if (check_item(def, def->sql_type, &res->items[i]) != 0)
+					{
+						free(j.data);
+						return;
+					}
 					s = item_text(&res->items[i], &len, buf, &dump);
 					if (s != NULL)
 					{
@@ -270,16 +327,21 @@ items_value(const EpicColumnDef *def, const EpicFpResult *res)
 					}
 					free(dump);
 				}
-				text_value(def->sql_type, j.data ? j.data : "", j.len);
+				(void) text_value(def->sql_type, j.data ? j.data : "", j.len);
 				free(j.data);
 				break;
 			}
 		case EPIC_COMBINE_ARRAY:
 			for (int i = 0; i < res->count; i++)
 			{
+				if (check_item(def, TEXTOID, &res->items[i]) != 0)
+					return;
 				s = item_text(&res->items[i], &len, buf, &dump);
-				if (s != NULL)
-					text_value(TEXTOID, s, len);
+				if (s != NULL && text_value(TEXTOID, s, len) != 0)
+				{
+					free(dump);
+					return;
+				}
 				free(dump);
 			}
 			break;
@@ -325,7 +387,7 @@ convert_column(const FuzzTable *t, int c, const void *resource, const EpicFpEnv 
 
 			if (s == NULL)
 				continue;
-			text_value(def->sql_type, s, strlen(s));
+			(void) text_value(def->sql_type, s, strlen(s));
 			free(s);
 			return;
 		}

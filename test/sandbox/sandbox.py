@@ -270,7 +270,18 @@ class Clients:
                                          % (c.get("client_id"), k.get("kid")))
                     keys.append({"kid": k.get("kid"), "alg": alg,
                                  "key": load_public_key(k["public_key_file"])})
-                clients[c["client_id"]] = {"scopes": c.get("scopes"), "keys": keys}
+                if c.get("jwks_file"):
+                    # a JWK Set document, as the client would host it at its jku URL
+                    with open(c["jwks_file"], encoding="utf-8") as jf:
+                        jwks = json.load(jf)
+                    for jwk in jwks.get("keys", []):
+                        if jwk.get("alg") not in ("RS384", "ES384"):
+                            raise ValueError("client %s JWK %s: alg must be RS384 or ES384"
+                                             % (c.get("client_id"), jwk.get("kid")))
+                        keys.append({"kid": jwk.get("kid"), "alg": jwk["alg"],
+                                     "key": jwt.PyJWK(jwk).key})
+                clients[c["client_id"]] = {"scopes": c.get("scopes"), "keys": keys,
+                                           "jku": c.get("jku")}
         except Exception as e:  # noqa: BLE001 - report any config problem
             if force:
                 raise SystemExit("sandbox: bad clients file %s: %s" % (self.path, e))
@@ -451,6 +462,8 @@ class State:
         if client is None:
             fail("unknown client_id %r" % iss)
 
+        if client.get("jku") and header.get("jku") != client["jku"]:
+            fail("jku %r does not match the registered JWK Set URL" % (header.get("jku"),))
         if kid is not None:
             cands = [k for k in client["keys"] if k["kid"] == kid]
             if not cands:
@@ -1420,12 +1433,14 @@ def main():
             pass
 
     fixtures = Fixtures()
-    for d in args.fixtures:
-        n = fixtures.load_dir(d)
-        warn("loaded %d fixture(s) from %s" % (n, d))
+    # recordings first: the first response loaded for a request wins, and a
+    # user's recording must not be shadowed by the project's own fixtures
     for f in args.recording:
         n = fixtures.load_file(f)
         warn("loaded %d fixture(s) from %s" % (n, f))
+    for d in args.fixtures:
+        n = fixtures.load_dir(d)
+        warn("loaded %d fixture(s) from %s" % (n, d))
     clients = Clients(args.clients)
     datasets = {}
     for spec in args.dataset:

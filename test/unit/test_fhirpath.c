@@ -232,6 +232,25 @@ main(void)
 		check(strcmp(eval(doc, chain), "") == 0, "150-step chain evaluates");
 	}
 
+	/* so is a long chain of or/and (found by review: freeing it overflowed
+	 * the stack) */
+	{
+		static char ors[600001];
+		size_t		n = 0;
+
+		for (int i = 0; i < 100000; i++)
+		{
+			memcpy(ors + n, "1 or ", 5);
+			n += 5;
+		}
+		ors[n++] = '1';
+		ors[n] = '\0';
+		check(strncmp(eval(doc, ors), "<parse error: expression nested too deeply", 42) == 0,
+			  "100,000 or-ed terms give a parse error");
+		check(strcmp(eval(doc, "id = 'x' or id = 'p1' and active"), "true") == 0,
+			  "a short or/and chain still works");
+	}
+
 	/* plain paths are recognised (pushdown uses them) */
 	{
 		EpicFpExpr *e1 = epic_fp_parse("name.family", errbuf, sizeof(errbuf), NULL);
