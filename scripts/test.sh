@@ -109,6 +109,12 @@ if [ -f "$REPO/regression.diffs" ]; then
 fi
 grep -qE 'tests passed|tests failed' "$STATE/regress.out" || fail "pg_regress did not run"
 
+# --- the README's walkthrough, run unchanged against the sandbox ------------
+out=$(bash "$REPO/scripts/readme_walkthrough.sh" 2>&1)
+rc=$?
+line=$(echo "$out" | tail -n 1)
+if [ $rc -eq 0 ]; then pass "README walkthrough: $line"; else echo "$out"; fail "README walkthrough"; fi
+
 # --- secrets: no token, assertion or key anywhere ----------------------------
 # Tokens issued and assertions received (from the sandbox), and every base64
 # line of the private keys.  The ES384 key is also given inline (private_key)

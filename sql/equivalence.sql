@@ -124,6 +124,16 @@ SELECT pg_temp.same($$EXECUTE by_family('Lin')$$);
 SELECT pg_temp.same($$EXECUTE by_ids(ARRAY['erXuFYUfucBZaryVksYEcMg3', 'eh2xYHuzl9nkSFVvV3osUHg3', 'nosuchid'])$$);
 SELECT pg_temp.same($$EXECUTE meds_since('eq081-VQEgP8drUUqCWzHfw3', '2012-01-01')$$);
 
+-- run-time values FHIR cannot express are not sent (a generic plan); the
+-- conditions still hold locally
+SET plan_cache_mode = force_generic_plan;
+PREPARE odd_ids(text[]) AS SELECT id FROM patients WHERE id = ANY($1);
+PREPARE since(text, timestamptz) AS
+  SELECT id FROM medication_statements WHERE patient_id = $1 AND effective_start >= $2;
+SELECT pg_temp.same($$EXECUTE odd_ids('{"",erXuFYUfucBZaryVksYEcMg3}')$$);
+SELECT pg_temp.same($$EXECUTE since('eq081-VQEgP8drUUqCWzHfw3', '-infinity')$$);
+RESET plan_cache_mode;
+
 -- how many comparisons were of empty results (which prove little)
 SELECT count(*) FILTER (WHERE result LIKE '0 rows%') AS empty_results,
        count(*) FILTER (WHERE result LIKE '%identical') AS identical,
