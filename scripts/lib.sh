@@ -14,7 +14,7 @@ epic_log() { printf '== %s\n' "$*" >&2; }
 # Debian packages needed to build, run and test (installed only when missing).
 epic_install_deps() {
 	local pkgs="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
-		libssl-dev pkg-config openssl make gcc python3 python3-jwt python3-cryptography curl"
+		libssl-dev pkg-config openssl make gcc python3 python3-jwt python3-cryptography curl valgrind"
 	local missing=""
 	for p in $pkgs; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

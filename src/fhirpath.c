@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,11 +26,22 @@ typedef enum FpKind
 	FP_BOOL,
 	FP_CONST,					/* %name */
 	FP_THIS,					/* $this */
-	FP_INDEX,					/* focus[index] */
+	FP_INDEX,					/* focus[index] or focus[args[0]] */
 	FP_EQ,
 	FP_NE,
 	FP_AND,
-	FP_OR
+	FP_OR,
+	FP_LT,
+	FP_GT,
+	FP_LE,
+	FP_GE,
+	FP_ADD,
+	FP_SUB,
+	FP_MUL,
+	FP_DIV,
+	FP_CONCAT,					/* & */
+	FP_UNION,					/* | */
+	FP_NEG						/* unary minus of args[0] */
 } FpKind;
 
 typedef enum FpFunc
@@ -40,7 +52,15 @@ typedef enum FpFunc
 	FN_EMPTY,
 	FN_NOT,
 	FN_GET_RESOURCE_KEY,
-	FN_GET_REFERENCE_KEY
+	FN_GET_REFERENCE_KEY,
+	FN_EXTENSION,
+	FN_OFTYPE,
+	FN_JOIN,
+	FN_LOW_BOUNDARY,
+	FN_HIGH_BOUNDARY,
+	FN_COUNT,
+	FN_LAST,
+	FN_DISTINCT
 } FpFunc;
 
 typedef struct FpNode FpNode;
@@ -55,6 +75,7 @@ struct FpNode
 	int			nargs;
 	long		index;
 	bool		boolval;
+	const char *littype;		/* FP_STRING: "date"/"dateTime"/"time" or NULL */
 	int			height;			/* 1 + height of the tallest child */
 };
 
@@ -222,15 +243,24 @@ static const struct
 	FpFunc		func;
 	int			min_args;
 	int			max_args;
+	bool		type_arg;		/* the argument is a bare type name */
 }			fp_functions[] =
 {
-	{"where", FN_WHERE, 1, 1},
-	{"first", FN_FIRST, 0, 0},
-	{"exists", FN_EXISTS, 0, 0},
-	{"empty", FN_EMPTY, 0, 0},
-	{"not", FN_NOT, 0, 0},
-	{"getResourceKey", FN_GET_RESOURCE_KEY, 0, 0},
-	{"getReferenceKey", FN_GET_REFERENCE_KEY, 0, 1},
+	{"where", FN_WHERE, 1, 1, false},
+	{"first", FN_FIRST, 0, 0, false},
+	{"exists", FN_EXISTS, 0, 1, false},
+	{"empty", FN_EMPTY, 0, 0, false},
+	{"not", FN_NOT, 0, 0, false},
+	{"getResourceKey", FN_GET_RESOURCE_KEY, 0, 0, false},
+	{"getReferenceKey", FN_GET_REFERENCE_KEY, 0, 1, true},
+	{"extension", FN_EXTENSION, 1, 1, false},
+	{"ofType", FN_OFTYPE, 1, 1, true},
+	{"join", FN_JOIN, 0, 1, false},
+	{"lowBoundary", FN_LOW_BOUNDARY, 0, 0, false},
+	{"highBoundary", FN_HIGH_BOUNDARY, 0, 0, false},
+	{"count", FN_COUNT, 0, 0, false},
+	{"last", FN_LAST, 0, 0, false},
+	{"distinct", FN_DISTINCT, 0, 0, false},
 };
 
 /* invocation := ident [ '(' args ')' ] ; focus is what it applies to */
@@ -306,14 +336,21 @@ parse_invocation(FpParser *ps, FpNode *focus)
 					free_node(n);
 					return NULL;
 				}
-				/* getReferenceKey takes a bare type name */
-				if (n->func == FN_GET_REFERENCE_KEY)
+				/* getReferenceKey and ofType take a bare type name */
+				if (fp_functions[f].type_arg)
 				{
 					size_t		tl;
 					char	   *tn;
 
 					skip_ws(ps);
 					tn = read_ident(ps, &tl);
+					/* a qualified name (FHIR.Quantity, System.String): keep the last part */
+					while (tn != NULL && *ps->p == '.')
+					{
+						free(tn);
+						ps->p++;
+						tn = read_ident(ps, &tl);
+					}
 					if (tn == NULL)
 					{
 						free_node(n);
@@ -451,12 +488,126 @@ parse_string_literal(FpParser *ps)
 	return n;
 }
 
+static bool
+digits_at(const char *p, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!isdigit((unsigned char) p[i]))
+			return false;
+	return true;
+}
+
+/*
+ * Length of a time hh[:mm[:ss[.fff]]] at p, 0 if none.
+ */
+static size_t
+scan_time(const char *p)
+{
+	const char *q = p;
+
+	if (!digits_at(q, 2))
+		return 0;
+	q += 2;
+	if (q[0] == ':' && digits_at(q + 1, 2))
+	{
+		q += 3;
+		if (q[0] == ':' && digits_at(q + 1, 2))
+		{
+			q += 3;
+			if (q[0] == '.' && isdigit((unsigned char) q[1]))
+			{
+				q++;
+				while (isdigit((unsigned char) *q))
+					q++;
+			}
+		}
+	}
+	return (size_t) (q - p);
+}
+
+/*
+ * A date/time literal: @YYYY[-MM[-DD]][Thh[:mm[:ss[.fff]]][Z|(+|-)hh:mm]]
+ * or @Thh[:mm[:ss[.fff]]].  Its value is its text without '@' (and without
+ * 'T' for a time): a string that compares as a date.
+ */
+static FpNode *
+parse_date_literal(FpParser *ps)
+{
+	const char *start = ps->p;
+	const char *q = ps->p + 1;
+	const char *vstart = q;
+	const char *type = "date";
+	FpNode	   *n;
+
+	if (q[0] == 'T')
+	{
+		size_t		tl = scan_time(q + 1);
+
+		if (tl == 0)
+		{
+			fp_fail(ps, start, "syntax error: invalid date/time literal%s", NULL);
+			return NULL;
+		}
+		vstart = q + 1;
+		q += 1 + tl;
+		type = "time";
+	}
+	else
+	{
+		if (!digits_at(q, 4))
+		{
+			fp_fail(ps, start, "syntax error: invalid date/time literal%s", NULL);
+			return NULL;
+		}
+		q += 4;
+		if (q[0] == '-' && digits_at(q + 1, 2))
+		{
+			q += 3;
+			if (q[0] == '-' && digits_at(q + 1, 2))
+				q += 3;
+		}
+		if (q[0] == 'T')
+		{
+			q += 1 + scan_time(q + 1);
+			type = "dateTime";
+			if (q[0] == 'Z')
+				q++;
+			else if ((q[0] == '+' || q[0] == '-') && digits_at(q + 1, 2) &&
+					 q[3] == ':' && digits_at(q + 4, 2))
+				q += 6;
+		}
+	}
+	if (is_ident_char(*q))
+	{
+		fp_fail(ps, start, "syntax error: invalid date/time literal%s", NULL);
+		return NULL;
+	}
+	n = new_node(ps, FP_STRING);
+	if (n == NULL)
+		return NULL;
+	n->namelen = (size_t) (q - vstart);
+	n->name = malloc(n->namelen + 1);
+	if (n->name == NULL)
+	{
+		free(n);
+		fp_fail(ps, start, "out of memory%s", NULL);
+		return NULL;
+	}
+	memcpy(n->name, vstart, n->namelen);
+	n->name[n->namelen] = '\0';
+	n->littype = type;
+	ps->p = q;
+	return n;
+}
+
 static FpNode *
 parse_primary(FpParser *ps)
 {
 	skip_ws(ps);
 	if (*ps->p == '\'')
 		return parse_string_literal(ps);
+	if (*ps->p == '@')
+		return parse_date_literal(ps);
 	if (isdigit((unsigned char) *ps->p))
 	{
 		const char *start = ps->p;
@@ -578,23 +729,38 @@ parse_postfix(FpParser *ps)
 		else if (*ps->p == '[')
 		{
 			FpNode	   *ix;
+			FpNode	   *ixexpr = NULL;
 			char	   *end;
-			long		v;
+			long		v = 0;
 
 			ps->p++;
 			skip_ws(ps);
-			v = strtol(ps->p, &end, 10);
-			if (end == ps->p || v < 0)
+			if (*ps->p == '%' || *ps->p == '(')
 			{
-				fp_fail(ps, ps->p, "syntax error: expected a non-negative integer index%s", NULL);
-				free_node(n);
-				return NULL;
+				/* computed index: name[%index], name[(expr)] */
+				ixexpr = parse_or(ps);
+				if (ixexpr == NULL)
+				{
+					free_node(n);
+					return NULL;
+				}
 			}
-			ps->p = end;
+			else
+			{
+				v = strtol(ps->p, &end, 10);
+				if (end == ps->p || v < 0)
+				{
+					fp_fail(ps, ps->p, "syntax error: expected a non-negative integer index%s", NULL);
+					free_node(n);
+					return NULL;
+				}
+				ps->p = end;
+			}
 			skip_ws(ps);
 			if (*ps->p != ']')
 			{
 				fp_fail(ps, ps->p, "syntax error: expected \"]\"%s", NULL);
+				free_node(ixexpr);
 				free_node(n);
 				return NULL;
 			}
@@ -602,11 +768,17 @@ parse_postfix(FpParser *ps)
 			ix = new_node(ps, FP_INDEX);
 			if (ix == NULL)
 			{
+				free_node(ixexpr);
 				free_node(n);
 				return NULL;
 			}
 			ix->focus = n;
 			ix->index = v;
+			if (ixexpr != NULL)
+			{
+				ix->args[0] = ixexpr;
+				ix->nargs = 1;
+			}
 			n = ix;
 			if (!set_height(ps, n))
 			{
@@ -649,23 +821,154 @@ make_binary(FpParser *ps, FpKind kind, FpNode *l, FpNode *r)
 	return n;
 }
 
+/*
+ * unary := ('-' | '+')* postfix.  The signs are read in a loop (no
+ * recursion) and fold into at most one FP_NEG node.
+ */
+static FpNode *
+parse_unary(FpParser *ps)
+{
+	bool		neg = false;
+	FpNode	   *operand,
+			   *n;
+
+	for (;;)
+	{
+		skip_ws(ps);
+		if (*ps->p == '-')
+			neg = !neg;
+		else if (*ps->p != '+')
+			break;
+		ps->p++;
+	}
+	operand = parse_postfix(ps);
+	if (operand == NULL || !neg)
+		return operand;
+	n = new_node(ps, FP_NEG);
+	if (n == NULL)
+	{
+		free_node(operand);
+		return NULL;
+	}
+	n->args[0] = operand;
+	n->nargs = 1;
+	if (!set_height(ps, n))
+	{
+		free_node(n);
+		return NULL;
+	}
+	return n;
+}
+
+/* Binary operator levels, loosest last; each is left-associative. */
+static FpNode *
+parse_mul(FpParser *ps)
+{
+	FpNode	   *l = parse_unary(ps);
+
+	while (l != NULL)
+	{
+		FpKind		k;
+
+		skip_ws(ps);
+		if (*ps->p == '*')
+			k = FP_MUL;
+		else if (*ps->p == '/')
+			k = FP_DIV;
+		else
+			break;
+		ps->p++;
+		l = make_binary(ps, k, l, parse_unary(ps));
+	}
+	return l;
+}
+
+static FpNode *
+parse_add(FpParser *ps)
+{
+	FpNode	   *l = parse_mul(ps);
+
+	while (l != NULL)
+	{
+		FpKind		k;
+
+		skip_ws(ps);
+		if (*ps->p == '+')
+			k = FP_ADD;
+		else if (*ps->p == '-')
+			k = FP_SUB;
+		else if (*ps->p == '&')
+			k = FP_CONCAT;
+		else
+			break;
+		ps->p++;
+		l = make_binary(ps, k, l, parse_mul(ps));
+	}
+	return l;
+}
+
+static FpNode *
+parse_union(FpParser *ps)
+{
+	FpNode	   *l = parse_add(ps);
+
+	while (l != NULL)
+	{
+		skip_ws(ps);
+		if (*ps->p != '|')
+			break;
+		ps->p++;
+		l = make_binary(ps, FP_UNION, l, parse_add(ps));
+	}
+	return l;
+}
+
+static FpNode *
+parse_rel(FpParser *ps)
+{
+	FpNode	   *l = parse_union(ps);
+
+	while (l != NULL)
+	{
+		FpKind		k;
+
+		skip_ws(ps);
+		if (ps->p[0] == '<' && ps->p[1] == '=')
+			k = FP_LE;
+		else if (ps->p[0] == '>' && ps->p[1] == '=')
+			k = FP_GE;
+		else if (ps->p[0] == '<')
+			k = FP_LT;
+		else if (ps->p[0] == '>')
+			k = FP_GT;
+		else
+			break;
+		ps->p += (k == FP_LE || k == FP_GE) ? 2 : 1;
+		l = make_binary(ps, k, l, parse_union(ps));
+	}
+	return l;
+}
+
 static FpNode *
 parse_cmp(FpParser *ps)
 {
-	FpNode	   *l = parse_postfix(ps);
+	FpNode	   *l = parse_rel(ps);
 
-	if (l == NULL)
-		return NULL;
-	skip_ws(ps);
-	if (*ps->p == '=')
+	while (l != NULL)
 	{
-		ps->p++;
-		return make_binary(ps, FP_EQ, l, parse_postfix(ps));
-	}
-	if (ps->p[0] == '!' && ps->p[1] == '=')
-	{
-		ps->p += 2;
-		return make_binary(ps, FP_NE, l, parse_postfix(ps));
+		skip_ws(ps);
+		if (*ps->p == '=')
+		{
+			ps->p++;
+			l = make_binary(ps, FP_EQ, l, parse_rel(ps));
+		}
+		else if (ps->p[0] == '!' && ps->p[1] == '=')
+		{
+			ps->p += 2;
+			l = make_binary(ps, FP_NE, l, parse_rel(ps));
+		}
+		else
+			break;
 	}
 	return l;
 }
@@ -804,9 +1107,18 @@ typedef struct FpEval
 	size_t		errlen;
 	bool		failed;
 	int			depth;
+	EpicFpResult *owner;		/* the final result: owns derived strings */
 } FpEval;
 
 #define FP_MAX_DEPTH 200
+
+static void
+eval_oom(FpEval *ev)
+{
+	if (!ev->failed)
+		snprintf(ev->errbuf, ev->errlen, "out of memory");
+	ev->failed = true;
+}
 
 static bool
 push_item(FpEval *ev, EpicFpResult *out, const EpicFpItem *item)
@@ -818,9 +1130,7 @@ push_item(FpEval *ev, EpicFpResult *out, const EpicFpItem *item)
 
 		if (n == NULL)
 		{
-			if (!ev->failed)
-				snprintf(ev->errbuf, ev->errlen, "out of memory");
-			ev->failed = true;
+			eval_oom(ev);
 			return false;
 		}
 		out->items = n;
@@ -828,6 +1138,70 @@ push_item(FpEval *ev, EpicFpResult *out, const EpicFpItem *item)
 	}
 	out->items[out->count++] = *item;
 	return true;
+}
+
+/*
+ * A new derived string of len bytes (+ NUL), owned by the final result
+ * (ev->owner) so that it outlives the intermediate results it passes
+ * through.  NULL (and ev->failed) when out of memory.
+ */
+static char *
+own_string(FpEval *ev, size_t len)
+{
+	EpicFpResult *o = ev->owner;
+	char	   *s;
+
+	if (o->nowned == o->owned_capacity)
+	{
+		int			ncap = o->owned_capacity ? o->owned_capacity * 2 : 8;
+		char	  **n = realloc(o->owned, sizeof(char *) * (size_t) ncap);
+
+		if (n == NULL)
+		{
+			eval_oom(ev);
+			return NULL;
+		}
+		o->owned = n;
+		o->owned_capacity = ncap;
+	}
+	s = malloc(len + 1);
+	if (s == NULL)
+	{
+		eval_oom(ev);
+		return NULL;
+	}
+	s[len] = '\0';
+	o->owned[o->nowned++] = s;
+	return s;
+}
+
+static void
+free_owned(EpicFpResult *res)
+{
+	for (int i = 0; i < res->nowned; i++)
+		free(res->owned[i]);
+	free(res->owned);
+	res->owned = NULL;
+	res->nowned = res->owned_capacity = 0;
+}
+
+/* Push a derived item (string or number) with a copy of text. */
+static void
+push_derived(FpEval *ev, EpicFpResult *out, EpicFpItemKind kind,
+			 const char *text, size_t len, const char *type)
+{
+	char	   *s = own_string(ev, len);
+	EpicFpItem	it;
+
+	if (s == NULL)
+		return;
+	memcpy(s, text, len);
+	memset(&it, 0, sizeof(it));
+	it.kind = kind;
+	it.str = s;
+	it.len = len;
+	it.type = type;
+	push_item(ev, out, &it);
 }
 
 static void
@@ -932,6 +1306,8 @@ items_equal(const EpicJsonOps *ops, const EpicFpItem *a, const EpicFpItem *b)
 	const char *ta,
 			   *tb;
 
+	if (a->kind == EPIC_FP_NODE && b->kind == EPIC_FP_NODE && a->node == b->node)
+		return true;
 	if (ca != cb || ca == CAT_OTHER)
 		return false;
 	ta = epic_fp_item_text(ops, a, ba, sizeof(ba), &la);
@@ -978,13 +1354,69 @@ singleton_bool(const EpicJsonOps *ops, const EpicFpResult *r)
 static void eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 					  EpicFpResult *out);
 
+/*
+ * Type suffixes of FHIR choice elements (value[x], deceased[x], ...), as
+ * they appear in member names: valueString, valueQuantity, ...
+ */
+static const char *const fp_choice_types[] =
+{
+	"Boolean", "Integer", "String", "Decimal", "Uri", "Url", "Canonical",
+	"Base64Binary", "Instant", "Date", "DateTime", "Time", "Code", "Oid",
+	"Id", "Markdown", "UnsignedInt", "PositiveInt", "Uuid", "Integer64",
+	"Quantity", "CodeableConcept", "Coding", "Reference", "Period", "Range",
+	"Ratio", "RatioRange", "SampledData", "Attachment", "Identifier",
+	"HumanName", "Address", "ContactPoint", "Timing", "Age", "Count",
+	"Distance", "Duration", "Money", "Annotation", "Signature",
+	"CodeableReference", "ContactDetail", "Contributor", "DataRequirement",
+	"Expression", "ParameterDefinition", "RelatedArtifact",
+	"TriggerDefinition", "UsageContext", "Dosage", "Meta", "Availability",
+	"ExtendedContactDetail", "VirtualServiceDetail", "MonetaryComponent",
+};
+
+static void add_value(FpEval *ev, EpicFpResult *out, const void *v, const char *type);
+
 static void
 add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *name)
 {
 	const void *v = ev->ops->member(obj, name);
+	size_t		nl;
 
-	if (v == NULL)
+	if (v != NULL)
+	{
+		add_value(ev, out, v, NULL);
 		return;
+	}
+
+	/*
+	 * A choice element: "value" names whichever value[x] member exists.  Only
+	 * one may exist, so the first found is the answer.
+	 */
+	nl = strlen(name);
+	if (nl == 0 || nl > 64 || !islower((unsigned char) name[0]))
+		return;
+	for (size_t i = 0; i < sizeof(fp_choice_types) / sizeof(fp_choice_types[0]); i++)
+	{
+		char		full[128];
+
+		snprintf(full, sizeof(full), "%s%s", name, fp_choice_types[i]);
+		v = ev->ops->member(obj, full);
+		if (v != NULL)
+		{
+			add_value(ev, out, v, fp_choice_types[i]);
+			return;
+		}
+	}
+}
+
+/* Push a member's value: arrays flatten, nulls vanish. */
+static void
+add_value(FpEval *ev, EpicFpResult *out, const void *v, const char *type)
+{
+	EpicFpItem	it;
+
+	memset(&it, 0, sizeof(it));
+	it.kind = EPIC_FP_NODE;
+	it.type = type;
 	switch (ev->ops->kind(v))
 	{
 		case EPIC_JSON_NULL:
@@ -995,15 +1427,19 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *name)
 
 				for (size_t i = 0; i < n; i++)
 				{
-					const void *it = ev->ops->item(v, i);
+					const void *e = ev->ops->item(v, i);
 
-					if (it != NULL && ev->ops->kind(it) != EPIC_JSON_NULL)
-						push_node(ev, out, it);
+					if (e != NULL && ev->ops->kind(e) != EPIC_JSON_NULL)
+					{
+						it.node = e;
+						push_item(ev, out, &it);
+					}
 				}
 				return;
 			}
 		default:
-			push_node(ev, out, v);
+			it.node = v;
+			push_item(ev, out, &it);
 	}
 }
 
@@ -1054,6 +1490,337 @@ reference_key(FpEval *ev, EpicFpResult *out, const void *ref, const char *type)
 	push_string(ev, out, slash + 1, (size_t) (end - slash - 1));
 }
 
+/* Type names equal, ignoring the case of the first letter (String/string). */
+static bool
+type_name_eq(const char *a, size_t alen, const char *b)
+{
+	size_t		bl = strlen(b);
+
+	return alen == bl && alen > 0 &&
+		tolower((unsigned char) a[0]) == tolower((unsigned char) b[0]) &&
+		memcmp(a + 1, b + 1, alen - 1) == 0;
+}
+
+static bool
+is_integral_text(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == '.' || s[i] == 'e' || s[i] == 'E')
+			return false;
+	return true;
+}
+
+/*
+ * Whether item is of FHIR/System type want (ofType).  Items from a choice
+ * element and date literals know their type; otherwise it is inferred from
+ * the JSON value: a resource by its resourceType, a JSON string matches any
+ * string-valued primitive type, a number integer/decimal-like types, a
+ * boolean "boolean".  Other objects' types are unknown: they never match.
+ */
+static bool
+item_is_type(FpEval *ev, const EpicFpItem *it, const char *want)
+{
+	static const char *const stringish[] = {
+		"string", "code", "uri", "url", "canonical", "id", "oid", "uuid",
+		"markdown", "base64Binary", "date", "dateTime", "instant", "time",
+	};
+	static const char *const intish[] = {
+		"integer", "unsignedInt", "positiveInt", "integer64",
+	};
+	FpCat		cat;
+
+	if (it->type != NULL)
+		return type_name_eq(it->type, strlen(it->type), want);
+	cat = item_cat(ev->ops, it);
+	if (cat == CAT_BOOL)
+		return type_name_eq("boolean", 7, want);
+	if (cat == CAT_STRING)
+	{
+		for (size_t i = 0; i < sizeof(stringish) / sizeof(stringish[0]); i++)
+			if (type_name_eq(stringish[i], strlen(stringish[i]), want))
+				return true;
+		return false;
+	}
+	if (cat == CAT_NUMBER)
+	{
+		char		buf[64];
+		size_t		len;
+		const char *t = epic_fp_item_text(ev->ops, it, buf, sizeof(buf), &len);
+
+		if (type_name_eq("decimal", 7, want))
+			return true;
+		if (t == NULL || !is_integral_text(t, len))
+			return false;
+		for (size_t i = 0; i < sizeof(intish) / sizeof(intish[0]); i++)
+			if (type_name_eq(intish[i], strlen(intish[i]), want))
+				return true;
+		return false;
+	}
+	if (it->kind == EPIC_FP_NODE && ev->ops->kind(it->node) == EPIC_JSON_OBJECT)
+	{
+		const void *rt = ev->ops->member(it->node, "resourceType");
+		char		buf[64];
+		size_t		len;
+		const char *t = (rt != NULL && ev->ops->kind(rt) == EPIC_JSON_STRING) ?
+			ev->ops->scalar(rt, buf, sizeof(buf), &len) : NULL;
+
+		return t != NULL && len == strlen(want) && memcmp(t, want, len) == 0;
+	}
+	return false;
+}
+
+/* Numeric value of an item that is a number; false otherwise. */
+static bool
+item_number(const EpicJsonOps *ops, const EpicFpItem *it, double *d, bool *integral)
+{
+	char		buf[64],
+				num[64];
+	size_t		len;
+	const char *t;
+	char	   *end;
+
+	if (item_cat(ops, it) != CAT_NUMBER)
+		return false;
+	t = epic_fp_item_text(ops, it, buf, sizeof(buf), &len);
+	if (t == NULL || len == 0 || len >= sizeof(num))
+		return false;
+	memcpy(num, t, len);
+	num[len] = '\0';
+	*d = strtod(num, &end);
+	if (*end != '\0')
+		return false;
+	*integral = is_integral_text(num, len);
+	return true;
+}
+
+/* Push a computed number; integral results print without a fraction. */
+static void
+push_number(FpEval *ev, EpicFpResult *out, double v, bool integral)
+{
+	char		buf[64];
+	int			n;
+
+	if (!isfinite(v))
+		return;					/* e.g. division by zero: empty */
+	if (integral && v < 9007199254740992.0 && v > -9007199254740992.0)
+		n = snprintf(buf, sizeof(buf), "%.0f", v);
+	else
+	{
+		n = snprintf(buf, sizeof(buf), "%.15g", v);
+		if (n > 0 && (size_t) n + 2 < sizeof(buf) && strpbrk(buf, ".en") == NULL)
+		{
+			/* keep a decimal a decimal: 6 -> 6.0 */
+			buf[n++] = '.';
+			buf[n++] = '0';
+			buf[n] = '\0';
+		}
+	}
+	if (n > 0 && (size_t) n < sizeof(buf))
+		push_derived(ev, out, EPIC_FP_NUMBER, buf, (size_t) n, NULL);
+}
+
+static bool
+is_leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int
+month_days(int y, int m)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+	return (m == 2 && is_leap(y)) ? 29 : days[m - 1];
+}
+
+static int
+two_digits(const char *p)
+{
+	return (p[0] - '0') * 10 + (p[1] - '0');
+}
+
+/*
+ * lowBoundary()/highBoundary() of a (partial) time "hh[:mm[:ss[.fff]]]"
+ * into buf: to the millisecond.  Returns the length, 0 if t is not a time.
+ * *used is how much of t was consumed.
+ */
+static size_t
+time_boundary(const char *t, size_t len, bool high, char *buf, size_t *used)
+{
+	size_t		tl = scan_time(t);
+	int			hh,
+				mm,
+				ss;
+	char		frac[4];
+	size_t		i;
+
+	if (tl == 0 || tl > len)
+		return 0;
+	hh = two_digits(t);
+	mm = tl >= 5 ? two_digits(t + 3) : (high ? 59 : 0);
+	ss = tl >= 8 ? two_digits(t + 6) : (high ? 59 : 0);
+	if (hh > 23 || mm > 59 || ss > 60)
+		return 0;
+	for (i = 0; i < 3; i++)
+		frac[i] = (tl > 9 + i) ? t[9 + i] : (high ? '9' : '0');
+	frac[3] = '\0';
+	*used = tl;
+	return (size_t) snprintf(buf, 32, "%02d:%02d:%02d.%s", hh, mm, ss, frac);
+}
+
+/*
+ * lowBoundary()/highBoundary() of a date "YYYY[-MM[-DD]]" (to the day), a
+ * dateTime "YYYY-MM-DDThh[:mm[:ss[.fff]]][tz]" (to the millisecond; a
+ * partial date part is completed too, the timezone is kept as is) or a
+ * time.  Returns the length written to buf (>= 64 bytes), 0 if t is none
+ * of these.
+ */
+static size_t
+date_boundary(const char *t, size_t len, bool high, char *buf)
+{
+	int			y,
+				m,
+				d;
+	size_t		pos,
+				n,
+				used;
+
+	if (len >= 3 && t[2] == ':')
+	{
+		used = 0;
+		n = time_boundary(t, len, high, buf, &used);
+		return used == len ? n : 0;
+	}
+	if (len < 4 || !digits_at(t, 4))
+		return 0;
+	y = (t[0] - '0') * 1000 + (t[1] - '0') * 100 + (t[2] - '0') * 10 + (t[3] - '0');
+	pos = 4;
+	m = high ? 12 : 1;
+	d = -1;
+	if (pos < len && t[pos] == '-')
+	{
+		if (pos + 3 > len || !digits_at(t + pos + 1, 2))
+			return 0;
+		m = two_digits(t + pos + 1);
+		pos += 3;
+		if (pos < len && t[pos] == '-')
+		{
+			if (pos + 3 > len || !digits_at(t + pos + 1, 2))
+				return 0;
+			d = two_digits(t + pos + 1);
+			pos += 3;
+		}
+	}
+	if (m < 1 || m > 12)
+		return 0;
+	if (d < 0)
+		d = high ? month_days(y, m) : 1;
+	else if (d < 1 || d > month_days(y, m))
+		return 0;
+	n = (size_t) snprintf(buf, 64, "%04d-%02d-%02d", y, m, d);
+	if (pos == len)
+		return n;
+	if (t[pos] != 'T')
+		return 0;
+	pos++;
+	buf[n++] = 'T';
+	if (pos == len)
+	{
+		/* "2020-01-01T": the whole day */
+		n += (size_t) snprintf(buf + n, 64 - n, "%s", high ? "23:59:59.999" : "00:00:00.000");
+		return n;
+	}
+	{
+		size_t		tn = time_boundary(t + pos, len - pos, high, buf + n, &used);
+
+		if (tn == 0)
+			return 0;
+		n += tn;
+		pos += used;
+	}
+	/* timezone: Z or +hh:mm / -hh:mm, kept */
+	if (pos < len)
+	{
+		size_t		tzl = len - pos;
+
+		if (!((tzl == 1 && t[pos] == 'Z') ||
+			  (tzl == 6 && (t[pos] == '+' || t[pos] == '-') && digits_at(t + pos + 1, 2) &&
+			   t[pos + 3] == ':' && digits_at(t + pos + 4, 2))))
+			return 0;
+		memcpy(buf + n, t + pos, tzl);
+		n += tzl;
+		buf[n] = '\0';
+	}
+	return n;
+}
+
+/*
+ * lowBoundary()/highBoundary() of a decimal: half a unit of its last digit
+ * down/up, with one more digit (1.587 -> 1.5865 / 1.5875).  Integers are
+ * exact: they are their own boundaries.
+ */
+static void
+push_number_boundary(FpEval *ev, EpicFpResult *out, const EpicFpItem *it, bool high)
+{
+	char		tb[64],
+				buf[80];
+	size_t		len;
+	const char *t = epic_fp_item_text(ev->ops, it, tb, sizeof(tb), &len);
+	const char *dot;
+	double		v;
+	bool		integral;
+	int			prec,
+				n;
+
+	if (t == NULL || !item_number(ev->ops, it, &v, &integral))
+		return;
+	if (integral)
+	{
+		push_item(ev, out, it);
+		return;
+	}
+	dot = memchr(t, '.', len);
+	if (dot == NULL || memchr(t, 'e', len) || memchr(t, 'E', len))
+		return;
+	prec = (int) (len - (size_t) (dot - t) - 1);
+	if (prec > 15)
+		prec = 15;
+	{
+		double		half = 0.5;
+
+		for (int i = 0; i < prec; i++)
+			half /= 10.0;
+		v += high ? half : -half;
+	}
+	n = snprintf(buf, sizeof(buf), "%.*f", prec + 1, v);
+	if (n > 0 && (size_t) n < sizeof(buf))
+		push_derived(ev, out, EPIC_FP_NUMBER, buf, (size_t) n, NULL);
+}
+
+/* Append items of src to out that are not already in out (distinct / union). */
+static void
+push_distinct(FpEval *ev, EpicFpResult *out, const EpicFpItem *src, int n)
+{
+	for (int i = 0; i < n && !ev->failed; i++)
+	{
+		bool		dup = false;
+
+		for (int j = 0; j < out->count && !dup; j++)
+			dup = items_equal(ev->ops, &out->items[j], &src[i]);
+		if (!dup)
+			push_item(ev, out, &src[i]);
+	}
+}
+
+/* Text of the single item of r (NULL when r is not one scalar). */
+static const char *
+singleton_text(FpEval *ev, const EpicFpResult *r, char *buf, size_t *len)
+{
+	if (r->count != 1)
+		return NULL;
+	return epic_fp_item_text(ev->ops, &r->items[0], buf, 64, len);
+}
+
 static void
 eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 			  EpicFpResult *out)
@@ -1076,7 +1843,176 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 				push_item(ev, out, &in[0]);
 			break;
 		case FN_EXISTS:
-			push_bool(ev, out, nin > 0);
+			if (n->nargs == 0)
+			{
+				push_bool(ev, out, nin > 0);
+				break;
+			}
+			{
+				bool		any = false;
+
+				/* exists(criteria) = where(criteria).exists() */
+				for (int i = 0; i < nin && !ev->failed && !any; i++)
+				{
+					EpicFpResult r = {0};
+
+					eval_node(ev, n->args[0], &in[i], 1, &r);
+					any = (singleton_bool(ev->ops, &r) == 1);
+					epic_fp_result_free(&r);
+				}
+				if (!ev->failed)
+					push_bool(ev, out, any);
+				break;
+			}
+		case FN_LAST:
+			if (nin > 0)
+				push_item(ev, out, &in[nin - 1]);
+			break;
+		case FN_COUNT:
+			push_number(ev, out, (double) nin, true);
+			break;
+		case FN_DISTINCT:
+			push_distinct(ev, out, in, nin);
+			break;
+		case FN_EXTENSION:
+			/* extension(url) = extension.where(url = $url) */
+			for (int i = 0; i < nin && !ev->failed; i++)
+			{
+				EpicFpResult u = {0};
+				char		ub[64];
+				size_t		ul = 0;
+				const char *url;
+				const void *ext;
+
+				if (in[i].kind != EPIC_FP_NODE ||
+					ev->ops->kind(in[i].node) != EPIC_JSON_OBJECT)
+					continue;
+				ext = ev->ops->member(in[i].node, "extension");
+				if (ext == NULL || ev->ops->kind(ext) != EPIC_JSON_ARRAY)
+					continue;
+				eval_node(ev, n->args[0], &in[i], 1, &u);
+				url = singleton_text(ev, &u, ub, &ul);
+				if (url != NULL)
+				{
+					size_t		ne = ev->ops->size(ext);
+
+					for (size_t k = 0; k < ne; k++)
+					{
+						const void *e = ev->ops->item(ext, k);
+						const void *eu;
+						char		eb[64];
+						size_t		el;
+						const char *et;
+
+						if (e == NULL || ev->ops->kind(e) != EPIC_JSON_OBJECT)
+							continue;
+						eu = ev->ops->member(e, "url");
+						if (eu == NULL || ev->ops->kind(eu) != EPIC_JSON_STRING)
+							continue;
+						et = ev->ops->scalar(eu, eb, sizeof(eb), &el);
+						if (et != NULL && el == ul && memcmp(et, url, ul) == 0)
+							push_node(ev, out, e);
+					}
+				}
+				epic_fp_result_free(&u);
+			}
+			break;
+		case FN_OFTYPE:
+			for (int i = 0; i < nin; i++)
+				if (item_is_type(ev, &in[i], n->args[0]->name))
+					push_item(ev, out, &in[i]);
+			break;
+		case FN_JOIN:
+			{
+				EpicFpResult sepr = {0};
+				char		sb[64];
+				size_t		sl = 0;
+				const char *sep = "";
+				size_t		total = 0;
+				char	   *s;
+
+				if (n->nargs > 0)
+				{
+					eval_node(ev, n->args[0], in, nin, &sepr);
+					sep = singleton_text(ev, &sepr, sb, &sl);
+					if (sep == NULL)
+					{
+						sep = "";
+						sl = 0;
+					}
+				}
+				/* two passes: size, then copy (number texts use a buffer) */
+				for (int pass = 0; pass < 2 && !ev->failed; pass++)
+				{
+					size_t		pos = 0;
+					bool		firstitem = true;
+
+					s = NULL;
+					if (pass == 1)
+					{
+						EpicFpItem	it;
+
+						s = own_string(ev, total);
+						if (s == NULL)
+							break;
+						memset(&it, 0, sizeof(it));
+						it.kind = EPIC_FP_STRING;
+						it.str = s;
+						it.len = total;
+						push_item(ev, out, &it);
+					}
+					for (int i = 0; i < nin; i++)
+					{
+						char		ib[64];
+						size_t		il;
+						const char *t = epic_fp_item_text(ev->ops, &in[i], ib, sizeof(ib), &il);
+
+						if (t == NULL)
+							continue;
+						if (!firstitem)
+						{
+							if (s)
+								memcpy(s + pos, sep, sl);
+							pos += sl;
+						}
+						firstitem = false;
+						if (s)
+							memcpy(s + pos, t, il);
+						pos += il;
+					}
+					total = pos;
+				}
+				epic_fp_result_free(&sepr);
+				break;
+			}
+		case FN_LOW_BOUNDARY:
+		case FN_HIGH_BOUNDARY:
+			for (int i = 0; i < nin; i++)
+			{
+				bool		high = (n->func == FN_HIGH_BOUNDARY);
+				FpCat		cat = item_cat(ev->ops, &in[i]);
+
+				if (cat == CAT_NUMBER)
+					push_number_boundary(ev, out, &in[i], high);
+				else if (cat == CAT_STRING)
+				{
+					char		tb[64],
+								txt[64],
+								buf[64];
+					size_t		tl,
+								bl;
+					const char *t = epic_fp_item_text(ev->ops, &in[i], tb, sizeof(tb), &tl);
+
+					if (t == NULL || tl > 40)
+						continue;
+					/* NUL-terminated copy: the scanners stop at a non-digit */
+					memcpy(txt, t, tl);
+					txt[tl] = '\0';
+					bl = date_boundary(txt, tl, high, buf);
+					if (bl > 0)
+						push_derived(ev, out, EPIC_FP_STRING, buf, bl, in[i].type);
+				}
+			}
 			break;
 		case FN_EMPTY:
 			push_bool(ev, out, nin == 0);
@@ -1114,11 +2050,164 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 	}
 }
 
+/* Strings that look like dates/times: compared by precision too. */
+static bool
+date_like(const char *s, size_t len)
+{
+	return (len >= 4 && digits_at(s, 4) && (len == 4 || s[4] == '-')) ||
+		(len >= 5 && digits_at(s, 2) && s[2] == ':');
+}
+
+/*
+ * Order of two singletons: <0, 0, >0, or false when not comparable
+ * (different types, booleans, or dates of different precision that agree
+ * as far as both go, e.g. 2020 vs 2020-01: FHIRPath's empty result).
+ */
+static bool
+compare_items(FpEval *ev, const EpicFpItem *a, const EpicFpItem *b, int *cmp)
+{
+	FpCat		ca = item_cat(ev->ops, a),
+				cb = item_cat(ev->ops, b);
+
+	if (ca == CAT_NUMBER && cb == CAT_NUMBER)
+	{
+		double		x,
+					y;
+		bool		ix,
+					iy;
+
+		if (!item_number(ev->ops, a, &x, &ix) || !item_number(ev->ops, b, &y, &iy))
+			return false;
+		*cmp = (x > y) - (x < y);
+		return true;
+	}
+	if (ca == CAT_STRING && cb == CAT_STRING)
+	{
+		char		ba[64],
+					bb[64];
+		size_t		la,
+					lb,
+					m;
+		const char *ta = epic_fp_item_text(ev->ops, a, ba, sizeof(ba), &la);
+		const char *tb = epic_fp_item_text(ev->ops, b, bb, sizeof(bb), &lb);
+		int			c;
+
+		if (ta == NULL || tb == NULL)
+			return false;
+		m = la < lb ? la : lb;
+		c = memcmp(ta, tb, m);
+		if (c == 0 && la != lb && date_like(ta, la) && date_like(tb, lb))
+			return false;
+		*cmp = c != 0 ? c : (la > lb) - (la < lb);
+		return true;
+	}
+	return false;
+}
+
+static void
+eval_binary(FpEval *ev, FpKind kind, const EpicFpResult *l, const EpicFpResult *r,
+			EpicFpResult *out)
+{
+	switch (kind)
+	{
+		case FP_UNION:
+			push_distinct(ev, out, l->items, l->count);
+			push_distinct(ev, out, r->items, r->count);
+			return;
+		case FP_CONCAT:
+			{
+				/* & : strings, an empty operand counting as '' */
+				char		ba[64],
+							bb[64];
+				size_t		la = 0,
+							lb = 0;
+				const char *ta = l->count == 0 ? "" : singleton_text(ev, l, ba, &la);
+				const char *tb = r->count == 0 ? "" : singleton_text(ev, r, bb, &lb);
+				char	   *s;
+				EpicFpItem	it;
+
+				if (ta == NULL || tb == NULL || (s = own_string(ev, la + lb)) == NULL)
+					return;
+				memcpy(s, ta, la);
+				memcpy(s + la, tb, lb);
+				memset(&it, 0, sizeof(it));
+				it.kind = EPIC_FP_STRING;
+				it.str = s;
+				it.len = la + lb;
+				push_item(ev, out, &it);
+				return;
+			}
+		default:
+			break;
+	}
+	if (l->count != 1 || r->count != 1)
+		return;					/* empty (or, leniently, a multi-item operand) */
+
+	switch (kind)
+	{
+		case FP_LT:
+		case FP_GT:
+		case FP_LE:
+		case FP_GE:
+			{
+				int			c;
+
+				if (!compare_items(ev, &l->items[0], &r->items[0], &c))
+					return;
+				push_bool(ev, out,
+						  kind == FP_LT ? c < 0 : kind == FP_GT ? c > 0 :
+						  kind == FP_LE ? c <= 0 : c >= 0);
+				return;
+			}
+		case FP_ADD:
+			if (item_cat(ev->ops, &l->items[0]) == CAT_STRING &&
+				item_cat(ev->ops, &r->items[0]) == CAT_STRING)
+			{
+				eval_binary(ev, FP_CONCAT, l, r, out);
+				return;
+			}
+			/* FALLTHROUGH */
+		case FP_SUB:
+		case FP_MUL:
+		case FP_DIV:
+			{
+				double		x,
+							y,
+							v;
+				bool		ix,
+							iy;
+
+				if (!item_number(ev->ops, &l->items[0], &x, &ix) ||
+					!item_number(ev->ops, &r->items[0], &y, &iy))
+					return;
+				if (kind == FP_ADD)
+					v = x + y;
+				else if (kind == FP_SUB)
+					v = x - y;
+				else if (kind == FP_MUL)
+					v = x * y;
+				else
+				{
+					if (y == 0)
+						return;	/* division by zero: empty */
+					v = x / y;
+					ix = iy = false;	/* / always gives a decimal */
+				}
+				push_number(ev, out, v, ix && iy);
+				return;
+			}
+		default:
+			return;
+	}
+}
+
 static void
 eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 		  EpicFpResult *out)
 {
 	EpicFpResult focus = {0};
+	const EpicFpItem *ctx = in;		/* before focus: for computed indexes */
+	int			nctx = nin;
 
 	if (ev->failed)
 		return;
@@ -1173,8 +2262,17 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 			eval_function(ev, n, in, nin, out);
 			break;
 		case FP_STRING:
-			push_string(ev, out, n->name, n->namelen);
-			break;
+			{
+				EpicFpItem	it;
+
+				memset(&it, 0, sizeof(it));
+				it.kind = EPIC_FP_STRING;
+				it.str = n->name;
+				it.len = n->namelen;
+				it.type = n->littype;
+				push_item(ev, out, &it);
+				break;
+			}
 		case FP_NUMBER:
 			{
 				EpicFpItem	it;
@@ -1205,9 +2303,84 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 				push_item(ev, out, &in[i]);
 			break;
 		case FP_INDEX:
-			if (n->index < nin)
+			if (n->nargs > 0)
+			{
+				/* computed index: a single integer (or integer text, %const) */
+				EpicFpResult ix = {0};
+				char		ib[64],
+							num[64];
+				size_t		il;
+				const char *t;
+
+				eval_node(ev, n->args[0], ctx, nctx, &ix);
+				t = singleton_text(ev, &ix, ib, &il);
+				if (t != NULL && il > 0 && il < sizeof(num) &&
+					(ix.items[0].kind != EPIC_FP_BOOL))
+				{
+					char	   *end;
+					long		v;
+
+					memcpy(num, t, il);
+					num[il] = '\0';
+					v = strtol(num, &end, 10);
+					if (*end == '\0' && v >= 0 && v < nin)
+						push_item(ev, out, &in[v]);
+				}
+				epic_fp_result_free(&ix);
+			}
+			else if (n->index < nin)
 				push_item(ev, out, &in[n->index]);
 			break;
+		case FP_NEG:
+			{
+				EpicFpResult r = {0};
+				double		v;
+				bool		integral;
+
+				eval_node(ev, n->args[0], in, nin, &r);
+				if (r.count == 1 && item_number(ev->ops, &r.items[0], &v, &integral))
+				{
+					char		tb[64];
+					size_t		tl;
+					const char *t = epic_fp_item_text(ev->ops, &r.items[0], tb, sizeof(tb), &tl);
+
+					/* flip the sign textually: keeps the literal's precision */
+					if (t != NULL && tl > 0 && t[0] == '-')
+						push_derived(ev, out, EPIC_FP_NUMBER, t + 1, tl - 1, NULL);
+					else if (t != NULL && tl > 0 && tl < sizeof(tb) - 1)
+					{
+						char		nb[80];
+
+						nb[0] = '-';
+						memcpy(nb + 1, t, tl);
+						push_derived(ev, out, EPIC_FP_NUMBER, nb, tl + 1, NULL);
+					}
+				}
+				epic_fp_result_free(&r);
+				break;
+			}
+		case FP_LT:
+		case FP_GT:
+		case FP_LE:
+		case FP_GE:
+		case FP_ADD:
+		case FP_SUB:
+		case FP_MUL:
+		case FP_DIV:
+		case FP_CONCAT:
+		case FP_UNION:
+			{
+				EpicFpResult l = {0},
+							r = {0};
+
+				eval_node(ev, n->args[0], in, nin, &l);
+				eval_node(ev, n->args[1], in, nin, &r);
+				if (!ev->failed)
+					eval_binary(ev, n->kind, &l, &r, out);
+				epic_fp_result_free(&l);
+				epic_fp_result_free(&r);
+				break;
+			}
 		case FP_EQ:
 		case FP_NE:
 			{
@@ -1276,7 +2449,9 @@ epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 	ev.env = env;
 	ev.errbuf = errbuf;
 	ev.errlen = errlen;
+	ev.owner = out;
 	out->count = 0;
+	free_owned(out);
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.kind = EPIC_FP_NODE;
@@ -1285,6 +2460,7 @@ epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 	if (ev.failed)
 	{
 		out->count = 0;
+		free_owned(out);
 		return -1;
 	}
 	return 0;
@@ -1293,6 +2469,7 @@ epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 void
 epic_fp_result_free(EpicFpResult *res)
 {
+	free_owned(res);
 	free(res->items);
 	res->items = NULL;
 	res->count = res->capacity = 0;

@@ -8,11 +8,22 @@
  * server, and lets the page representation change without touching it.
  *
  * Supported subset (grows with the project):
- *   navigation     name.name (arrays flatten automatically), expr[n]
- *   literals       'string', integers, decimals, true, false, %constant
- *   operators      =  !=  and  or  ( )
- *   functions      where(cond), first(), exists(), empty(), not(),
+ *   navigation     name.name (arrays flatten automatically), expr[n],
+ *                  expr[%constant]; choice elements: "value" resolves to
+ *                  whichever valueString / valueQuantity / ... member exists
+ *   literals       'string', integers, decimals, true, false, %constant,
+ *                  @2020-01-01, @2020-01-01T10:00:00Z, @T10:00 (kept as
+ *                  their text: strings that compare as dates)
+ *   operators      by precedence: unary -/+;  * /;  + - &;  |;
+ *                  < > <= >=;  = !=;  and;  or;  ( )
+ *   functions      where(cond), first(), last(), exists([cond]), empty(),
+ *                  not(), count(), distinct(), extension(url), ofType(Type),
+ *                  join([sep]), lowBoundary(), highBoundary(),
  *                  getResourceKey(), getReferenceKey([Type])
+ *
+ * Lenient where FHIRPath would raise an error: comparison and arithmetic
+ * on a collection of more than one item, or on mismatched types, give an
+ * empty result; so does division by zero.
  *
  *-------------------------------------------------------------------------
  */
@@ -70,14 +81,34 @@ typedef struct EpicFpItem
 	const char *str;			/* EPIC_FP_STRING / EPIC_FP_NUMBER text */
 	size_t		len;
 	bool		boolval;		/* EPIC_FP_BOOL */
+
+	/*
+	 * FHIR type when known, else NULL: the suffix of the choice element the
+	 * item came from ("Quantity", "String" for valueString, ...), or
+	 * "date"/"dateTime"/"time" for date literals.  Used by ofType().
+	 */
+	const char *type;
 } EpicFpItem;
 
-/* A collection: a growable array, malloc'd.  Reuse it across evaluations. */
+/*
+ * A collection: a growable array, malloc'd.  Reuse it across evaluations.
+ *
+ * Strings computed during an evaluation (join(), +, count(), boundaries,
+ * negated numbers...) are malloc'd and owned by the result the evaluation
+ * filled: "owned" lists them.  They stay valid until that result is passed
+ * to epic_fp_eval() again (which frees them when it resets the result) or
+ * to epic_fp_result_free().  Items that point elsewhere point into the
+ * document or the compiled expression, as before.  Zero-initialise a new
+ * result ({0}).
+ */
 typedef struct EpicFpResult
 {
 	EpicFpItem *items;
 	int			count;
 	int			capacity;
+	char	  **owned;			/* derived strings; freed with the result */
+	int			nowned;
+	int			owned_capacity;
 } EpicFpResult;
 
 /* Values of %constants (strings). */
@@ -100,12 +131,13 @@ extern void epic_fp_free(EpicFpExpr *expr);
 
 /*
  * Evaluate expr with root as the context (a resource).  out is reset and
- * filled; its items point into the document and the expression, so they are
- * valid while both are.  Returns 0, or -1 on an evaluation error (e.g. out of
+ * filled; its items point into the document, the expression and out's own
+ * derived strings, so they are valid while all three are (see EpicFpResult).  Returns 0, or -1 on an evaluation error (e.g. out of
  * memory) with errbuf set.
  */
 extern int	epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 						 const EpicFpEnv *env, EpicFpResult *out, char *errbuf, size_t errlen);
+/* Frees res's items and derived strings; res is left empty and reusable. */
 extern void epic_fp_result_free(EpicFpResult *res);
 
 /*

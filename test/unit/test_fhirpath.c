@@ -43,9 +43,27 @@ static const char *patient =
 " \"contained\": {\"reference\": \"#c1\"}"
 "}";
 
-static const char *names[] = {"mrn_system", "unset"};
-static const char *values[] = {"urn:oid:9.9", NULL};
-static const EpicFpEnv env = {2, names, values};
+static const char *observation =
+"{\"resourceType\": \"Observation\", \"id\": \"o1\","
+" \"valueQuantity\": {\"value\": 7.25, \"unit\": \"mg\"},"
+" \"effectiveDateTime\": \"2020-03-04T10:20\","
+" \"issued\": \"2020-03-04T10:20:30.5+02:00\","
+" \"extension\": ["
+"   {\"url\": \"http://x/race\", \"extension\": ["
+"      {\"url\": \"omb\", \"valueCoding\": {\"code\": \"2106-3\"}},"
+"      {\"url\": \"omb\", \"valueCoding\": {\"code\": \"1002-5\"}},"
+"      {\"url\": \"text\", \"valueString\": \"White\"}]},"
+"   {\"url\": \"http://x/birthsex\", \"valueCode\": \"F\"},"
+"   {\"url\": \"http://x/count\", \"valueInteger\": 11}],"
+" \"component\": [{\"valueString\": \"foo\"}, {\"valueInteger\": 42},"
+"                 {\"valueBoolean\": true}, {\"valueDecimal\": 1.5}],"
+" \"dates\": [\"1987\", \"2020-02\", \"2019-02\", \"2021-04-05\","
+"             \"2021-04-05T08\", \"2021-04-05T08:30:15.1Z\", \"10:15\", \"nope\", \"2021-13\"]"
+"}";
+
+static const char *names[] = {"mrn_system", "unset", "idx"};
+static const char *values[] = {"urn:oid:9.9", NULL, "1"};
+static const EpicFpEnv env = {3, names, values};
 
 /* Evaluate and return the items' texts joined with "|" ("<error>" on failure). */
 static char *
@@ -176,6 +194,160 @@ main(void)
 	expect(doc, "'a\\'b'", "a'b");
 	expect(doc, "true", "true");
 
+	/* choice types: value resolves to value[x]; ofType selects by type */
+	{
+		void	   *obs = epic_json_parse(observation, strlen(observation), errbuf, sizeof(errbuf));
+
+		check(obs != NULL, "observation document parses");
+		expect(obs, "value.unit", "mg");
+		expect(obs, "value.ofType(Quantity).value", "7.25");
+		expect(obs, "value.ofType(FHIR.Quantity).unit", "mg");
+		expect(obs, "value.ofType(string)", "");
+		expect(obs, "effective", "2020-03-04T10:20");
+		expect(obs, "effective.ofType(dateTime)", "2020-03-04T10:20");
+		expect(obs, "effective.ofType(date)", "");
+		expect(obs, "component.value", "foo|42|true|1.5");
+		expect(obs, "component.value.ofType(string)", "foo");
+		expect(obs, "component.value.ofType(String)", "foo");
+		expect(obs, "component.value.ofType(System.String)", "foo");
+		expect(obs, "component.value.ofType(integer)", "42");
+		expect(obs, "component.value.ofType(boolean)", "true");
+		expect(obs, "component.value.ofType(decimal)", "1.5");
+		expect(obs, "component.where(value.ofType(integer) > 11).exists()", "true");
+		expect(obs, "component.where(value.ofType(integer) < 11).exists()", "false");
+		expect(obs, "ofType(Observation).id", "o1");
+		expect(obs, "ofType(Patient).id", "");
+		expect(doc, "deceased", "false");
+		expect(doc, "deceased.ofType(boolean) = false", "true");
+		expect(doc, "multipleBirth", "2");
+		expect(doc, "multipleBirth.ofType(integer)", "2");
+		expect(doc, "multipleBirth.ofType(decimal)", "");
+		/* untyped JSON values: strings, numbers, booleans by their JSON kind */
+		expect(doc, "id.ofType(string)", "p1");
+		expect(doc, "id.ofType(id)", "p1");
+		expect(doc, "active.ofType(boolean)", "true");
+		expect(doc, "name.ofType(HumanName)", "");
+		expect(doc, "'x'.ofType(string)", "x");
+		expect(doc, "@2020.ofType(date)", "2020");
+		expect(doc, "@2020-01-01T10:00.ofType(dateTime)", "2020-01-01T10:00");
+
+		/* extension(url) */
+		expect(obs, "extension('http://x/birthsex').value.ofType(code)", "F");
+		expect(obs, "extension('http://x/birthsex').value.ofType(code).first()", "F");
+		expect(obs, "extension('http://x/race').extension('omb').value.ofType(Coding).code",
+			   "2106-3|1002-5");
+		expect(obs, "extension('http://x/race').extension('omb').value.ofType(Coding).code.first()",
+			   "2106-3");
+		expect(obs, "extension('http://x/race').extension('text').value", "White");
+		expect(obs, "extension('http://x/none')", "");
+		expect(obs, "extension('http://x/count').value + 1", "12");
+		expect(doc, "extension('http://x/race')", "");
+
+		/* join */
+		expect(doc, "name.given.join(', ')", "Cami, Camila, Maria");
+		expect(doc, "name.given.join(', ' )", "Cami, Camila, Maria");
+		expect(doc, "name.given.join()", "CamiCamilaMaria");
+		expect(doc, "photo.join(',')", "");
+		expect(doc, "name.given.join(%mrn_system)", "Camiurn:oid:9.9Camilaurn:oid:9.9Maria");
+		expect(doc, "name.given.join('-') = 'Cami-Camila-Maria'", "true");
+		expect(doc, "name.where(given.join(' ') = 'Camila Maria').family", "Lopez");
+		expect(doc, "telecom.value.join('/') + '!'", "1/2/a@b!");
+		expect(obs, "component.value.join(',')", "foo,42,true,1.5");
+
+		/* boundaries */
+		expect(obs, "dates.lowBoundary()",
+			   "1987-01-01|2020-02-01|2019-02-01|2021-04-05|2021-04-05T08:00:00.000|"
+			   "2021-04-05T08:30:15.100Z|10:15:00.000");
+		expect(obs, "dates.highBoundary()",
+			   "1987-12-31|2020-02-29|2019-02-28|2021-04-05|2021-04-05T08:59:59.999|"
+			   "2021-04-05T08:30:15.199Z|10:15:59.999");
+		expect(obs, "issued.lowBoundary()", "2020-03-04T10:20:30.500+02:00");
+		expect(obs, "issued.highBoundary()", "2020-03-04T10:20:30.599+02:00");
+		expect(obs, "effective.highBoundary()", "2020-03-04T10:20:59.999");
+		expect(doc, "@2000-02.highBoundary()", "2000-02-29");
+		expect(doc, "@1900-02.highBoundary()", "1900-02-28");
+		expect(doc, "@2020-11.highBoundary()", "2020-11-30");
+		expect(doc, "@2020.lowBoundary() = @2020-01-01", "true");
+		expect(doc, "1.587.lowBoundary()", "1.5865");
+		expect(doc, "1.587.highBoundary()", "1.5875");
+		expect(doc, "(-1.5).lowBoundary()", "-1.55");
+		expect(doc, "7.lowBoundary()", "7");
+		expect(doc, "name.lowBoundary()", "");
+
+		/* count, last, distinct, union */
+		expect(obs, "component.count()", "4");
+		expect(doc, "photo.count()", "0");
+		expect(doc, "name.given.last()", "Maria");
+		expect(doc, "photo.last()", "");
+		expect(doc, "name.family.distinct()", "Lopez");
+		expect(doc, "name.distinct().count()", "2");
+		expect(doc, "name.given | name.family", "Cami|Camila|Maria|Lopez");
+		expect(doc, "name.family | name.family", "Lopez");
+		expect(doc, "(1 | 2 | 1).count()", "2");
+
+		epic_json_free(obs);
+	}
+
+	/* exists(criteria) */
+	expect(doc, "name.exists(use = 'official')", "true");
+	expect(doc, "name.exists(use = 'nickname')", "false");
+	expect(doc, "photo.exists(true)", "false");
+	expect(doc, "telecom.exists(system = 'email' and value = 'a@b')", "true");
+
+	/* computed index */
+	expect(doc, "name[%idx].family", "Lopez");
+	expect(doc, "name[%idx].given", "Camila|Maria");
+	expect(doc, "name[(0 + 1)].use", "official");
+	expect(doc, "name[%unset]", "");
+	expect(doc, "name[%mrn_system]", "");
+
+	/* date literals compare as dates */
+	expect(doc, "@2020-01-01", "2020-01-01");
+	expect(doc, "@2020-01-01T10:00:00Z", "2020-01-01T10:00:00Z");
+	expect(doc, "@2020-01-01T10:00:00.123+05:30", "2020-01-01T10:00:00.123+05:30");
+	expect(doc, "@T10:30", "10:30");
+	expect(doc, "@2020-01-01 < @2020-02-01", "true");
+	expect(doc, "@2020-01-01 >= @2020-02-01", "false");
+	expect(doc, "@2020-01-01 = '2020-01-01'", "true");
+	expect(doc, "@2020 < @2020-01", "");
+	expect(doc, "@2019 < @2020-01", "true");
+	expect(doc, "'abc' < 'abd'", "true");
+	expect(doc, "'ab' < 'abc'", "true");
+
+	/* comparison and arithmetic */
+	expect(doc, "multipleBirthInteger > 1", "true");
+	expect(doc, "multipleBirthInteger >= 2", "true");
+	expect(doc, "multipleBirthInteger <= 1.5", "false");
+	expect(doc, "multipleBirthInteger < 10", "true");
+	expect(doc, "1 < 'a'", "");
+	expect(doc, "true < false", "");
+	expect(doc, "name.given < 'z'", "");
+	expect(doc, "photo > 1", "");
+	expect(doc, "1 + 2 * 3", "7");
+	expect(doc, "(1 + 2) * 3", "9");
+	expect(doc, "10 - 4 - 3", "3");
+	expect(doc, "7 / 2", "3.5");
+	expect(doc, "6 / 2", "3.0");
+	expect(doc, "1 / 0", "");
+	expect(doc, "0.1 + 0.2", "0.3");
+	expect(doc, "1.5 * 2", "3.0");
+	expect(doc, "-5", "-5");
+	expect(doc, "-1.50", "-1.50");
+	expect(doc, "- -5", "5");
+	expect(doc, "--+-5", "-5");
+	expect(doc, "-multipleBirthInteger + 3", "1");
+	expect(doc, "2 * -3", "-6");
+	expect(doc, "-'a'", "");
+	expect(doc, "multipleBirthInteger * 2 = 4", "true");
+	expect(doc, "1 + 2 = 3 and 2 > 1", "true");
+	expect(doc, "1 + 1 = 3 or 3 > 2 * 2", "false");
+	expect(doc, "id + '-' + name.first().family", "p1-Lopez");
+	expect(doc, "id & photo & 'x'", "p1x");
+	expect(doc, "id + photo", "");
+	expect(doc, "id + 1", "");
+	expect(doc, "1 = 1 = true", "true");
+	expect(doc, "1 < 2 = true", "true");
+
 	/* parse errors carry a 1-based position */
 	expect_parse_error("", 1, "empty expression");
 	expect_parse_error("name..family", 6, "expected a name");
@@ -187,6 +359,22 @@ main(void)
 	expect_parse_error("name[x]", 6, "index");
 	expect_parse_error("a b", 3, "syntax error");
 	expect_parse_error("name.where()", 6, "wrong number of arguments");
+	expect_parse_error("@@", 1, "date/time literal");
+	expect_parse_error("id = @20", 6, "date/time literal");
+	expect_parse_error("@2020-01-01x", 1, "date/time literal");
+	expect_parse_error("@Tx", 1, "date/time literal");
+	expect_parse_error("1 + ", 5, "unexpected end");
+	expect_parse_error("1 * * 2", 5, "syntax error at \"*\"");
+	expect_parse_error("id < ", 6, "unexpected end");
+	expect_parse_error("name.ofType('x')", 13, "expected a name");
+	expect_parse_error("name.ofType()", 6, "wrong number of arguments");
+	expect_parse_error("name.extension()", 6, "wrong number of arguments");
+	expect_parse_error("name.join(',', ',')", 6, "wrong number of arguments");
+	expect_parse_error("name.count(1)", 6, "wrong number of arguments");
+	expect_parse_error("name.exists(a, b)", 6, "wrong number of arguments");
+	expect_parse_error("name[%idx", 10, "expected \"]\"");
+	expect_parse_error("name[(1]", 8, "expected \")\"");
+	expect_parse_error("name.ofType(FHIR.)", 18, "expected a name");
 
 	/* deep nesting is refused at evaluation, not a crash */
 	{
@@ -249,6 +437,76 @@ main(void)
 			  "100,000 or-ed terms give a parse error");
 		check(strcmp(eval(doc, "id = 'x' or id = 'p1' and active"), "true") == 0,
 			  "a short or/and chain still works");
+	}
+
+	/* new recursive constructs are bounded too */
+	{
+		static char big[600001];
+		size_t		n = 0;
+
+		/* long +, *, |, <, & chains: left-deep trees, refused past the height limit */
+		const char *ops[] = {" + ", " * ", " | ", " < ", " & ", " - ", " = "};
+
+		for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
+		{
+			char		what[80];
+
+			n = 0;
+			for (int i = 0; i < 100000; i++)
+			{
+				memcpy(big + n, "1", 1);
+				memcpy(big + n + 1, ops[k], 3);
+				n += 4;
+			}
+			big[n++] = '1';
+			big[n] = '\0';
+			snprintf(what, sizeof(what), "100,000 terms joined by \"%s\" give a parse error", ops[k]);
+			check(strncmp(eval(doc, big), "<parse error: expression nested too deeply", 42) == 0, what);
+		}
+		/* 150 additions are fine */
+		n = 0;
+		for (int i = 0; i < 150; i++)
+		{
+			memcpy(big + n, "1 + ", 4);
+			n += 4;
+		}
+		big[n++] = '1';
+		big[n] = '\0';
+		check(strcmp(eval(doc, big), "151") == 0, "150 additions evaluate");
+		/* 100,000 unary minus signs fold into one (no recursion) */
+		n = 0;
+		for (int i = 0; i < 100001; i++)
+			big[n++] = '-';
+		big[n++] = '2';
+		big[n] = '\0';
+		check(strcmp(eval(doc, big), "-2") == 0, "100,001 unary minus signs fold");
+		/* nested computed indexes nest parse_or: bounded by the depth limit */
+		n = 0;
+		for (int i = 0; i < 400; i++)
+			n += (size_t) sprintf(big + n, "a[(");
+		n += (size_t) sprintf(big + n, "0");
+		for (int i = 0; i < 400; i++)
+			n += (size_t) sprintf(big + n, ")]");
+		big[n] = '\0';
+		check(strncmp(eval(doc, big), "<parse error: expression nested too deeply", 42) == 0,
+			  "400 nested computed indexes give a parse error");
+		/* nested exists(criteria), extension(), join() are bounded as where() is */
+		n = 0;
+		for (int i = 0; i < 120; i++)
+			n += (size_t) sprintf(big + n, "exists(extension(join(");
+		n += (size_t) sprintf(big + n, "'x'");
+		for (int i = 0; i < 360; i++)
+			big[n++] = ')';
+		big[n] = '\0';
+		check(strncmp(eval(doc, big), "<parse error: expression nested too deeply", 42) == 0,
+			  "deeply nested exists/extension/join give a parse error");
+		/* a long join of a long collection */
+		n = 0;
+		n += (size_t) sprintf(big + n, "(");
+		for (int i = 0; i < 100; i++)
+			n += (size_t) sprintf(big + n, "%s'abcdefghij'", i ? " | " : "");
+		n += (size_t) sprintf(big + n, ").join(',').count()");
+		check(strcmp(eval(doc, big), "1") == 0, "join of a union gives one string");
 	}
 
 	/* plain paths are recognised (pushdown uses them) */

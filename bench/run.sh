@@ -1,0 +1,106 @@
+#!/bin/bash
+# bench/run.sh — the epic_fdw benchmark (see bench/README.md). Not part of scripts/test.sh.
+#
+#   bash bench/run.sh            # 20,000 patients × 5 statements, several minutes
+#   bash bench/run.sh --quick    # 2,000 patients, fewer runs: a smoke check
+#
+# Runs as root on Debian 12: installs what it needs, builds and installs epic_fdw,
+# generates the dataset, starts the HTTPS sandbox and a throwaway PostgreSQL cluster
+# (scripts/lib.sh), runs bench/bench.py and writes bench/RESULTS.md. Everything it
+# starts is stopped on exit; its state directory is removed unless BENCH_KEEP=1.
+#
+# Environment (defaults for the full run / --quick):
+#   BENCH_PATIENTS (20000 / 2000)  BENCH_STATEMENTS (5)  BENCH_RUNS (5 / 3)
+#   BENCH_SLOW_RUNS (3 / 1): runs of the 50 ms latency scenarios
+#   BENCH_LATENCY_MS (50)  BENCH_FANOUT (200): patients in the fan-out scenario
+#   BENCH_PAGE_SIZES ("50 100 200 500 1000")  BENCH_OUT (bench/RESULTS.md)
+#   BENCH_ONLY ("s1 s3 s4 s5 s6 s7": a subset, writes only raw JSON)  BENCH_KEEP
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../scripts/lib.sh
+. "$HERE/../scripts/lib.sh"
+
+MODE=full
+for a in "$@"; do
+	case $a in
+	--quick) MODE=quick ;;
+	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	*) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+	esac
+done
+if [ "$MODE" = quick ]; then
+	: "${BENCH_PATIENTS:=2000}" "${BENCH_RUNS:=3}" "${BENCH_SLOW_RUNS:=1}"
+else
+	: "${BENCH_PATIENTS:=20000}" "${BENCH_RUNS:=5}" "${BENCH_SLOW_RUNS:=3}"
+fi
+: "${BENCH_STATEMENTS:=5}" "${BENCH_OUT:=$HERE/RESULTS.md}"
+export BENCH_MODE=$MODE BENCH_PATIENTS BENCH_STATEMENTS BENCH_RUNS BENCH_SLOW_RUNS BENCH_OUT
+
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/run.sh: run as root (it installs packages and runs PostgreSQL as postgres)" >&2
+	exit 1
+fi
+
+epic_install_deps
+if ! dpkg -s postgresql-plpython3-15 >/dev/null 2>&1; then
+	epic_log "installing postgresql-plpython3-15"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null
+	apt-get install -y -qq --no-install-recommends postgresql-plpython3-15 >/dev/null
+fi
+epic_build_install
+
+STATE=$(mktemp -d /tmp/epic_fdw_bench.XXXXXX)
+finish() {
+	epic_cleanup
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		epic_log "state kept in $STATE"
+	else
+		rm -rf "$STATE"
+	fi
+}
+trap finish EXIT
+epic_setup_state "$STATE"
+
+DATA="$STATE/bench_data/stu3"
+epic_log "generating $BENCH_PATIENTS STU3 patients x $BENCH_STATEMENTS statements"
+$PY "$REPO/test/dataset/generate.py" --version STU3 --patients "$BENCH_PATIENTS" \
+	--statements-per-patient "$BENCH_STATEMENTS" --seed 1 --out "$DATA" >/dev/null
+chmod -R a+rX "$STATE/bench_data"
+export BENCH_DATASET_DIR=$DATA BENCH_RAW="$STATE/results.json"
+
+EPIC_SANDBOX_START_TIMEOUT=${EPIC_SANDBOX_START_TIMEOUT:-300} epic_start_sandbox --dataset "STU3=$DATA"
+# the sandbox's request log must not fill memory over thousands of requests: bench.py
+# resets it before every counted group
+epic_start_cluster
+export PGBIN
+cd "$REPO"
+
+"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench" >/dev/null
+"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d bench \
+	-v dataset_url="$EPIC_DATASET_URL_STU3" -v ca_file="$EPIC_CA_FILE" -v rsa_key="$EPIC_RSA_KEY" \
+	>/dev/null <<'SQL'
+CREATE EXTENSION epic_fdw;
+\i sql/include/dataset.sql
+ALTER SERVER dataset OPTIONS (ADD page_size '100', ADD or_lists 'true');
+\i bench/plpython.sql
+-- backend CPU time in ns (schedstat's first field), peak RSS in kB
+CREATE FUNCTION public.bench_cpu_ns() RETURNS bigint LANGUAGE sql AS
+$$ SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint $$;
+CREATE FUNCTION public.bench_hwm_kb() RETURNS bigint LANGUAGE sql AS
+$$ SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1]::bigint $$;
+-- runs a single-value query once: wall ms, backend CPU ms, its value
+CREATE FUNCTION public.bench_run(q text, OUT ms float8, OUT cpu_ms float8, OUT n bigint)
+LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; c0 bigint;
+BEGIN
+  c0 := public.bench_cpu_ns();
+  t0 := clock_timestamp();
+  EXECUTE q INTO n;
+  ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+  cpu_ms := (public.bench_cpu_ns() - c0) / 1e6;
+END $$;
+SQL
+
+$PY "$HERE/bench.py"
