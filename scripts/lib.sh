@@ -121,3 +121,26 @@ epic_cleanup() {
 		"$REPO/test/sandbox/stop.sh" "$STATE/sandbox" >/dev/null 2>&1 || true
 	fi
 }
+
+# --- test bookkeeping shared by test.sh and asan.sh --------------------------
+passed=0
+failed=0
+failures=()
+pass() { passed=$((passed + 1)); echo "ok - $*"; }
+fail() { failed=$((failed + 1)); failures+=("$*"); echo "FAILED - $*"; }
+
+# epic_summary: list failures, keep $STATE if anything failed (else remove it),
+# print "N passed, N failed" and exit non-zero on failure.  For EXIT traps.
+epic_summary() {
+	if [ "$failed" -gt 0 ]; then
+		echo
+		echo "failures:"
+		printf '  %s\n' "${failures[@]}"
+		[ -n "${STATE:-}" ] && echo "(state kept in $STATE)"
+	elif [ -n "${STATE:-}" ]; then
+		rm -rf "$STATE"
+	fi
+	echo
+	echo "$passed passed, $failed failed"
+	[ "$failed" -eq 0 ] || exit 1
+}

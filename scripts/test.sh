@@ -14,25 +14,9 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-passed=0
-failed=0
-failures=()
-pass() { passed=$((passed + 1)); echo "ok - $*"; }
-fail() { failed=$((failed + 1)); failures+=("$*"); echo "FAILED - $*"; }
-
 finish() {
 	epic_cleanup
-	if [ "$failed" -gt 0 ]; then
-		echo
-		echo "failures:"
-		printf '  %s\n' "${failures[@]}"
-		[ -n "${STATE:-}" ] && echo "(state kept in $STATE)"
-	elif [ -n "${STATE:-}" ]; then
-		rm -rf "$STATE"
-	fi
-	echo
-	echo "$passed passed, $failed failed"
-	[ "$failed" -eq 0 ] || exit 1
+	epic_summary
 }
 trap finish EXIT
 
