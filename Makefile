@@ -4,10 +4,10 @@ MODULE_big = epic_fdw
 OBJS = epic_fdw.o \
 	src/options.o src/catalog.o src/deparse.o src/connection.o \
 	src/http.o src/auth.o src/bundle.o src/fhirpath.o src/json_jansson.o \
-	src/convert.o src/functions.o
+	src/convert.o src/functions.o src/viewdef.o src/builtin_views.o
 
 EXTENSION = epic_fdw
-DATA = epic_fdw--0.1.sql
+DATA = epic_fdw--0.1.sql epic_fdw--0.1--0.2.sql
 PGFILEDESC = "epic_fdw - foreign data wrapper for FHIR servers (Epic)"
 
 REGRESS = options auth scan paging pushdown planning joins dataset equivalence memory faults golive errors security
@@ -23,8 +23,15 @@ SHLIB_LINK = $(shell pkg-config --libs $(PKG_LIBS))
 # -Wunused-parameter, hence its exception).
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
+# The built-in tables are the ViewDefinitions in views/, compiled into the module.
+VIEW_FILES = $(sort $(wildcard $(srcdir)/views/*.json))
+EXTRA_CLEAN = src/builtin_views.c
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+src/builtin_views.c: $(VIEW_FILES) scripts/embed_views.py
+	python3 scripts/embed_views.py $@ $(VIEW_FILES)
 
 .PHONY: demo test unit
 demo:

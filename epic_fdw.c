@@ -39,6 +39,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "storage/fd.h"
 #include "utils/rel.h"
 
 PG_MODULE_MAGIC;
@@ -101,12 +102,11 @@ typedef struct EpicScanState
 	char	   *missing_required;
 	int			count;			/* _count */
 
-	/* compiled FHIRPath sources, per column (malloc'd, freed by callback) */
-	EpicFpExpr *(*compiled)[EPIC_MAX_SOURCES];
+	/* the rows of the current resource (its view's rows), malloc'd */
+	EpicViewRows rows;
 	MemoryContextCallback free_cb;
-	EpicFpEnv	env;
-	const char *env_names[1];
-	const char *env_values[1];
+	const void *cur_resource;	/* whose rows those are */
+	int			next_row;
 
 	/* requests of this (re)scan, and paging */
 	MemoryContext scan_cxt;		/* lives as long as the scan */
@@ -179,17 +179,6 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	baserel->tuples = total;
 }
 
-static bool
-list_has_name(List *names, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, names)
-		if (strcmp((char *) lfirst(lc), name) == 0)
-			return true;
-	return false;
-}
-
 /* Callback for generate_implied_equalities_for_column: a searchable column of ours. */
 typedef struct EcMatchArg
 {
@@ -217,8 +206,7 @@ ec_member_matches(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
 	if (var->varno != (int) rel->relid || var->varattno <= 0 || var->varattno > a->table->ncolumns)
 		return false;
 	col = &a->table->columns[var->varattno - 1];
-	if (col->def == NULL || col->def->search_param == NULL ||
-		col->def->combine == EPIC_COMBINE_ARRAY)
+	if (col->name == NULL || col->search_param == NULL || col->is_array)
 		return false;
 	if (list_member(a->already_used, em->em_expr))
 		return false;
@@ -277,7 +265,6 @@ static void
 epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	EpicRelInfo *info = baserel->fdw_private;
-	const char *required = info->table->builtin ? info->table->builtin->required_param : NULL;
 	Cost		startup = EPIC_REQUEST_COST;
 	Cost		total;
 	List	   *seen_outer = NIL;
@@ -291,8 +278,8 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	 * still gets a path, so that every query shape plans; it is costed out
 	 * of contention and raises a clear error if it ever runs.
 	 */
-	if (required && !list_has_name(info->pushed_names, required) &&
-		!epic_search_has_param(info->table->topts.search, required))
+	if (epic_table_missing_required(info->table, info->pushed_names,
+									info->table->topts.search) != NULL)
 	{
 		startup += disable_cost;
 		total += disable_cost;
@@ -396,9 +383,8 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	List	   *retrieved = NIL;
 	Bitmapset  *attrs = NULL;
 	ListCell   *lc;
-	const char *required = t->builtin ? t->builtin->required_param : NULL;
-	bool		have_required = (required == NULL) ||
-		epic_search_has_param(t->topts.search, required);
+	List	   *names = NIL;
+	const char *missing;
 	int			i;
 
 	foreach(lc, scan_clauses)
@@ -420,10 +406,10 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				fdw_exprs = lappend(fdw_exprs, rt);
 			}
 			params = lappend(params, pp);
-			if (required && strcmp(pp->name, required) == 0)
-				have_required = true;
+			names = lappend(names, (char *) pp->name);
 		}
 	}
+	missing = epic_table_missing_required(t, names, t->topts.search);
 	list_sort(params, epic_param_cmp);
 	foreach(lc, params)
 		param_lists = lappend(param_lists, param_to_list(lfirst(lc)));
@@ -452,7 +438,7 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 											   makeString(t->topts.search ? t->topts.search : ""),
 											   param_lists,
 											   retrieved,
-											   makeString(have_required ? "" : (char *) required)),
+											   makeString(missing ? pstrdup(missing) : "")),
 									makeInteger(scan_count(root, baserel, info, best_path))),
 							NIL, NIL, outer_plan);
 }
@@ -462,49 +448,11 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
  * ---------------------------------------------------------------------
  */
 static void
-free_compiled(void *arg)
+free_rows(void *arg)
 {
 	EpicScanState *st = arg;
 
-	if (st->compiled == NULL)
-		return;
-	for (int i = 0; i < st->table->ncolumns; i++)
-		for (int j = 0; j < EPIC_MAX_SOURCES; j++)
-			epic_fp_free(st->compiled[i][j]);
-	st->compiled = NULL;
-}
-
-static void
-compile_columns(EpicScanState *st)
-{
-	ListCell   *lc;
-
-	st->compiled = palloc0(sizeof(*st->compiled) * Max(1, st->table->ncolumns));
-	st->free_cb.func = free_compiled;
-	st->free_cb.arg = st;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, &st->free_cb);
-
-	foreach(lc, st->retrieved)
-	{
-		int			attnum = lfirst_int(lc);
-		EpicColumn *col = &st->table->columns[attnum - 1];
-
-		for (int j = 0; j < EPIC_MAX_SOURCES; j++)
-		{
-			const char *path = col->def->sources[j].path;
-			char		errbuf[256];
-			int			pos;
-
-			if (path == NULL)
-				break;
-			st->compiled[attnum - 1][j] = epic_fp_parse(path, errbuf, sizeof(errbuf), &pos);
-			if (st->compiled[attnum - 1][j] == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("invalid FHIRPath for column \"%s\": %s at position %d",
-								col->name, errbuf, pos)));
-		}
-	}
+	epic_view_rows_free(&st->rows);
 }
 
 static void
@@ -553,12 +501,9 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 		st->runtime_types[i++] = exprType((Node *) e);
 	}
 
-	st->env_names[0] = "mrn_system";
-	st->env_values[0] = st->table->sopts.mrn_system;
-	st->env.count = 1;
-	st->env.names = st->env_names;
-	st->env.values = st->env_values;
-	compile_columns(st);
+	st->free_cb.func = free_rows;
+	st->free_cb.arg = st;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &st->free_cb);
 
 	st->rescan_cxt = AllocSetContextCreate(st->scan_cxt, "epic_fdw rescan",
 										   ALLOCSET_SMALL_SIZES);
@@ -601,9 +546,8 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 			case EPIC_ENC_UNSENDABLE:
 				/* not sent; the local check still applies */
 				values[p->runtime_index] = NIL;
-				if (st->missing_required == NULL && st->table->builtin &&
-					st->table->builtin->required_param &&
-					strcmp(p->name, st->table->builtin->required_param) == 0 &&
+				if (st->missing_required == NULL &&
+					epic_table_param_required(st->table, p->name) &&
 					!epic_search_has_param(st->fixed_search, p->name))
 					ereport(ERROR,
 							(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
@@ -651,6 +595,7 @@ release_page(EpicScanState *st)
 	st->page_cached = false;
 	st->next_url = NULL;
 	st->next_index = 0;
+	st->cur_resource = NULL;
 }
 
 /*
@@ -779,7 +724,12 @@ conversion_error_callback(void *arg)
 	const char *id = idnode ? epic_jansson_ops.scalar(idnode, buf, sizeof(buf), &len) : NULL;
 
 	if (cc->col == NULL)
+	{
+		errcontext("foreign table \"%s\", FHIR resource %s/%.*s",
+				   cc->st->table->relname, cc->st->resource,
+				   id ? (int) Min(len, 64) : 9, id ? id : "(no id)");
 		return;
+	}
 	errcontext("column \"%s\" of foreign table \"%s\", FHIR resource %s/%.*s",
 			   cc->col->name, cc->st->table->relname, cc->st->resource,
 			   id ? (int) Min(len, 64) : 9, id ? id : "(no id)");
@@ -807,7 +757,10 @@ epicIterateForeignScan(ForeignScanState *node)
 					 errmsg("a search of %s requires the search parameter \"%s\"",
 							st->resource, st->missing_required),
 					 errdetail("No condition of the query supplies it, so the FHIR server would reject the search."),
-					 errhint("Add a condition such as WHERE patient_id = '...', or join to patients ON patient_id = patients.id.")));
+					 strcmp(st->missing_required, "patient") == 0 ?
+					 errhint("Add a condition such as WHERE patient_id = '...', or join to patients ON patient_id = patients.id.") :
+					 errhint("Add a condition on the column searched by \"%s\", or give the table OPTIONS (search '%s=...').",
+							 st->missing_required, st->missing_required)));
 		if (!build_requests(node, st))
 		{
 			st->done = true;
@@ -818,6 +771,13 @@ epicIterateForeignScan(ForeignScanState *node)
 
 	for (;;)
 	{
+		char		errbuf[512];
+
+		/* the current resource's next row */
+		if (st->cur_resource != NULL && st->next_row < st->rows.nrows)
+			break;
+		st->cur_resource = NULL;
+
 		/* advance to a page with a resource left */
 		while (st->next_index >= epic_page_count(st->page))
 		{
@@ -869,7 +829,25 @@ epicIterateForeignScan(ForeignScanState *node)
 			if (found)
 				continue;
 		}
-		break;
+
+		/* the resource's rows: where[] filters, forEach and friends */
+		if (epic_view_rows(st->table->view, &epic_jansson_ops, resource, &st->rows,
+						   errbuf, sizeof(errbuf)) != 0)
+		{
+			ConversionContext cc = {st, resource, NULL};
+			ErrorContextCallback errcb;
+
+			errcb.callback = conversion_error_callback;
+			errcb.arg = &cc;
+			errcb.previous = error_context_stack;
+			error_context_stack = &errcb;
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("could not evaluate the ViewDefinition of foreign table \"%s\": %s",
+							st->table->relname, errbuf)));
+		}
+		st->cur_resource = resource;
+		st->next_row = 0;
 	}
 
 	MemoryContextReset(st->tuple_cxt);
@@ -878,10 +856,12 @@ epicIterateForeignScan(ForeignScanState *node)
 	{
 		ConversionContext cc;
 		ErrorContextCallback errcb;
+		const EpicViewCell *row = &st->rows.cells[(size_t) st->next_row * (size_t) st->rows.width];
 
+		st->next_row++;
 		/* errors name the column and the resource (as oracle_fdw does) */
 		cc.st = st;
-		cc.resource = resource;
+		cc.resource = st->cur_resource;
 		cc.col = NULL;
 		errcb.callback = conversion_error_callback;
 		errcb.arg = &cc;
@@ -893,8 +873,8 @@ epicIterateForeignScan(ForeignScanState *node)
 
 			cc.col = &st->table->columns[attnum - 1];
 			slot->tts_values[attnum - 1] =
-				epic_convert_column(cc.col, resource, st->compiled[attnum - 1], &st->env,
-									&slot->tts_isnull[attnum - 1]);
+				epic_convert_cell(st->table, cc.col, st->cur_resource, &row[cc.col->slot],
+								  &slot->tts_isnull[attnum - 1]);
 		}
 		error_context_stack = errcb.previous;
 	}
@@ -909,6 +889,7 @@ epicReScanForeignScan(ForeignScanState *node)
 	EpicScanState *st = node->fdw_state;
 
 	release_page(st);
+	st->cur_resource = NULL;
 	MemoryContextReset(st->rescan_cxt);
 	st->requests = NIL;
 	st->seen_ids = NULL;
@@ -926,7 +907,7 @@ epicEndForeignScan(ForeignScanState *node)
 	release_page(st);
 	MemoryContextDelete(st->rescan_cxt);
 	st->rescan_cxt = NULL;
-	free_compiled(st);
+	epic_view_rows_free(&st->rows);
 }
 
 static void
@@ -955,9 +936,113 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
  * ---------------------------------------------------------------------
  */
 
+/* Does name end with suffix? */
+static bool
+ends_with(const char *name, const char *suffix)
+{
+	size_t		n = strlen(name),
+				k = strlen(suffix);
+
+	return n >= k && strcmp(name + n - k, suffix) == 0;
+}
+
+static int
+cmp_names(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+/*
+ * IMPORT FOREIGN SCHEMA views: a table for every *.json ViewDefinition in
+ * the server's view_dir, named by the view's "name" (else the file name).
+ */
+static List *
+import_view_dir(ImportForeignSchemaStmt *stmt, ForeignServer *server, const char *dir)
+{
+	DIR		   *d;
+	struct dirent *de;
+	List	   *files = NIL;
+	List	   *commands = NIL;
+	ListCell   *lc;
+
+	d = AllocateDir(dir);
+	if (d == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open view_dir \"%s\": %m", dir)));
+	while ((de = ReadDir(d, dir)) != NULL)
+		if (de->d_name[0] != '.' && ends_with(de->d_name, ".json"))
+			files = lappend(files, pstrdup(de->d_name));
+	FreeDir(d);
+	list_sort(files, cmp_names);
+
+	foreach(lc, files)
+	{
+		char	   *file = lfirst(lc);
+		char	   *path = psprintf("%s/%s", dir, file);
+		StringInfoData text;
+		FILE	   *f = AllocateFile(path, "r");
+		char		chunk[8192];
+		size_t		n;
+		char		errbuf[512];
+		int			errpos;
+		EpicView   *v;
+		char	   *name;
+
+		if (f == NULL)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read ViewDefinition file \"%s\": %m", path)));
+		initStringInfo(&text);
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		{
+			if (text.len + n > 16 * 1024 * 1024)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("ViewDefinition file \"%s\" is larger than 16 MB", path)));
+			appendBinaryStringInfo(&text, chunk, (int) n);
+		}
+		FreeFile(f);
+		if (strlen(text.data) != (size_t) text.len)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("ViewDefinition file \"%s\" contains a NUL byte", path)));
+		v = epic_view_from_text(text.data, NULL, errbuf, sizeof(errbuf), &errpos);
+		if (v == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid ViewDefinition in \"%s\": %s", path, errbuf)));
+		name = v->name ? pstrdup(v->name) : pnstrdup(file, strlen(file) - 5);
+		if (IsImportableForeignTable(name, stmt))
+		{
+			/* the option holds the file's JSON, compacted */
+			void	   *doc = epic_json_parse(text.data, text.len, errbuf, sizeof(errbuf));
+			char	   *compact = doc ? epic_json_dump(doc) : NULL;
+
+			if (doc)
+				epic_json_free(doc);
+			if (compact == NULL)
+			{
+				epic_view_free(v);
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			}
+			{
+				char	   *copy = pstrdup(compact);
+
+				free(compact);
+				commands = lappend(commands, epic_view_ddl_free(v, copy, name, server->servername));
+			}
+		}
+		else
+			epic_view_free(v);
+	}
+	return commands;
+}
+
 /*
  * IMPORT FOREIGN SCHEMA fhir: a CREATE FOREIGN TABLE statement for each
- * built-in table of the server's FHIR version, with all its columns.
+ * built-in table of the server's FHIR version, with all its columns;
+ * IMPORT FOREIGN SCHEMA views: the ViewDefinition files of view_dir.
  */
 static List *
 epicImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
@@ -967,32 +1052,39 @@ epicImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	List	   *commands = NIL;
 
 	epic_get_server_options(server, &sopts);
+	if (strcmp(stmt->remote_schema, "views") == 0)
+	{
+		if (sopts.view_dir == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+					 errmsg("server \"%s\" has no option \"view_dir\"", server->servername),
+					 errhint("A superuser can set view_dir to a directory of ViewDefinition (*.json) files.")));
+		return import_view_dir(stmt, server, sopts.view_dir);
+	}
 	if (strcmp(stmt->remote_schema, "fhir") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_SCHEMA_NOT_FOUND),
 				 errmsg("epic_fdw has no foreign schema \"%s\"", stmt->remote_schema),
-				 errhint("IMPORT FOREIGN SCHEMA fhir imports the built-in tables (%s).",
-						 epic_catalog_table_names())));
+				 errhint("IMPORT FOREIGN SCHEMA fhir imports the built-in tables (%s); "
+						 "IMPORT FOREIGN SCHEMA views imports the ViewDefinitions in the server's view_dir.",
+						 epic_catalog_table_names(sopts.fhir_version))));
 
 	for (int i = 0;; i++)
 	{
-		const EpicResourceDef *def = epic_catalog_nth(i, sopts.fhir_version);
-		StringInfoData buf;
+		const char *json;
+		const char *name = epic_catalog_nth(i, sopts.fhir_version, &json);
+		char		errbuf[512];
+		int			errpos;
+		EpicView   *v;
 
-		if (def == NULL)
+		if (name == NULL)
 			break;
-		if (!IsImportableForeignTable(def->table_name, stmt))
+		if (!IsImportableForeignTable(name, stmt))
 			continue;
-		initStringInfo(&buf);
-		appendStringInfo(&buf, "CREATE FOREIGN TABLE %s (", quote_identifier(def->table_name));
-		for (int c = 0; c < def->ncolumns; c++)
-			appendStringInfo(&buf, "%s%s %s", c ? ", " : "",
-							 quote_identifier(def->columns[c].name),
-							 format_type_be(def->columns[c].sql_type));
-		appendStringInfo(&buf, ") SERVER %s OPTIONS (resource %s)",
-						 quote_identifier(server->servername),
-						 quote_literal_cstr(def->resource));
-		commands = lappend(commands, buf.data);
+		v = epic_view_from_text(json, NULL, errbuf, sizeof(errbuf), &errpos);
+		if (v == NULL)
+			elog(ERROR, "built-in view %s is invalid: %s", name, errbuf);
+		commands = lappend(commands, epic_view_ddl_free(v, NULL, name, server->servername));
 	}
 	return commands;
 }

@@ -18,10 +18,18 @@ SELECT pg_temp.sqlstate_of($$SELECT * FROM coverage$$);
 -- 403 with an OperationOutcome
 SELECT medication FROM medication_statements WHERE patient_id = 'eh2xYHuzl9nkSFVvV3osUHg3';
 
--- 400 for a resource that needs another parameter (Epic's Observation)
+-- Epic's Observation search needs patient and category: the built-in table
+-- says so before any request is sent
 CREATE FOREIGN TABLE observations (id text, code text OPTIONS (path 'code.text'))
   SERVER sandbox OPTIONS (resource 'Observation', search 'patient=erXuFYUfucBZaryVksYEcMg3');
 SELECT * FROM observations;
+-- a ViewDefinition of Observation declares no required parameter: the
+-- server's 400 is reported
+CREATE FOREIGN TABLE observations_view (id text, code text) SERVER sandbox
+  OPTIONS (search 'patient=erXuFYUfucBZaryVksYEcMg3', view_definition '{
+    "resource": "Observation",
+    "select": [{"column": [{"name": "id", "path": "id"}, {"name": "code", "path": "code.text"}]}]}');
+SELECT * FROM observations_view;
 
 -- 404 with an HTML page
 CREATE FOREIGN TABLE practitioners (id text) SERVER sandbox OPTIONS (resource 'Practitioner');
@@ -30,7 +38,7 @@ SELECT pg_temp.sqlstate_of($$SELECT * FROM practitioners$$);
 
 -- a Bundle entry of another type than the table's
 CREATE FOREIGN TABLE not_patients (id text) SERVER sandbox
-  OPTIONS (resource 'Encounter');
+  OPTIONS (view_definition '{"resource": "Encounter", "select": [{"column": [{"name": "id", "path": "id"}]}]}');
 ALTER FOREIGN TABLE not_patients OPTIONS (ADD search '_id=erXuFYUfucBZaryVksYEcMg3');
 SELECT * FROM not_patients;
 

@@ -1,14 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *		Built-in table definitions as data, and resolution of a foreign
- *		table (options + columns) into an EpicTable.
+ *		The built-in tables (SQL on FHIR ViewDefinitions embedded from
+ *		views/NAME.json), and resolution of a foreign table (options + columns)
+ *		into an EpicTable.
  *
- * Each built-in column names its SQL type, the FHIRPath sources tried in
- * order (the first that yields anything wins), how the items combine into
- * one SQL value, and the FHIR search parameter that can filter on it.
- * Definitions exist per FHIR version because search parameters differ
- * (STU3 searches phones and emails with "telecom", R4 with "phone"/"email").
+ * A table's rows come from one ViewDefinition: its view_definition option,
+ * else the built-in table named by its resource option or its own name,
+ * else one made of its columns' path options.  Columns with a path option
+ * are added to whichever view applies.  Each column's search parameter
+ * (for pushdown) comes from its search_param option, else the view
+ * column's epic_fdw/search_param tag, else the path: getResourceKey() and
+ * id are _id, subject/patient.getReferenceKey(Patient) are patient.  Only
+ * columns evaluated once per resource (outside forEach, repeat and
+ * unionAll) are searchable.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,169 +22,262 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/pg_type.h"
+#include "parser/parse_type.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#define OFFICIAL_NAME "name.where(use = 'official').first()"
-#define PHONES "telecom.where(system = 'phone')"
-#define EMAILS "telecom.where(system = 'email')"
+/* What the embedded views say about themselves, read once per backend. */
+typedef struct BuiltinInfo
+{
+	char	   *name;
+	char	   *resource;
+	bool		stu3;
+	bool		r4;
+	const char *json;
+} BuiltinInfo;
 
-/* one source path; with a mode other than "the items themselves" */
-#define SRC(p) {.path = (p)}
-#define SRCM(p, m) {.path = (p), .mode = (m)}
-/* a column: name, SQL type, combine, search parameter and its type, sources */
-#define COL(n, t, comb, param, st, ...) \
-	{.name = (n), .sql_type = (t), .combine = (comb), .search_param = (param), \
-	 .search_type = (st), .sources = {__VA_ARGS__}}
+static BuiltinInfo *builtins;
+static int	nbuiltins;
 
-/* Patient columns; the phone/email search parameter differs per version. */
-#define PATIENT_COLUMNS(PHONE_PARAM, EMAIL_PARAM) \
-	COL("id", TEXTOID, EPIC_COMBINE_FIRST, "_id", EPIC_SP_SPECIAL_ID, SRC("id")), \
-	COL("mrn", TEXTOID, EPIC_COMBINE_FIRST, "identifier", EPIC_SP_MRN, \
-		SRC("identifier.where(system = %mrn_system).value"), \
-		SRC("identifier.where(type.coding.where(code = 'MR').exists()).value"), \
-		SRC("identifier.where(type.text = 'MRN').value"), \
-		SRC("identifier.where(type.text = 'EPI').value")), \
-	COL("family", TEXTOID, EPIC_COMBINE_FIRST, "family", EPIC_SP_STRING, \
-		SRC(OFFICIAL_NAME ".family"), SRC("name.first().family")), \
-	COL("given", TEXTOID, EPIC_COMBINE_JOIN_SPACE, "given", EPIC_SP_STRING_WORD, \
-		SRC(OFFICIAL_NAME ".given"), SRC("name.first().given")), \
-	COL("name", TEXTOID, EPIC_COMBINE_FIRST, "name", EPIC_SP_STRING_WORD, \
-		SRCM(OFFICIAL_NAME, EPIC_SRC_HUMANNAME), SRCM("name.first()", EPIC_SRC_HUMANNAME)), \
-	COL("birthdate", DATEOID, EPIC_COMBINE_FIRST, "birthdate", EPIC_SP_DATE, SRC("birthDate")), \
-	COL("gender", TEXTOID, EPIC_COMBINE_FIRST, "gender", EPIC_SP_TOKEN, SRC("gender")), \
-	COL("phone", TEXTOID, EPIC_COMBINE_FIRST, PHONE_PARAM, EPIC_SP_TOKEN, \
-		SRC(PHONES ".where(use = 'home').value"), \
-		SRC(PHONES ".where(use = 'mobile').value"), \
-		SRC(PHONES ".value")), \
-	COL("phones", TEXTARRAYOID, EPIC_COMBINE_ARRAY, PHONE_PARAM, EPIC_SP_TOKEN, SRC(PHONES ".value")), \
-	COL("email", TEXTOID, EPIC_COMBINE_FIRST, EMAIL_PARAM, EPIC_SP_TOKEN, \
-		SRC(EMAILS ".where(use = 'home').value"), \
-		SRC(EMAILS ".where(use = 'mobile').value"), \
-		SRC(EMAILS ".value")), \
-	COL("address_line", TEXTOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("address.first().line")), \
-	COL("city", TEXTOID, EPIC_COMBINE_FIRST, "address-city", EPIC_SP_STRING, \
-		SRC("address.first().city")), \
-	COL("state", TEXTOID, EPIC_COMBINE_FIRST, "address-state", EPIC_SP_STRING, \
-		SRC("address.first().state")), \
-	COL("postal_code", TEXTOID, EPIC_COMBINE_FIRST, "address-postalcode", EPIC_SP_STRING, \
-		SRC("address.first().postalCode")), \
-	COL("active", BOOLOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("active")), \
-	COL("deceased", BOOLOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, \
-		SRC("deceasedBoolean"), SRCM("deceasedDateTime", EPIC_SRC_PRESENT)), \
-	COL("resource", JSONBOID, EPIC_COMBINE_RESOURCE, NULL, EPIC_SP_NONE, SRC(NULL))
+static void
+load_builtins(void)
+{
+	MemoryContext old;
+	int			n = 0;
 
-static const EpicColumnDef patient_stu3[] = {PATIENT_COLUMNS("telecom", "telecom")};
-static const EpicColumnDef patient_r4[] = {PATIENT_COLUMNS("phone", "email")};
+	if (builtins != NULL)
+		return;
+	while (epic_builtin_views[n].file != NULL)
+		n++;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	builtins = palloc0(sizeof(BuiltinInfo) * Max(1, n));
+	for (int i = 0; i < n; i++)
+	{
+		char		errbuf[256];
+		void	   *doc = epic_json_parse(epic_builtin_views[i].json,
+										  strlen(epic_builtin_views[i].json),
+										  errbuf, sizeof(errbuf));
+		const EpicJsonOps *ops = &epic_jansson_ops;
+		const void *versions;
+		char		buf[64];
+		size_t		len;
+		const char *str;
 
-static const EpicColumnDef medication_statement[] = {
-	COL("id", TEXTOID, EPIC_COMBINE_FIRST, "_id", EPIC_SP_SPECIAL_ID, SRC("id")),
-	COL("patient_id", TEXTOID, EPIC_COMBINE_FIRST, "patient", EPIC_SP_REFERENCE,
-		SRC("subject.getReferenceKey(Patient)")),
-	COL("status", TEXTOID, EPIC_COMBINE_FIRST, "status", EPIC_SP_TOKEN, SRC("status")),
-	COL("category", TEXTOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE,
-		SRC("category.text"), SRC("category.coding.code")),
-	COL("medication", TEXTOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE,
-		SRC("medicationCodeableConcept.text"),
-		SRC("medicationCodeableConcept.coding.display"),
-		SRC("medicationReference.display")),
-	COL("medication_code", TEXTOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE,
-		SRC("medicationCodeableConcept.coding.code")),
-	COL("dosage", TEXTOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("dosage.text")),
-	COL("route", TEXTOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE,
-		SRC("dosage.first().route.text"), SRC("dosage.first().route.coding.display")),
-	COL("effective_start", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, "effective", EPIC_SP_DATETIME,
-		SRC("effectiveDateTime"), SRC("effectivePeriod.start")),
-	COL("effective_end", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("effectivePeriod.end")),
-	COL("date_asserted", TIMESTAMPTZOID, EPIC_COMBINE_FIRST, NULL, EPIC_SP_NONE, SRC("dateAsserted")),
-	COL("resource", JSONBOID, EPIC_COMBINE_RESOURCE, NULL, EPIC_SP_NONE, SRC(NULL)),
-};
+		if (doc == NULL)
+			elog(ERROR, "built-in view %s does not parse: %s", epic_builtin_views[i].file, errbuf);
+		str = ops->scalar(ops->member(doc, "name"), buf, sizeof(buf), &len);
+		builtins[i].name = pnstrdup(str, len);
+		str = ops->scalar(ops->member(doc, "resource"), buf, sizeof(buf), &len);
+		builtins[i].resource = pnstrdup(str, len);
+		versions = ops->member(doc, "fhirVersion");
+		for (size_t k = 0; versions && k < ops->size(versions); k++)
+		{
+			str = ops->scalar(ops->item(versions, k), buf, sizeof(buf), &len);
+			if (str && len >= 2 && strncmp(str, "3.", 2) == 0)
+				builtins[i].stu3 = true;
+			if (str && len >= 2 && strncmp(str, "4.", 2) == 0)
+				builtins[i].r4 = true;
+		}
+		builtins[i].json = epic_builtin_views[i].json;
+		epic_json_free(doc);
+	}
+	nbuiltins = n;
+	MemoryContextSwitchTo(old);
+}
 
-/* Columns every resource type has, for tables of any resource. */
-static const EpicColumnDef any_resource[] = {
-	COL("id", TEXTOID, EPIC_COMBINE_FIRST, "_id", EPIC_SP_SPECIAL_ID, SRC("id")),
-	COL("resource", JSONBOID, EPIC_COMBINE_RESOURCE, NULL, EPIC_SP_NONE, SRC(NULL)),
-};
+static bool
+for_version(const BuiltinInfo *b, EpicFhirVersion v)
+{
+	return v == EPIC_FHIR_STU3 ? b->stu3 : b->r4;
+}
 
-#define NCOLS(a) ((int) lengthof(a))
-
-#define TABLE(n, r, v, req, cols) \
-	{.table_name = (n), .resource = (r), .version = (v), .required_param = (req), \
-	 .columns = (cols), .ncolumns = NCOLS(cols)}
-
-static const EpicResourceDef builtin_tables[] = {
-	TABLE("patients", "Patient", EPIC_FHIR_STU3, NULL, patient_stu3),
-	TABLE("patients", "Patient", EPIC_FHIR_R4, NULL, patient_r4),
-	TABLE("medication_statements", "MedicationStatement", EPIC_FHIR_STU3, "patient",
-		  medication_statement),
-	TABLE("medication_statements", "MedicationStatement", EPIC_FHIR_R4, "patient",
-		  medication_statement),
-};
-
-const EpicResourceDef *
+const char *
 epic_catalog_by_table(const char *table_name, EpicFhirVersion v)
 {
-	for (int i = 0; i < NCOLS(builtin_tables); i++)
-		if (builtin_tables[i].version == v &&
-			strcmp(builtin_tables[i].table_name, table_name) == 0)
-			return &builtin_tables[i];
+	load_builtins();
+	for (int i = 0; i < nbuiltins; i++)
+		if (for_version(&builtins[i], v) && strcmp(builtins[i].name, table_name) == 0)
+			return builtins[i].json;
 	return NULL;
 }
 
-const EpicResourceDef *
+const char *
 epic_catalog_by_resource(const char *resource, EpicFhirVersion v)
 {
-	for (int i = 0; i < NCOLS(builtin_tables); i++)
-		if (builtin_tables[i].version == v &&
-			strcmp(builtin_tables[i].resource, resource) == 0)
-			return &builtin_tables[i];
+	load_builtins();
+	for (int i = 0; i < nbuiltins; i++)
+		if (for_version(&builtins[i], v) && strcmp(builtins[i].resource, resource) == 0)
+			return builtins[i].json;
 	return NULL;
 }
 
-const EpicColumnDef *
-epic_catalog_column(const EpicResourceDef *def, const char *name)
-{
-	for (int i = 0; i < def->ncolumns; i++)
-		if (strcmp(def->columns[i].name, name) == 0)
-			return &def->columns[i];
-	return NULL;
-}
-
-/* The n-th built-in table of a FHIR version (0-based), or NULL past the end. */
-const EpicResourceDef *
-epic_catalog_nth(int n, EpicFhirVersion v)
-{
-	for (int i = 0; i < NCOLS(builtin_tables); i++)
-		if (builtin_tables[i].version == v && n-- == 0)
-			return &builtin_tables[i];
-	return NULL;
-}
-
-/* Names of the built-in tables, for hints. */
 const char *
-epic_catalog_table_names(void)
+epic_catalog_nth(int n, EpicFhirVersion v, const char **json)
 {
-	return "patients, medication_statements";
+	load_builtins();
+	for (int i = 0; i < nbuiltins; i++)
+		if (for_version(&builtins[i], v) && n-- == 0)
+		{
+			*json = builtins[i].json;
+			return builtins[i].name;
+		}
+	return NULL;
 }
 
-static char *
-column_names(const EpicResourceDef *def)
+/* Names of the built-in tables of a version, for hints. */
+char *
+epic_catalog_table_names(EpicFhirVersion v)
 {
 	StringInfoData buf;
 
+	load_builtins();
 	initStringInfo(&buf);
-	for (int i = 0; i < def->ncolumns; i++)
-		appendStringInfo(&buf, "%s%s", i ? ", " : "", def->columns[i].name);
+	for (int i = 0; i < nbuiltins; i++)
+		if (for_version(&builtins[i], v))
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", builtins[i].name);
 	return buf.data;
 }
 
 /*
- * Resolve a foreign table: its server options, its resource type (from the
- * "resource" option or the table name), and for each column where its value
- * comes from.  Raises a clear error for a table or column epic_fdw cannot
- * map.  Everything is palloc'd in the current memory context.
+ * Compile ViewDefinition text: NULL with errbuf (and *errpos) on bad JSON or
+ * an invalid view.  %mrn_system is defined for every view.
+ */
+EpicView *
+epic_view_from_text(const char *json, const char *mrn_system, char *errbuf, size_t errlen,
+					int *errpos)
+{
+	static const char *const names[] = {"mrn_system"};
+	const char *values[1] = {mrn_system};
+	EpicFpEnv	env = {1, names, values, NULL};
+	void	   *doc;
+	EpicView   *v;
+
+	*errpos = 0;
+	doc = epic_json_parse(json, strlen(json), errbuf, errlen);
+	if (doc == NULL)
+		return NULL;
+	v = epic_view_compile(&epic_jansson_ops, doc, &env, errbuf, errlen, errpos);
+	epic_json_free(doc);
+	return v;
+}
+
+static void
+free_view_cb(void *arg)
+{
+	epic_view_free((EpicView *) arg);
+}
+
+/* Register v to be freed with the current memory context. */
+static void
+own_view(EpicView *v)
+{
+	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
+
+	cb->func = free_view_cb;
+	cb->arg = v;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+}
+
+static char *
+column_names(const EpicView *v)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < v->nslots; i++)
+	{
+		const char *n = v->columns[v->slot_column[i]].name;
+
+		if (n[0] != '#')
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", n);
+	}
+	return buf.data;
+}
+
+/* path without white space equals want? */
+static bool
+path_is(const char *path, const char *want)
+{
+	while (*path && *want)
+	{
+		if (*path == ' ' || *path == '\t' || *path == '\n')
+		{
+			path++;
+			continue;
+		}
+		if (*path++ != *want++)
+			return false;
+	}
+	while (*path == ' ' || *path == '\t' || *path == '\n')
+		path++;
+	return *path == '\0' && *want == '\0';
+}
+
+/* The search parameter a view column's path implies, if any. */
+static void
+implied_search_param(EpicColumn *col)
+{
+	const char *path = col->vcol->path;
+
+	if (path_is(path, "getResourceKey()") || path_is(path, "id"))
+	{
+		col->search_param = "_id";
+		col->search_type = EPIC_SP_SPECIAL_ID;
+	}
+	else if (path_is(path, "subject.getReferenceKey(Patient)") ||
+			 path_is(path, "patient.getReferenceKey(Patient)"))
+	{
+		col->search_param = "patient";
+		col->search_type = EPIC_SP_REFERENCE;
+	}
+}
+
+/* The SQL type of a built-in column (from its FHIR type and collection). */
+static Oid
+builtin_sql_type(const EpicViewColumn *vc)
+{
+	Oid			typid;
+	int32		typmod;
+
+	parseTypeString(epic_view_sql_type(vc->type, vc->collection), &typid, &typmod, false);
+	return typid;
+}
+
+const char *
+epic_table_missing_required(const EpicTable *t, List *names, const char *search)
+{
+	for (int i = 0; i < t->view->nrequired; i++)
+	{
+		const char *req = t->view->required[i];
+		bool		found = epic_search_has_param(search, req);
+		ListCell   *lc;
+
+		foreach(lc, names)
+			if (strcmp((const char *) lfirst(lc), req) == 0)
+				found = true;
+		if (!found)
+			return req;
+	}
+	return NULL;
+}
+
+bool
+epic_table_param_required(const EpicTable *t, const char *name)
+{
+	for (int i = 0; i < t->view->nrequired; i++)
+		if (strcmp(t->view->required[i], name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Resolve a foreign table: its server options, its view, and for each
+ * column its view slot and search parameter.  Raises a clear error for a
+ * table or column epic_fdw cannot map.  Everything is palloc'd in the
+ * current memory context (the view is freed with it).
  */
 EpicTable *
 epic_table_resolve(Oid relid)
@@ -187,6 +285,12 @@ epic_table_resolve(Oid relid)
 	EpicTable  *t = palloc0(sizeof(EpicTable));
 	Relation	rel;
 	TupleDesc	tupdesc;
+	const char *json = NULL;
+	char		errbuf[512];
+	int			errpos;
+	static const char *const env_names[] = {"mrn_system"};
+	const char *env_values[1];
+	EpicFpEnv	env = {1, env_names, env_values, NULL};
 
 	t->relid = relid;
 	t->relname = get_rel_name(relid);
@@ -194,94 +298,246 @@ epic_table_resolve(Oid relid)
 	t->server = GetForeignServer(t->table->serverid);
 	epic_get_server_options(t->server, &t->sopts);
 	epic_get_table_options(t->table, &t->topts);
+	env_values[0] = t->sopts.mrn_system;
 
-	if (t->topts.resource != NULL)
+	if (t->topts.view_definition != NULL)
+		json = t->topts.view_definition;
+	else if (t->topts.resource != NULL)
 	{
-		t->resource = t->topts.resource;
-		t->builtin = epic_catalog_by_resource(t->resource, t->sopts.fhir_version);
+		json = epic_catalog_by_resource(t->topts.resource, t->sopts.fhir_version);
+		if (json == NULL)
+		{
+			t->view = epic_view_new(t->topts.resource, &env);
+			if (t->view == NULL)
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			own_view(t->view);
+		}
+		else
+			t->builtin = t->relname;
 	}
 	else
 	{
-		t->builtin = epic_catalog_by_table(t->relname, t->sopts.fhir_version);
-		if (t->builtin == NULL)
+		json = epic_catalog_by_table(t->relname, t->sopts.fhir_version);
+		if (json == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("foreign table \"%s\" has no option \"resource\"", t->relname),
 					 errhint("Name the FHIR resource type, e.g. OPTIONS (resource 'Patient'), "
+							 "give a ViewDefinition (view_definition), "
 							 "or name the table after a built-in table (%s).",
-							 epic_catalog_table_names())));
-		t->resource = pstrdup(t->builtin->resource);
+							 epic_catalog_table_names(t->sopts.fhir_version))));
+		t->builtin = t->relname;
 	}
+	if (t->view == NULL)
+	{
+		t->view = epic_view_from_text(json, t->sopts.mrn_system, errbuf, sizeof(errbuf), &errpos);
+		if (t->view == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid ViewDefinition for foreign table \"%s\": %s", t->relname, errbuf)));
+		own_view(t->view);
+	}
+	if (t->topts.view_definition != NULL && t->topts.resource != NULL &&
+		strcmp(t->topts.resource, t->view->resource) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("foreign table \"%s\" has resource \"%s\" but its ViewDefinition is of %s",
+						t->relname, t->topts.resource, t->view->resource)));
+	t->resource = pstrdup(t->view->resource);
 
 	rel = table_open(relid, AccessShareLock);
 	tupdesc = RelationGetDescr(rel);
 	t->ncolumns = tupdesc->natts;
 	t->columns = palloc0(sizeof(EpicColumn) * Max(1, tupdesc->natts));
+
+	/* columns with a path option join the view first (they may shadow a view column) */
 	for (int i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
 		EpicColumn *col = &t->columns[i];
+		char	   *path;
 
 		col->attnum = att->attnum;
+		col->slot = -1;
 		if (att->attisdropped)
 			continue;
 		col->name = pstrdup(NameStr(att->attname));
 		col->atttypid = att->atttypid;
 		col->atttypmod = att->atttypmod;
-		col->path = epic_get_column_option(relid, att->attnum, "path");
-		if (col->path != NULL)
+		path = epic_get_column_option(relid, att->attnum, "path");
+		if (path != NULL)
 		{
-			char	   *sp = epic_get_column_option(relid, att->attnum, "search_param");
+			char		internal[32];
 
-			col->user_def.name = col->name;
-			col->user_def.sql_type = att->atttypid;
-			col->user_def.sources[0].path = col->path;
-			col->user_def.combine = type_is_array(att->atttypid) ?
-				EPIC_COMBINE_ARRAY : EPIC_COMBINE_FIRST;
-			if (sp != NULL)
-			{
-				char	   *name;
+			snprintf(internal, sizeof(internal), "#%d", (int) att->attnum);
+			if (epic_view_add_column(t->view, internal, path, NULL, type_is_array(att->atttypid),
+									 true, errbuf, sizeof(errbuf), &errpos) < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid FHIRPath for column \"%s\": %s", col->name, errbuf)));
+			col->slot = epic_view_slot(t->view, internal);
+		}
+	}
+	/* slots move as columns are added: look every column up at the end */
+	for (int i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		EpicColumn *col = &t->columns[i];
+		char	   *sp;
+		char		internal[32];
 
-				(void) epic_parse_search_param(sp, &name, &col->user_def.search_type);
-				col->user_def.search_param = name;
-			}
-			col->def = &col->user_def;
+		if (att->attisdropped)
+			continue;
+		snprintf(internal, sizeof(internal), "#%d", (int) att->attnum);
+		col->slot = epic_view_slot(t->view, internal);
+		sp = epic_get_column_option(relid, att->attnum, "search_param");
+		if (col->slot < 0)
+		{
+			if (sp != NULL && t->builtin != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+						 errmsg("column \"%s\" of foreign table \"%s\" has option \"search_param\" but no \"path\"",
+								col->name, t->relname),
+						 errhint("Built-in columns have their own search parameter; search_param goes with path.")));
+			col->slot = epic_view_slot(t->view, col->name);
+		}
+		if (col->slot < 0 && t->builtin == NULL && t->topts.view_definition == NULL &&
+			(strcmp(col->name, "id") == 0 || strcmp(col->name, "resource") == 0))
+		{
+			/* tables of any resource: id and resource need no path */
+			bool		is_id = (strcmp(col->name, "id") == 0);
+
+			if (epic_view_add_column(t->view, col->name, is_id ? "id" : "$this",
+									 is_id ? "id" : "Resource", false, false,
+									 errbuf, sizeof(errbuf), &errpos) < 0)
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("%s", errbuf)));
+			/* earlier slots moved: start over */
+			i = -1;
 			continue;
 		}
-		if (epic_get_column_option(relid, att->attnum, "search_param") != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-					 errmsg("column \"%s\" of foreign table \"%s\" has option \"search_param\" but no \"path\"",
-							col->name, t->relname),
-					 errhint("Built-in columns have their own search parameter; search_param goes with path.")));
-		if (t->builtin != NULL)
-			col->builtin = epic_catalog_column(t->builtin, col->name);
-		for (int j = 0; col->builtin == NULL && j < NCOLS(any_resource); j++)
-			if (strcmp(any_resource[j].name, col->name) == 0)
-				col->builtin = &any_resource[j];
-		if (col->builtin == NULL)
+		if (col->slot < 0)
 		{
+			if (t->builtin != NULL || t->topts.view_definition != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+						 errmsg("column \"%s\" of foreign table \"%s\" has no FHIR path",
+								col->name, t->relname),
+						 t->builtin ?
+						 errhint("Built-in columns of %s are: %s; other columns need OPTIONS (path '...').",
+								 t->builtin, column_names(t->view)) :
+						 errhint("The ViewDefinition's columns are: %s; other columns need OPTIONS (path '...').",
+								 column_names(t->view))));
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
 					 errmsg("column \"%s\" of foreign table \"%s\" has no FHIR path",
 							col->name, t->relname),
-					 t->builtin ?
-					 errhint("Built-in columns of %s are: %s; other columns need OPTIONS (path '...').",
-							 t->builtin->table_name, column_names(t->builtin)) :
 					 errhint("Columns named id and resource need no path; give other columns "
 							 "OPTIONS (path '...'), e.g. path 'status'.")));
 		}
-		col->def = col->builtin;
-		if (att->atttypid != col->builtin->sql_type &&
-			att->atttypid != TEXTOID && att->atttypid != JSONOID &&
-			!(col->builtin->combine == EPIC_COMBINE_RESOURCE && att->atttypid == JSONBOID))
+		col->vcol = &t->view->columns[t->view->slot_column[col->slot]];
+		col->is_array = col->vcol->collection && type_is_array(att->atttypid);
+		col->search_param = NULL;
+		col->search_type = EPIC_SP_NONE;
+		if (sp != NULL)
+		{
+			char	   *name;
+
+			(void) epic_parse_search_param(sp, &name, &col->search_type);
+			col->search_param = name;
+		}
+		else if (col->vcol->resource_level && col->vcol->search_param != NULL)
+		{
+			char	   *name;
+
+			if (!epic_parse_search_param(col->vcol->search_param, &name, &col->search_type))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid epic_fdw/search_param tag \"%s\" on column \"%s\"",
+								col->vcol->search_param, col->name)));
+			col->search_param = name;
+		}
+		else if (col->vcol->resource_level)
+			implied_search_param(col);
+		if (!col->vcol->resource_level && sp != NULL)
 			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-					 errmsg("column \"%s\" of foreign table \"%s\" has type %s, but the built-in column is %s",
-							col->name, t->relname, format_type_be(att->atttypid),
-							format_type_be(col->builtin->sql_type)),
-					 errhint("Declare it as %s or text.", format_type_be(col->builtin->sql_type))));
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("column \"%s\" of foreign table \"%s\" cannot have a search parameter",
+							col->name, t->relname),
+					 errdetail("Its value comes from inside a forEach, repeat or unionAll, not from the resource as a whole.")));
+		if (t->builtin != NULL && t->topts.view_definition == NULL && col->vcol->name[0] != '#')
+		{
+			Oid			want = builtin_sql_type(col->vcol);
+
+			if (att->atttypid != want && att->atttypid != TEXTOID && att->atttypid != JSONOID &&
+				att->atttypid != JSONBOID)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+						 errmsg("column \"%s\" of foreign table \"%s\" has type %s, but the built-in column is %s",
+								col->name, t->relname, format_type_be(att->atttypid),
+								format_type_be(want)),
+						 errhint("Declare it as %s or text.", format_type_be(want))));
+		}
 	}
 	table_close(rel, AccessShareLock);
 	return t;
+}
+
+/*
+ * The CREATE FOREIGN TABLE statement for a view: one column per output
+ * slot, typed by its ansi/type tag or by its FHIR type (see
+ * epic_view_sql_type).  With json the table carries the ViewDefinition in
+ * its view_definition option; without, it is a built-in table found by its
+ * resource.
+ */
+char *
+epic_view_ddl(const EpicView *v, const char *json, const char *table_name,
+			  const char *server_name)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "CREATE FOREIGN TABLE %s (", quote_identifier(table_name));
+	for (int i = 0; i < v->nslots; i++)
+	{
+		const EpicViewColumn *c = &v->columns[v->slot_column[i]];
+		const char *type = c->ansi_type ? c->ansi_type : epic_view_sql_type(c->type, c->collection);
+
+		if (c->ansi_type != NULL)
+		{
+			/* only a type name PostgreSQL reads as one type */
+			Oid			typid;
+			int32		typmod;
+
+			parseTypeString(type, &typid, &typmod, false);
+			type = format_type_with_typemod(typid, typmod);
+		}
+		appendStringInfo(&buf, "%s\n  %s %s", i ? "," : "", quote_identifier(c->name), type);
+	}
+	appendStringInfo(&buf, "\n) SERVER %s OPTIONS (", quote_identifier(server_name));
+	if (json != NULL)
+		appendStringInfo(&buf, "view_definition %s)", quote_literal_cstr(json));
+	else
+		appendStringInfo(&buf, "resource %s)", quote_literal_cstr(v->resource));
+	return buf.data;
+}
+
+/* epic_view_ddl, then epic_view_free(v) (also when it raises an error). */
+char *
+epic_view_ddl_free(EpicView *v, const char *json, const char *table_name,
+				   const char *server_name)
+{
+	char	   *volatile ddl = NULL;
+
+	PG_TRY();
+	{
+		ddl = epic_view_ddl(v, json, table_name, server_name);
+	}
+	PG_CATCH();
+	{
+		epic_view_free(v);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	epic_view_free(v);
+	return ddl;
 }

@@ -140,31 +140,56 @@ kind_name(EpicJsonKind k)
 	return names[k];
 }
 
+/* The JSON nature a FHIR primitive type has; EPIC_JSON_NULL: any. */
+static EpicJsonKind
+fhir_type_kind(const char *type)
+{
+	static const char *const numbers[] = {"integer", "positiveInt", "unsignedInt",
+	"integer64", "decimal"};
+	static const char *const strings[] = {"string", "code", "id", "uri", "url", "canonical",
+		"oid", "uuid", "markdown", "base64Binary", "xhtml", "date", "dateTime", "instant",
+	"time"};
+
+	if (type == NULL)
+		return EPIC_JSON_NULL;
+	if (strcmp(type, "boolean") == 0)
+		return EPIC_JSON_TRUE;
+	for (size_t i = 0; i < lengthof(numbers); i++)
+		if (strcmp(type, numbers[i]) == 0)
+			return EPIC_JSON_NUMBER;
+	for (size_t i = 0; i < lengthof(strings); i++)
+		if (strcmp(type, strings[i]) == 0)
+			return EPIC_JSON_STRING;
+	return EPIC_JSON_NULL;
+}
+
 /*
- * Is the item of a JSON type the column can take?  Dates and dateTimes are
- * JSON strings; booleans are JSON booleans; built-in text columns read FHIR
- * strings and codes (JSON strings).  Columns with a path option are lenient
- * for text (a number or boolean becomes its text, an object its JSON).
- * Raises an error naming both types otherwise.
+ * Is the item of a JSON type the column can take?  A view column with a
+ * FHIR primitive type needs that type's JSON form (strings for string,
+ * code, date, ...; booleans; numbers).  date and timestamptz columns need
+ * strings, boolean columns booleans (or, untyped, the strings "true" and
+ * "false"); an untyped column is lenient for text (a number or boolean
+ * becomes its text, an object its JSON).  Raises an error naming both
+ * types otherwise.
  */
 static void
 check_item(const EpicColumn *col, Oid type, const EpicFpItem *item)
 {
 	EpicJsonKind k = item_kind(item);
+	EpicJsonKind want = fhir_type_kind(col->vcol->type);
 	bool		ok;
 
-	/* a built-in column's FHIR element has the built-in type's nature */
-	if (col->builtin != NULL && col->builtin->sql_type != TEXTARRAYOID)
-		type = col->builtin->sql_type;
-	if (type == DATEOID || type == TIMESTAMPTZOID)
+	if (type == JSONBOID || type == JSONOID)
+		ok = (want == EPIC_JSON_NULL || k == want ||
+			  (want == EPIC_JSON_TRUE && k == EPIC_JSON_FALSE));
+	else if (want == EPIC_JSON_TRUE)
+		ok = (k == EPIC_JSON_TRUE || k == EPIC_JSON_FALSE);
+	else if (want != EPIC_JSON_NULL)
+		ok = (k == want);
+	else if (type == DATEOID || type == TIMESTAMPTZOID)
 		ok = (k == EPIC_JSON_STRING);
 	else if (type == BOOLOID)
-		ok = (k == EPIC_JSON_TRUE || k == EPIC_JSON_FALSE ||
-			  (col->builtin == NULL && k == EPIC_JSON_STRING));
-	else if (type == JSONBOID || type == JSONOID)
-		ok = true;
-	else if (col->builtin != NULL)
-		ok = (k == EPIC_JSON_STRING);
+		ok = (k == EPIC_JSON_TRUE || k == EPIC_JSON_FALSE || k == EPIC_JSON_STRING);
 	else
 		ok = (k != EPIC_JSON_NULL && (k != EPIC_JSON_OBJECT && k != EPIC_JSON_ARRAY ? true :
 									  type == TEXTOID || type == VARCHAROID));
@@ -173,7 +198,8 @@ check_item(const EpicColumn *col, Oid type, const EpicFpItem *item)
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("FHIR value is a JSON %s, but column \"%s\" (%s) needs a %s",
 						kind_name(k), col->name, format_type_be(type),
-						(type == BOOLOID) ? "JSON boolean" :
+						(want == EPIC_JSON_TRUE || type == BOOLOID) ? "JSON boolean" :
+						(want == EPIC_JSON_NUMBER) ? "JSON number" :
 						(type == DATEOID || type == TIMESTAMPTZOID) ? "FHIR date string" :
 						"JSON string")));
 }
@@ -222,207 +248,135 @@ epic_json_to_jsonb(const void *node)
 	return d;
 }
 
-/* HumanName as display text: its text, else given names and family. */
-static char *
-human_name_text(const void *name)
-{
-	const EpicJsonOps *ops = &epic_jansson_ops;
-	const void *text = ops->member(name, "text");
-	const void *given = ops->member(name, "given");
-	const void *family = ops->member(name, "family");
-	StringInfoData buf;
-	char		nb[64];
-	size_t		len;
-	const char *s;
-
-	if (text && (s = ops->scalar(text, nb, sizeof(nb), &len)) != NULL && len > 0)
-		return pnstrdup(s, len);
-	initStringInfo(&buf);
-	if (given && ops->kind(given) == EPIC_JSON_ARRAY)
-		for (size_t i = 0; i < ops->size(given); i++)
-			if ((s = ops->scalar(ops->item(given, i), nb, sizeof(nb), &len)) != NULL)
-			{
-				if (buf.len)
-					appendStringInfoChar(&buf, ' ');
-				appendBinaryStringInfo(&buf, s, (int) len);
-			}
-	if (family && (s = ops->scalar(family, nb, sizeof(nb), &len)) != NULL)
-	{
-		if (buf.len)
-			appendStringInfoChar(&buf, ' ');
-		appendBinaryStringInfo(&buf, s, (int) len);
-	}
-	if (buf.len == 0)
-		return NULL;
-	return buf.data;
-}
-
+/* One item as a Datum of type (typmod): NULL for partial dates. */
 static Datum
-items_to_datum(EpicColumn *col, EpicFpResult *res, bool *isnull)
+item_to_datum(const EpicColumn *col, Oid type, int32 typmod, const EpicFpItem *item,
+			  bool *isnull)
 {
-	Oid			type = col->atttypid;
 	char		buf[64];
 	size_t		len;
 	char	   *s;
 	Datum		d;
 
 	*isnull = true;
-	switch (col->def->combine)
+	check_item(col, type, item);
+	if (type == JSONBOID && item->kind == EPIC_FP_NODE)
 	{
-		case EPIC_COMBINE_FIRST:
-		case EPIC_COMBINE_RESOURCE:
-			check_item(col, type, &res->items[0]);
-			if (type == JSONBOID && res->items[0].kind == EPIC_FP_NODE)
-			{
-				*isnull = false;
-				return epic_json_to_jsonb(res->items[0].node);
-			}
-			s = item_text(&res->items[0], &len, buf);
-			if (s == NULL)
-				return (Datum) 0;
-			if (type == JSONBOID || type == JSONOID)
-			{
-				/* a scalar into a JSON column: as a JSON value */
-				StringInfoData j;
-
-				initStringInfo(&j);
-				if (res->items[0].kind == EPIC_FP_STRING ||
-					(res->items[0].kind == EPIC_FP_NODE &&
-					 epic_jansson_ops.kind(res->items[0].node) == EPIC_JSON_STRING))
-					escape_json(&j, s);
-				else
-					appendStringInfoString(&j, s);
-				d = input_value(type, col->atttypmod, j.data);
-				*isnull = false;
-				return d;
-			}
-			if (!text_to_datum(col, type, col->atttypmod, s, len, &d))
-				return (Datum) 0;
-			*isnull = false;
-			return d;
-
-		case EPIC_COMBINE_JOIN_SPACE:
-			{
-				StringInfoData j;
-
-				initStringInfo(&j);
-				for (int i = 0; i < res->count; i++)
-				{
-					check_item(col, type, &res->items[i]);
-					s = item_text(&res->items[i], &len, buf);
-					if (s == NULL)
-						continue;
-					if (j.len)
-						appendStringInfoChar(&j, ' ');
-					appendBinaryStringInfo(&j, s, (int) len);
-				}
-				if (!text_to_datum(col, type, col->atttypmod, j.data, j.len, &d))
-					return (Datum) 0;
-				*isnull = false;
-				return d;
-			}
-
-		case EPIC_COMBINE_ARRAY:
-			{
-				Oid			elemtype = get_element_type(type);
-				int16		elmlen;
-				bool		elmbyval;
-				char		elmalign;
-				Datum	   *elems;
-				bool	   *nulls;
-				int			dims[1];
-				int			lbs[1] = {1};
-
-				if (!OidIsValid(elemtype))
-				{
-					/* a non-array column given every item: text of the list */
-					elemtype = TEXTOID;
-				}
-				get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
-				elems = palloc(sizeof(Datum) * res->count);
-				nulls = palloc(sizeof(bool) * res->count);
-				for (int i = 0; i < res->count; i++)
-				{
-					check_item(col, elemtype, &res->items[i]);
-					s = item_text(&res->items[i], &len, buf);
-					nulls[i] = (s == NULL) ||
-						!text_to_datum(col, elemtype, -1, s, len, &elems[i]);
-				}
-				dims[0] = res->count;
-				d = PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
-													   elmlen, elmbyval, elmalign));
-				if (!OidIsValid(get_element_type(type)))
-					d = input_value(type, col->atttypmod,
-									OidOutputFunctionCall(F_ARRAY_OUT, d));
-				*isnull = false;
-				return d;
-			}
+		*isnull = false;
+		return epic_json_to_jsonb(item->node);
 	}
-	return (Datum) 0;
+	s = item_text(item, &len, buf);
+	if (s == NULL)
+		return (Datum) 0;
+	if (type == JSONBOID || type == JSONOID)
+	{
+		/* a scalar into a JSON column: as a JSON value */
+		StringInfoData j;
+
+		initStringInfo(&j);
+		if (item_kind(item) == EPIC_JSON_STRING)
+			escape_json(&j, s);
+		else
+			appendStringInfoString(&j, s);
+		*isnull = false;
+		return input_value(type, typmod, j.data);
+	}
+	if (!text_to_datum(col, type, typmod, s, len, &d))
+		return (Datum) 0;
+	*isnull = false;
+	return d;
+}
+
+/* Every item as an SQL array (or, for a non-array column, its text / JSON). */
+static Datum
+items_to_array(const EpicColumn *col, EpicFpResult *res)
+{
+	Oid			type = col->atttypid;
+	Oid			elemtype = get_element_type(type);
+	int16		elmlen;
+	bool		elmbyval;
+	char		elmalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			dims[1];
+	int			lbs[1] = {1};
+	Datum		d;
+
+	if (type == JSONBOID || type == JSONOID)
+	{
+		/* a JSON array of the items */
+		StringInfoData j;
+
+		initStringInfo(&j);
+		appendStringInfoChar(&j, '[');
+		for (int i = 0; i < res->count; i++)
+		{
+			bool		isnull;
+			Datum		v = item_to_datum(col, JSONBOID, -1, &res->items[i], &isnull);
+
+			if (i > 0)
+				appendStringInfoChar(&j, ',');
+			appendStringInfoString(&j, isnull ? "null" :
+								   DatumGetCString(DirectFunctionCall1(jsonb_out, v)));
+		}
+		appendStringInfoChar(&j, ']');
+		return input_value(type, col->atttypmod, j.data);
+	}
+	if (!OidIsValid(elemtype))
+		elemtype = TEXTOID;		/* a non-array column: text of the list */
+	get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
+	elems = palloc(sizeof(Datum) * Max(1, res->count));
+	nulls = palloc(sizeof(bool) * Max(1, res->count));
+	for (int i = 0; i < res->count; i++)
+		elems[i] = item_to_datum(col, elemtype, -1, &res->items[i], &nulls[i]);
+	dims[0] = res->count;
+	d = PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
+										   elmlen, elmbyval, elmalign));
+	if (!OidIsValid(get_element_type(type)))
+		d = input_value(type, col->atttypmod, OidOutputFunctionCall(F_ARRAY_OUT, d));
+	return d;
 }
 
 /*
- * The value of col for one resource.  compiled[i] is the compiled source i
- * of the column's definition.  Items are tried source by source; the first
- * source that yields anything decides the value.
+ * The value of col in one row of t's view: the column filling cell,
+ * evaluated on its node.  A collection column (or an array-typed column)
+ * takes every item; another takes the only item, or the first when it came
+ * from a path option; more than one item is an error, as SQL on FHIR
+ * requires.
  */
 Datum
-epic_convert_column(EpicColumn *col, const void *resource, EpicFpExpr **compiled,
-					const EpicFpEnv *env, bool *isnull)
+epic_convert_cell(const EpicTable *t, const EpicColumn *col, const void *resource,
+				  const EpicViewCell *cell, bool *isnull)
 {
 	static EpicFpResult res;	/* reused; items point into the document */
-	char		errbuf[128];
+	char		errbuf[256];
+	const EpicViewColumn *vc;
 
 	*isnull = true;
-	if (col->def->combine == EPIC_COMBINE_RESOURCE)
+	if (cell->column < 0 || cell->node == NULL)
+		return (Datum) 0;
+	vc = &t->view->columns[cell->column];
+	if (epic_view_cell(t->view, &epic_jansson_ops, resource, cell, &res,
+					   errbuf, sizeof(errbuf)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("could not evaluate path \"%s\": %s", vc->path, errbuf)));
+	if (vc->collection || type_is_array(col->atttypid))
 	{
+		/* a view's collection is an empty array; a path option's, NULL */
+		if (res.count == 0 && (!vc->collection || vc->first_only))
+			return (Datum) 0;
 		*isnull = false;
-		if (col->atttypid == JSONBOID)
-			return epic_json_to_jsonb(resource);
-		else
-		{
-			char	   *dump = epic_json_dump(resource);
-			Datum		d;
-
-			if (dump == NULL)
-				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-			d = input_value(col->atttypid, col->atttypmod, dump);
-			free(dump);
-			return d;
-		}
+		return items_to_array(col, &res);
 	}
-
-	for (int i = 0; i < EPIC_MAX_SOURCES && compiled[i] != NULL; i++)
-	{
-		EpicSourceMode mode = col->def->sources[i].mode;
-
-		if (epic_fp_eval(compiled[i], &epic_jansson_ops, resource, env, &res,
-						 errbuf, sizeof(errbuf)) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("could not evaluate path \"%s\": %s",
-							col->def->sources[i].path, errbuf)));
-		if (res.count == 0)
-			continue;
-		if (mode == EPIC_SRC_PRESENT)
-		{
-			*isnull = false;
-			return input_value(col->atttypid, col->atttypmod, "true");
-		}
-		if (mode == EPIC_SRC_HUMANNAME)
-		{
-			char	   *s = (res.items[0].kind == EPIC_FP_NODE) ?
-				human_name_text(res.items[0].node) : NULL;
-			Datum		d;
-
-			if (s == NULL)
-				continue;
-			if (!text_to_datum(col, col->atttypid, col->atttypmod, s, strlen(s), &d))
-				return (Datum) 0;
-			*isnull = false;
-			return d;
-		}
-		return items_to_datum(col, &res, isnull);
-	}
-	return (Datum) 0;
+	if (res.count == 0)
+		return (Datum) 0;
+	if (res.count > 1 && !vc->first_only)
+		ereport(ERROR,
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg("path \"%s\" of column \"%s\" gives %d values, but the column is not a collection",
+						vc->path, col->name, res.count),
+				 errhint("Mark the column \"collection\": true (an array), or make the path give one value, "
+						 "e.g. with first().")));
+	return item_to_datum(col, col->atttypid, col->atttypmod, &res.items[0], isnull);
 }

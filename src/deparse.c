@@ -315,13 +315,11 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 	Var		   *var = NULL;
 	Node	   *other = NULL;
 	EpicColumn *col;
-	const EpicColumnDef *def;
 	EpicOp		op = OP_NONE;
 	bool		any_of_array = false;	/* value = ANY(array column) */
 	bool		in_list = false;	/* column = ANY(array value) */
 	Oid			vtype;
 	int			n = 1;
-	const char *required = t->builtin ? t->builtin->required_param : NULL;
 
 	memset(params, 0, sizeof(EpicSearchParam) * EPIC_MAX_PARAMS_PER_QUAL);
 	params[0].runtime_index = params[1].runtime_index = -1;
@@ -371,15 +369,13 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 		return 0;
 
 	col = &t->columns[var->varattno - 1];
-	def = col->def;
-	if (col->name == NULL || def == NULL || def->search_param == NULL ||
-		def->search_type == EPIC_SP_NONE)
+	if (col->name == NULL || col->search_param == NULL || col->search_type == EPIC_SP_NONE)
 		return 0;
-	if (!epic_pushdown && (required == NULL || strcmp(def->search_param, required) != 0))
+	if (!epic_pushdown && !epic_table_param_required(t, col->search_param))
 		return 0;
-	if (any_of_array != (def->combine == EPIC_COMBINE_ARRAY))
+	if (any_of_array != col->is_array)
 		return 0;
-	if (def->search_type == EPIC_SP_MRN && t->sopts.mrn_system == NULL)
+	if (col->search_type == EPIC_SP_MRN && t->sopts.mrn_system == NULL)
 		return 0;
 	if (!is_runtime_value(other, relid))
 		return 0;
@@ -400,7 +396,7 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 		return 0;
 
 	/* which operators each search type takes */
-	switch (def->search_type)
+	switch (col->search_type)
 	{
 		case EPIC_SP_TOKEN:
 		case EPIC_SP_REFERENCE:
@@ -427,11 +423,11 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 			return 0;
 	}
 
-	params[0].name = pstrdup(def->search_param);
+	params[0].name = pstrdup(col->search_param);
 	params[0].is_list = in_list;
-	if (def->search_type == EPIC_SP_STRING_WORD)
+	if (col->search_type == EPIC_SP_STRING_WORD)
 		params[0].form = EPIC_VF_FIRST_WORD;
-	if (def->search_type == EPIC_SP_MRN)
+	if (col->search_type == EPIC_SP_MRN)
 	{
 		StringInfoData prefix;
 
@@ -440,13 +436,13 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 		appendStringInfoString(&prefix, "%7C");
 		params[0].prefix = prefix.data;
 	}
-	if (def->search_type == EPIC_SP_DATE)
+	if (col->search_type == EPIC_SP_DATE)
 	{
 		static const char *const prefixes[] = {NULL, NULL, "lt", "le", "gt", "ge"};
 
 		params[0].comparator = (char *) prefixes[op];
 	}
-	else if (def->search_type == EPIC_SP_DATETIME)
+	else if (col->search_type == EPIC_SP_DATETIME)
 	{
 		if (op == OP_LT || op == OP_LE || op == OP_EQ)
 		{

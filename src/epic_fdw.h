@@ -23,6 +23,7 @@
 
 #include "fhirpath.h"
 #include "json_jansson.h"
+#include "viewdef.h"
 
 /* ------------------------------------------------------------------------
  * options.c
@@ -57,6 +58,7 @@ typedef struct EpicServerOptions
 	bool		send_client_id; /* send Epic-Client-ID */
 	char	   *accept;			/* Accept header of FHIR requests */
 	char	   *headers;		/* extra headers, JSON object text, or NULL */
+	char	   *view_dir;		/* ViewDefinition files to import, or NULL */
 } EpicServerOptions;
 
 typedef struct EpicUserOptions
@@ -75,6 +77,7 @@ typedef struct EpicTableOptions
 	char	   *resource;		/* NULL: derive from the table name */
 	char	   *search;			/* fixed search parameters, or NULL */
 	double		rows;			/* estimated resources in all; 0 = default */
+	char	   *view_definition;	/* ViewDefinition JSON, or NULL */
 } EpicTableOptions;
 
 extern void epic_get_server_options(ForeignServer *server, EpicServerOptions *opts);
@@ -103,75 +106,45 @@ typedef enum EpicSearchType
 	EPIC_SP_MRN					/* identifier=<mrn_system>|value */
 } EpicSearchType;
 
-/* How the items a column's path yields become one SQL value. */
 extern bool epic_parse_search_param(const char *value, char **name, EpicSearchType *type);
 extern bool epic_headers_valid(const char *json, char *errbuf, size_t errlen);
+extern EpicView *epic_view_from_text(const char *json, const char *mrn_system,
+									 char *errbuf, size_t errlen, int *errpos);
 
-typedef enum EpicCombine
+/* A built-in table's ViewDefinition (views/NAME.json, embedded at build time). */
+typedef struct EpicBuiltinView
 {
-	EPIC_COMBINE_FIRST = 0,		/* first item */
-	EPIC_COMBINE_JOIN_SPACE,	/* items joined with single spaces */
-	EPIC_COMBINE_ARRAY,			/* every item, as an SQL array */
-	EPIC_COMBINE_RESOURCE		/* the whole resource (jsonb) */
-} EpicCombine;
+	const char *file;
+	const char *json;
+} EpicBuiltinView;
 
-/* How one source path is read. */
-typedef enum EpicSourceMode
-{
-	EPIC_SRC_VALUE = 0,			/* the items themselves */
-	EPIC_SRC_PRESENT,			/* true when the path yields anything */
-	EPIC_SRC_HUMANNAME			/* HumanName: text, else given + family */
-} EpicSourceMode;
+extern const EpicBuiltinView epic_builtin_views[];	/* ends with {NULL, NULL} */
 
-#define EPIC_MAX_SOURCES 4
-
-typedef struct EpicColumnSource
-{
-	const char *path;			/* FHIRPath subset, see fhirpath.h */
-	EpicSourceMode mode;
-} EpicColumnSource;
-
-typedef struct EpicColumnDef
-{
-	const char *name;
-	Oid			sql_type;		/* e.g. TEXTARRAYOID */
-	EpicColumnSource sources[EPIC_MAX_SOURCES];	/* tried in order */
-	EpicCombine combine;
-	const char *search_param;	/* NULL: not searchable */
-	EpicSearchType search_type;
-} EpicColumnDef;
-
-typedef struct EpicResourceDef
-{
-	const char *table_name;		/* default table name, e.g. "patients" */
-	const char *resource;		/* FHIR type, e.g. "Patient" */
-	EpicFhirVersion version;
-	const char *required_param; /* a search must include it, or NULL */
-	const EpicColumnDef *columns;
-	int			ncolumns;
-} EpicResourceDef;
-
-extern const EpicResourceDef *epic_catalog_by_table(const char *table_name, EpicFhirVersion v);
-extern const EpicResourceDef *epic_catalog_by_resource(const char *resource, EpicFhirVersion v);
-extern const EpicColumnDef *epic_catalog_column(const EpicResourceDef *def, const char *name);
-extern const char *epic_catalog_table_names(void);
-extern const EpicResourceDef *epic_catalog_nth(int n, EpicFhirVersion v);
+/* The built-in table named name (or of that resource type) for a version. */
+extern const char *epic_catalog_by_table(const char *table_name, EpicFhirVersion v);
+extern const char *epic_catalog_by_resource(const char *resource, EpicFhirVersion v);
+/* The n-th built-in table of a version (0-based): its name, NULL past the end. */
+extern const char *epic_catalog_nth(int n, EpicFhirVersion v, const char **json);
+extern char *epic_catalog_table_names(EpicFhirVersion v);
 
 /*
  * EpicTable: everything known about one foreign table, resolved from its
- * options, its columns and the catalog.  Built by epic_table_resolve() in
- * catalog.c for the planner and again for the executor.
+ * options, its columns and its ViewDefinition (the view_definition option,
+ * a built-in table's, or one made of the columns' path options).  Built by
+ * epic_table_resolve() in catalog.c for the planner and again for the
+ * executor.
  */
 typedef struct EpicColumn
 {
 	AttrNumber	attnum;
-	char	   *name;
+	char	   *name;			/* NULL for a dropped column */
 	Oid			atttypid;
 	int32		atttypmod;
-	const EpicColumnDef *builtin;	/* NULL for a column with a path option */
-	char	   *path;			/* the path option, or NULL */
-	EpicColumnDef user_def;		/* synthesised definition for path columns */
-	const EpicColumnDef *def;	/* builtin or &user_def */
+	int			slot;			/* the view's output slot */
+	const EpicViewColumn *vcol; /* the view column (first instance) */
+	const char *search_param;	/* NULL: not searchable */
+	EpicSearchType search_type;
+	bool		is_array;		/* a collection in an array column */
 } EpicColumn;
 
 typedef struct EpicTable
@@ -183,11 +156,20 @@ typedef struct EpicTable
 	EpicServerOptions sopts;
 	EpicTableOptions topts;
 	char	   *resource;
-	const EpicResourceDef *builtin; /* NULL for a user-defined resource */
+	const char *builtin;		/* built-in table name, or NULL */
+	EpicView   *view;			/* malloc'd; freed with the memory context */
 	int			ncolumns;		/* = relation's natts */
 	EpicColumn *columns;		/* indexed by attnum - 1; dropped ones have name NULL */
 } EpicTable;
 
+/* The first required search parameter missing from names and search, or NULL. */
+extern const char *epic_table_missing_required(const EpicTable *t, List *names,
+											   const char *search);
+extern bool epic_table_param_required(const EpicTable *t, const char *name);
+extern char *epic_view_ddl(const EpicView *v, const char *json, const char *table_name,
+						   const char *server_name);
+extern char *epic_view_ddl_free(EpicView *v, const char *json, const char *table_name,
+								const char *server_name);
 extern EpicTable *epic_table_resolve(Oid relid);
 
 /* ------------------------------------------------------------------------
@@ -364,9 +346,9 @@ extern char *epic_outcome_text(const char *body, size_t len);
  * convert.c: JSON items to Datums
  * ------------------------------------------------------------------------
  */
-extern Datum epic_convert_column(EpicColumn *col, const void *resource,
-								 EpicFpExpr **compiled, const EpicFpEnv *env,
-								 bool *isnull);
+extern Datum epic_convert_cell(const EpicTable *t, const EpicColumn *col,
+							   const void *resource, const EpicViewCell *cell,
+							   bool *isnull);
 extern Datum epic_json_to_jsonb(const void *node);
 
 /* ------------------------------------------------------------------------

@@ -60,8 +60,13 @@ typedef enum FpFunc
 	FN_HIGH_BOUNDARY,
 	FN_COUNT,
 	FN_LAST,
-	FN_DISTINCT
+	FN_DISTINCT,
+	FN_IIF,
+	FN_SELECT,
+	FN_COMBINE
 } FpFunc;
+
+#define FP_MAX_ARGS 3
 
 typedef struct FpNode FpNode;
 struct FpNode
@@ -71,7 +76,7 @@ struct FpNode
 	char	   *name;			/* member / constant / function / literal */
 	size_t		namelen;
 	FpFunc		func;
-	FpNode	   *args[2];		/* function args or binary operands */
+	FpNode	   *args[FP_MAX_ARGS];	/* function args or binary operands */
 	int			nargs;
 	long		index;
 	bool		boolval;
@@ -261,6 +266,9 @@ static const struct
 	{"count", FN_COUNT, 0, 0, false},
 	{"last", FN_LAST, 0, 0, false},
 	{"distinct", FN_DISTINCT, 0, 0, false},
+	{"iif", FN_IIF, 2, 3, false},
+	{"select", FN_SELECT, 1, 1, false},
+	{"combine", FN_COMBINE, 1, 1, false},
 };
 
 /* invocation := ident [ '(' args ')' ] ; focus is what it applies to */
@@ -330,7 +338,7 @@ parse_invocation(FpParser *ps, FpNode *focus)
 			{
 				FpNode	   *arg;
 
-				if (n->nargs >= 2)
+				if (n->nargs >= FP_MAX_ARGS)
 				{
 					fp_fail(ps, ps->p, "too many arguments%s", NULL);
 					free_node(n);
@@ -1821,12 +1829,54 @@ singleton_text(FpEval *ev, const EpicFpResult *r, char *buf, size_t *len)
 	return epic_fp_item_text(ev->ops, &r->items[0], buf, 64, len);
 }
 
+/* Index of name in env, or -1. */
+static int
+fp_env_index(const EpicFpEnv *env, const char *name)
+{
+	if (env == NULL)
+		return -1;
+	for (int i = 0; i < env->count; i++)
+		if (strcmp(env->names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/* %resource and %rootResource: the resource the evaluation started from */
+static bool
+fp_builtin_constant(const char *name)
+{
+	return strcmp(name, "resource") == 0 || strcmp(name, "rootResource") == 0;
+}
+
 static void
 eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
-			  EpicFpResult *out)
+			  const EpicFpItem *ctx, int nctx, EpicFpResult *out)
 {
 	switch (n->func)
 	{
+		case FN_IIF:
+			{
+				/* criterion and results are evaluated on the input */
+				EpicFpResult r = {0};
+
+				eval_node(ev, n->args[0], in, nin, &r);
+				if (singleton_bool(ev->ops, &r) == 1)
+					eval_node(ev, n->args[1], in, nin, out);
+				else if (n->nargs > 2)
+					eval_node(ev, n->args[2], in, nin, out);
+				epic_fp_result_free(&r);
+				break;
+			}
+		case FN_SELECT:
+			for (int i = 0; i < nin && !ev->failed; i++)
+				eval_node(ev, n->args[0], &in[i], 1, out);
+			break;
+		case FN_COMBINE:
+			/* the input, then the argument (evaluated on the context) */
+			for (int i = 0; i < nin; i++)
+				push_item(ev, out, &in[i]);
+			eval_node(ev, n->args[0], ctx, nctx, out);
+			break;
 		case FN_WHERE:
 			for (int i = 0; i < nin && !ev->failed; i++)
 			{
@@ -2259,7 +2309,7 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 			}
 			break;
 		case FP_FUNC:
-			eval_function(ev, n, in, nin, out);
+			eval_function(ev, n, in, nin, ctx, nctx, out);
 			break;
 		case FP_STRING:
 			{
@@ -2288,16 +2338,35 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 			push_bool(ev, out, n->boolval);
 			break;
 		case FP_CONST:
-			if (ev->env != NULL)
-				for (int i = 0; i < ev->env->count; i++)
-					if (strcmp(ev->env->names[i], n->name) == 0)
-					{
-						if (ev->env->values[i] != NULL)
-							push_string(ev, out, ev->env->values[i],
-										strlen(ev->env->values[i]));
+			{
+				int			i = fp_env_index(ev->env, n->name);
+
+				if (i >= 0)
+				{
+					const char *v = ev->env->values[i];
+					EpicFpItemKind k = ev->env->kinds ? ev->env->kinds[i] : EPIC_FP_STRING;
+
+					if (v == NULL)
 						break;
+					if (k == EPIC_FP_BOOL)
+						push_bool(ev, out, strcmp(v, "true") == 0);
+					else if (k == EPIC_FP_NUMBER)
+					{
+						EpicFpItem	it;
+
+						memset(&it, 0, sizeof(it));
+						it.kind = EPIC_FP_NUMBER;
+						it.str = v;
+						it.len = strlen(v);
+						push_item(ev, out, &it);
 					}
-			break;
+					else
+						push_string(ev, out, v, strlen(v));
+				}
+				else if (fp_builtin_constant(n->name) && ev->root != NULL)
+					push_node(ev, out, ev->root);
+				break;
+			}
 		case FP_THIS:
 			for (int i = 0; i < nin; i++)
 				push_item(ev, out, &in[i]);
@@ -2440,6 +2509,14 @@ int
 epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 			 const EpicFpEnv *env, EpicFpResult *out, char *errbuf, size_t errlen)
 {
+	return epic_fp_eval_in(expr, ops, root, root, env, out, errbuf, errlen);
+}
+
+int
+epic_fp_eval_in(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
+				const void *focus, const EpicFpEnv *env, EpicFpResult *out,
+				char *errbuf, size_t errlen)
+{
 	FpEval		ev;
 	EpicFpItem	ctx;
 
@@ -2455,8 +2532,8 @@ epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.kind = EPIC_FP_NODE;
-	ctx.node = root;
-	eval_node(&ev, expr->root, &ctx, root ? 1 : 0, out);
+	ctx.node = focus;
+	eval_node(&ev, expr->root, &ctx, focus ? 1 : 0, out);
 	if (ev.failed)
 	{
 		out->count = 0;
@@ -2473,4 +2550,26 @@ epic_fp_result_free(EpicFpResult *res)
 	free(res->items);
 	res->items = NULL;
 	res->count = res->capacity = 0;
+}
+
+static const char *
+undefined_constant(const FpNode *n, const EpicFpEnv *env)
+{
+	const char *r = NULL;
+
+	if (n == NULL)
+		return NULL;
+	if (n->kind == FP_CONST && fp_env_index(env, n->name) < 0 &&
+		!fp_builtin_constant(n->name))
+		return n->name;
+	r = undefined_constant(n->focus, env);
+	for (int i = 0; r == NULL && i < n->nargs; i++)
+		r = undefined_constant(n->args[i], env);
+	return r;
+}
+
+const char *
+epic_fp_undefined_constant(const EpicFpExpr *expr, const EpicFpEnv *env)
+{
+	return undefined_constant(expr->root, env);
 }

@@ -19,7 +19,8 @@
  *   functions      where(cond), first(), last(), exists([cond]), empty(),
  *                  not(), count(), distinct(), extension(url), ofType(Type),
  *                  join([sep]), lowBoundary(), highBoundary(),
- *                  getResourceKey(), getReferenceKey([Type])
+ *                  getResourceKey(), getReferenceKey([Type]),
+ *                  iif(cond, then[, else]), select(expr), combine(other)
  *
  * Lenient where FHIRPath would raise an error: comparison and arithmetic
  * on a collection of more than one item, or on mismatched types, give an
@@ -111,12 +112,19 @@ typedef struct EpicFpResult
 	int			owned_capacity;
 } EpicFpResult;
 
-/* Values of %constants (strings). */
+/*
+ * Values of %constants, as text.  kinds (optional; NULL means every value is
+ * a string) gives each value's nature: EPIC_FP_STRING, EPIC_FP_NUMBER (the
+ * text of an integer or decimal) or EPIC_FP_BOOL ("true"/"false").
+ * %resource and %rootResource name the evaluation's root unless env defines
+ * them.
+ */
 typedef struct EpicFpEnv
 {
 	int			count;
 	const char *const *names;
 	const char *const *values;
+	const EpicFpItemKind *kinds;
 } EpicFpEnv;
 
 typedef struct EpicFpExpr EpicFpExpr;	/* compiled expression; malloc'd */
@@ -137,6 +145,13 @@ extern void epic_fp_free(EpicFpExpr *expr);
  */
 extern int	epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 						 const EpicFpEnv *env, EpicFpResult *out, char *errbuf, size_t errlen);
+/*
+ * The same with focus as the context ($this) and root as %resource (a
+ * forEach item of a ViewDefinition and the resource it came from).
+ */
+extern int	epic_fp_eval_in(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
+							const void *focus, const EpicFpEnv *env, EpicFpResult *out,
+							char *errbuf, size_t errlen);
 /* Frees res's items and derived strings; res is left empty and reusable. */
 extern void epic_fp_result_free(EpicFpResult *res);
 
@@ -146,6 +161,9 @@ extern void epic_fp_result_free(EpicFpResult *res);
  */
 extern const char *epic_fp_item_text(const EpicJsonOps *ops, const EpicFpItem *item,
 									 char *buf, size_t buflen, size_t *len);
+
+/* The first %constant expr names that env does not define, or NULL. */
+extern const char *epic_fp_undefined_constant(const EpicFpExpr *expr, const EpicFpEnv *env);
 
 /* If expr is a plain member path ("a.b.c") return it, else NULL (for pushdown). */
 extern const char *epic_fp_text(const EpicFpExpr *expr);

@@ -329,3 +329,48 @@ epic_fdw_check(PG_FUNCTION_ARGS)
 	put_row(rsinfo->setResult, rsinfo->setDesc, &row);
 	PG_RETURN_NULL();
 }
+
+PG_FUNCTION_INFO_V1(epic_fdw_view_ddl);
+
+/*
+ * epic_fdw_view_ddl(view_definition jsonb, table_name text, server_name text)
+ * returns the CREATE FOREIGN TABLE statement for a ViewDefinition (table
+ * name defaults to the view's "name").  The view is compiled first, so an
+ * invalid one is reported here, with the position of a FHIRPath error.
+ */
+Datum
+epic_fdw_view_ddl(PG_FUNCTION_ARGS)
+{
+	char	   *json;
+	char	   *table_name;
+	char	   *server_name;
+	char		errbuf[512];
+	int			errpos;
+	EpicView   *v;
+	char	   *ddl = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("view_definition and server_name must not be NULL")));
+	json = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(0)));
+	server_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	v = epic_view_from_text(json, NULL, errbuf, sizeof(errbuf), &errpos);
+	if (v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid ViewDefinition: %s", errbuf)));
+	if (!PG_ARGISNULL(1))
+		table_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	else if (v->name != NULL)
+		table_name = pstrdup(v->name);
+	else
+	{
+		epic_view_free(v);
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the ViewDefinition has no \"name\": give table_name")));
+	}
+	ddl = epic_view_ddl_free(v, json, table_name, server_name);
+	PG_RETURN_TEXT_P(cstring_to_text(ddl));
+}

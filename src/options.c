@@ -40,7 +40,8 @@ typedef enum EpicOptKind
 	OPT_BOOL,
 	OPT_ROWS,					/* a positive row estimate */
 	OPT_SEARCH_PARAM,			/* name[:type] of a column's search parameter */
-	OPT_HEADERS					/* a JSON object of extra request headers */
+	OPT_HEADERS,				/* a JSON object of extra request headers */
+	OPT_VIEW					/* a SQL on FHIR ViewDefinition (JSON) */
 } EpicOptKind;
 
 typedef struct EpicOption
@@ -70,6 +71,7 @@ static const EpicOption epic_options[] = {
 	{"send_client_id", ForeignServerRelationId, OPT_BOOL, false, 0, 0},
 	{"accept", ForeignServerRelationId, OPT_TEXT, false, 0, 0},
 	{"headers", ForeignServerRelationId, OPT_HEADERS, false, 0, 0},
+	{"view_dir", ForeignServerRelationId, OPT_TEXT, true, 0, 0},
 	/* USER MAPPING */
 	{"client_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
 	{"private_key", UserMappingRelationId, OPT_PEM, false, 0, 0},
@@ -82,6 +84,7 @@ static const EpicOption epic_options[] = {
 	{"resource", ForeignTableRelationId, OPT_RESOURCE, false, 0, 0},
 	{"search", ForeignTableRelationId, OPT_SEARCH, false, 0, 0},
 	{"rows", ForeignTableRelationId, OPT_ROWS, false, 0, 0},
+	{"view_definition", ForeignTableRelationId, OPT_VIEW, false, 0, 0},
 	/* COLUMN */
 	{"path", AttributeRelationId, OPT_PATH, false, 0, 0},
 	{"search_param", AttributeRelationId, OPT_SEARCH_PARAM, false, 0, 0},
@@ -334,6 +337,21 @@ check_option(DefElem *def, Oid context)
 									 "e.g. '{\"X-Request-Source\": \"reporting\"}'.")));
 				break;
 			}
+		case OPT_VIEW:
+			{
+				char		errbuf[512];
+				int			pos;
+				EpicView   *v = epic_view_from_text(value, NULL, errbuf, sizeof(errbuf), &pos);
+
+				if (v == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid ViewDefinition in option \"view_definition\": %s", errbuf),
+							 errhint("See SQL on FHIR v2: resource, select[] with column[] of name and path, "
+									 "forEach, forEachOrNull, repeat, unionAll, where[], constant[].")));
+				epic_view_free(v);
+				break;
+			}
 		case OPT_SEARCH_PARAM:
 			{
 				EpicSearchType st;
@@ -343,7 +361,8 @@ check_option(DefElem *def, Oid context)
 							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 							 errmsg("invalid value for option \"search_param\": \"%s\"", value),
 							 errhint("Write a FHIR search parameter name, optionally with its type: "
-									 "name, name:token, name:string, name:date, name:datetime or name:reference.")));
+									 "name, name:token, name:string, name:words, name:date, name:datetime, "
+									 "name:reference or identifier:mrn.")));
 				break;
 			}
 	}
@@ -524,6 +543,8 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 			opts->accept = v;
 		else if (strcmp(def->defname, "headers") == 0)
 			opts->headers = v;
+		else if (strcmp(def->defname, "view_dir") == 0)
+			opts->view_dir = v;
 		else if (strcmp(def->defname, "max_response_size") == 0)
 			opts->max_response_size = parse_int_option(lookup("max_response_size", ForeignServerRelationId), v);
 	}
@@ -586,6 +607,8 @@ epic_get_table_options(ForeignTable *table, EpicTableOptions *opts)
 			opts->search = defGetString(def);
 		else if (strcmp(def->defname, "rows") == 0)
 			opts->rows = strtod(defGetString(def), NULL);
+		else if (strcmp(def->defname, "view_definition") == 0)
+			opts->view_definition = defGetString(def);
 	}
 }
 
@@ -673,7 +696,8 @@ epic_parse_search_param(const char *value, char **name, EpicSearchType *type)
 		EpicSearchType type;
 	}			types[] = {
 		{"token", EPIC_SP_TOKEN}, {"string", EPIC_SP_STRING}, {"date", EPIC_SP_DATE},
-		{"datetime", EPIC_SP_DATETIME}, {"reference", EPIC_SP_REFERENCE}
+		{"datetime", EPIC_SP_DATETIME}, {"reference", EPIC_SP_REFERENCE},
+		{"words", EPIC_SP_STRING_WORD}, {"mrn", EPIC_SP_MRN}
 	};
 	const char *colon = strchr(value, ':');
 	size_t		len = colon ? (size_t) (colon - value) : strlen(value);

@@ -22,7 +22,7 @@
 static const char *env_names[] = {"mrn_system", "unset", "ucum"};
 static const char *env_values[] = {"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14", NULL,
 	"http://unitsofmeasure.org"};
-static const EpicFpEnv env = {3, env_names, env_values};
+static const EpicFpEnv env = {3, env_names, env_values, NULL};
 
 static volatile size_t sink;
 

@@ -444,7 +444,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const char *names[] = {"mrn_system"};
 	static const char *with[] = {"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"};
 	static const char *without[] = {NULL};
-	const EpicFpEnv env = {1, names, (size & 1) ? with : without};
+	const EpicFpEnv env = {1, names, (size & 1) ? with : without, NULL};
 	const EpicJsonOps *ops = &epic_jansson_ops;
 	char		errbuf[256];
 	void	   *doc;

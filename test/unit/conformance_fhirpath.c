@@ -1,22 +1,18 @@
 /*
- * conformance_fhirpath.c — runs the column-only part of the SQL on FHIR v2
- * conformance tests (the tests JSON files given as arguments) through the FHIRPath
- * evaluator (src/fhirpath.c) outside PostgreSQL.
+ * conformance_fhirpath.c — runs the SQL on FHIR v2 conformance tests (the
+ * test JSON files given as arguments) through the ViewDefinition engine
+ * (src/viewdef.c) and the FHIRPath evaluator (src/fhirpath.c) outside
+ * PostgreSQL: the fast, valgrind-able tier.  test/conformance/run.py runs
+ * the same files through epic_fdw itself.
  *
- * A test is run when its view selects only plain columns (select[] entries
- * with just "column": no forEach, forEachOrNull, unionAll, repeat or nested
- * select) and its constants are strings, codes or integers (EpicFpEnv holds
- * text only: a boolean constant could not compare as a boolean).  View-level
- * where[] filters are applied.  Each column path is evaluated on each
- * resource of the view's type: collection:true gives a JSON array of the
- * items, otherwise the single item (null when empty; more than one item is
- * an error).  Rows are compared with "expect" ignoring order; numbers
- * compare by value.  "expectError" tests pass when a path does not parse,
- * names an undefined %constant, gives several items for a non-collection
- * column, or a where path gives a non-boolean; or when the view names no
- * resource.
+ * Each view is compiled; its rows are computed for every resource of the
+ * view's type: collection columns give a JSON array of the items, others
+ * the single item (null when empty; more than one item is an error).  Rows
+ * are compared with "expect" ignoring order; numbers compare by value.
+ * "expectError" tests pass when the view does not compile or evaluating it
+ * fails.
  *
- * Prints "ok"/"not ok"/"skip" per test and "N passed, N failed, N skipped";
+ * Prints "ok"/"not ok" per test and "N passed, N failed, N skipped";
  * exits 1 when any test failed.
  */
 #include <stdio.h>
@@ -27,6 +23,7 @@
 
 #include "fhirpath.h"
 #include "json_jansson.h"
+#include "viewdef.h"
 
 static int	passed,
 			failed,
@@ -93,263 +90,92 @@ item_json(const EpicFpItem *it)
 	return json_null();
 }
 
-/* Does the view use only features this runner supports?  NULL if so. */
-static const char *
-unsupported(const json_t *view)
-{
-	const json_t *sel = json_object_get(view, "select");
-	const json_t *c;
-	size_t		i;
-
-	if (!json_is_array(sel))
-		return "no select";
-	json_array_foreach(sel, i, c)
-	{
-		const char *k;
-		json_t	   *v;
-
-		json_object_foreach((json_t *) c, k, v)
-			if (strcmp(k, "column") != 0)
-			return "select uses more than column";
-	}
-	json_array_foreach(json_object_get(view, "constant"), i, c)
-	{
-		if (json_object_get(c, "valueBoolean") || json_object_get(c, "valueDecimal"))
-			return "typed (boolean/decimal) constant";
-	}
-	return NULL;
-}
-
-/* Does path reference a %name that is not among names? */
-static int
-undefined_constant(const char *path, int n, const char **names)
-{
-	for (const char *p = strchr(path, '%'); p != NULL; p = strchr(p + 1, '%'))
-	{
-		size_t		l = 0;
-		int			found = 0;
-
-		while (p[1 + l] == '_' || (p[1 + l] >= 'a' && p[1 + l] <= 'z') ||
-			   (p[1 + l] >= 'A' && p[1 + l] <= 'Z') || (p[1 + l] >= '0' && p[1 + l] <= '9'))
-			l++;
-		for (int i = 0; i < n; i++)
-			if (strlen(names[i]) == l && strncmp(names[i], p + 1, l) == 0)
-				found = 1;
-		if (!found)
-			return 1;
-	}
-	return 0;
-}
-
 /*
- * Run one test.  Returns 1 pass, 0 fail, -1 skip; *why explains.
+ * Run one test.  Returns 1 pass, 0 fail; *why explains.
  */
 static int
 run_test(const json_t *resources, const json_t *test, char *why, size_t whylen)
 {
 	const json_t *view = json_object_get(test, "view");
-	const char *rtype = json_string_value(json_object_get(view, "resource"));
 	const json_t *expect = json_object_get(test, "expect");
 	int			expect_error = json_is_true(json_object_get(test, "expectError"));
-	const char *u = unsupported(view);
-	const char *cnames[32];
-	const char *cvalues[32];
-	char		numbufs[32][64];
-	int			nconst = 0;
-	EpicFpEnv	env;
-	EpicFpExpr *cols[64];
-	const char *colnames[64];
-	int			colcoll[64];
-	int			ncols = 0;
-	EpicFpExpr *wheres[16];
-	int			nwhere = 0;
 	json_t	   *rows = json_array();
 	const json_t *c,
 			   *r;
 	size_t		i,
 				j;
-	int			result = -1;
+	int			result;
 	char		errbuf[256];
 	int			errpos;
 	int			error = 0;
+	EpicView   *v;
+	EpicViewRows vr = {0};
+	EpicFpResult res = {0};
 
 	why[0] = '\0';
-	if (u != NULL)
-	{
-		snprintf(why, whylen, "%s", u);
-		json_decref(rows);
-		return -1;
-	}
-	if (!expect_error && !json_is_array(expect))
-	{
-		snprintf(why, whylen, "no expected rows");
-		json_decref(rows);
-		return -1;
-	}
-	/* constants */
-	json_array_foreach(json_object_get(view, "constant"), i, c)
-	{
-		const char *k;
-		json_t	   *v;
-		const char *val = NULL;
-
-		if (nconst >= 32)
-			break;
-		json_object_foreach((json_t *) c, k, v)
-		{
-			if (strncmp(k, "value", 5) != 0)
-				continue;
-			if (json_is_string(v))
-				val = json_string_value(v);
-			else if (json_is_integer(v))
-			{
-				snprintf(numbufs[nconst], 64, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-				val = numbufs[nconst];
-			}
-		}
-		if (val == NULL)
-		{
-			/* a constant without a value is an invalid view */
-			error = 1;
-			snprintf(why, whylen, "constant without a value");
-			continue;
-		}
-		cnames[nconst] = json_string_value(json_object_get(c, "name"));
-		cvalues[nconst] = val;
-		if (cnames[nconst] != NULL)
-			nconst++;
-	}
-	if (rtype == NULL)
+	v = epic_view_compile(&epic_jansson_ops, view, NULL, errbuf, sizeof(errbuf), &errpos);
+	if (v == NULL)
 	{
 		error = 1;
-		snprintf(why, whylen, "the view names no resource");
+		snprintf(why, whylen, "%s", errbuf);
 	}
-	env.count = nconst;
-	env.names = cnames;
-	env.values = cvalues;
-
-	/* compile columns and where paths */
-	json_array_foreach(json_object_get(view, "select"), i, c)
-	{
-		json_array_foreach(json_object_get(c, "column"), j, r)
-		{
-			const char *path = json_string_value(json_object_get(r, "path"));
-
-			if (ncols >= 64 || path == NULL)
-				continue;
-			if (undefined_constant(path, nconst, cnames))
-			{
-				error = 1;
-				snprintf(why, whylen, "undefined constant in %s", path);
-			}
-			cols[ncols] = epic_fp_parse(path, errbuf, sizeof(errbuf), &errpos);
-			if (cols[ncols] == NULL)
-			{
-				error = 1;
-				snprintf(why, whylen, "%s: %s at %d", path, errbuf, errpos);
-				continue;
-			}
-			colnames[ncols] = json_string_value(json_object_get(r, "name"));
-			colcoll[ncols] = json_is_true(json_object_get(r, "collection"));
-			ncols++;
-		}
-	}
-	json_array_foreach(json_object_get(view, "where"), i, c)
-	{
-		const char *path = json_string_value(json_object_get(c, "path"));
-
-		if (nwhere >= 16 || path == NULL)
-			continue;
-		if (undefined_constant(path, nconst, cnames))
-		{
-			error = 1;
-			snprintf(why, whylen, "undefined constant in %s", path);
-		}
-		wheres[nwhere] = epic_fp_parse(path, errbuf, sizeof(errbuf), &errpos);
-		if (wheres[nwhere] == NULL)
-		{
-			error = 1;
-			snprintf(why, whylen, "%s: %s at %d", path, errbuf, errpos);
-			continue;
-		}
-		nwhere++;
-	}
-
-	/* evaluate */
 	json_array_foreach(resources, i, r)
 	{
-		EpicFpResult res = {0};
-		json_t	   *row;
-		int			keep = 1;
-
 		if (error)
 			break;
-		if (rtype == NULL || !json_is_string(json_object_get(r, "resourceType")) ||
-			strcmp(json_string_value(json_object_get(r, "resourceType")), rtype) != 0)
+		if (!json_is_string(json_object_get(r, "resourceType")) ||
+			strcmp(json_string_value(json_object_get(r, "resourceType")), v->resource) != 0)
 			continue;
-		for (int w = 0; w < nwhere && keep; w++)
+		if (epic_view_rows(v, &epic_jansson_ops, r, &vr, errbuf, sizeof(errbuf)) != 0)
 		{
-			if (epic_fp_eval(wheres[w], &epic_jansson_ops, r, &env, &res, errbuf, sizeof(errbuf)) != 0)
-			{
-				error = 1;
-				snprintf(why, whylen, "where: %s", errbuf);
-				break;
-			}
-			if (res.count > 1 ||
-				(res.count == 1 && res.items[0].kind != EPIC_FP_BOOL &&
-				 !(res.items[0].kind == EPIC_FP_NODE &&
-				   json_is_boolean((const json_t *) res.items[0].node))))
-			{
-				error = 1;
-				snprintf(why, whylen, "where path is not boolean");
-				break;
-			}
-			keep = (res.count == 1 &&
-					((res.items[0].kind == EPIC_FP_BOOL && res.items[0].boolval) ||
-					 (res.items[0].kind == EPIC_FP_NODE &&
-					  json_is_true((const json_t *) res.items[0].node))));
+			error = 1;
+			snprintf(why, whylen, "%s", errbuf);
+			break;
 		}
-		if (error || !keep)
+		for (int k = 0; k < vr.nrows && !error; k++)
 		{
-			epic_fp_result_free(&res);
-			continue;
-		}
-		row = json_object();
-		for (int k = 0; k < ncols && !error; k++)
-		{
-			json_t	   *v;
+			json_t	   *row = json_object();
 
-			if (epic_fp_eval(cols[k], &epic_jansson_ops, r, &env, &res, errbuf, sizeof(errbuf)) != 0)
+			for (int s = 0; s < vr.width && !error; s++)
 			{
-				error = 1;
-				snprintf(why, whylen, "%s", errbuf);
-				break;
+				const EpicViewCell *cell = &vr.cells[k * vr.width + s];
+				const EpicViewColumn *col = &v->columns[cell->column >= 0 ? cell->column : v->slot_column[s]];
+				json_t	   *val;
+
+				if (epic_view_cell(v, &epic_jansson_ops, r, cell, &res, errbuf, sizeof(errbuf)) != 0)
+				{
+					error = 1;
+					snprintf(why, whylen, "%s", errbuf);
+					break;
+				}
+				if (col->collection)
+				{
+					val = json_array();
+					for (int x = 0; x < res.count; x++)
+						json_array_append_new(val, item_json(&res.items[x]));
+				}
+				else if (res.count == 0)
+					val = json_null();
+				else if (res.count == 1)
+					val = item_json(&res.items[0]);
+				else
+				{
+					error = 1;
+					snprintf(why, whylen, "column %s: %d items", col->name, res.count);
+					break;
+				}
+				json_object_set_new(row, col->name, val);
 			}
-			if (colcoll[k])
-			{
-				v = json_array();
-				for (int x = 0; x < res.count; x++)
-					json_array_append_new(v, item_json(&res.items[x]));
-			}
-			else if (res.count == 0)
-				v = json_null();
-			else if (res.count == 1)
-				v = item_json(&res.items[0]);
-			else
-			{
-				error = 1;
-				snprintf(why, whylen, "column %s: %d items", colnames[k], res.count);
-				break;
-			}
-			json_object_set_new(row, colnames[k] ? colnames[k] : "?", v);
+			json_array_append_new(rows, row);
 		}
-		epic_fp_result_free(&res);
-		json_array_append_new(rows, row);
 	}
+	epic_fp_result_free(&res);
+	epic_view_rows_free(&vr);
+	epic_view_free(v);
 
 	if (expect_error)
 		result = error ? 1 : 0;
-	else if (error)
+	else if (error || !json_is_array(expect))
 		result = 0;
 	else
 	{
@@ -383,10 +209,6 @@ run_test(const json_t *resources, const json_t *test, char *why, size_t whylen)
 	}
 	if (expect_error && !result)
 		snprintf(why, whylen, "expected an error");
-	for (int k = 0; k < ncols; k++)
-		epic_fp_free(cols[k]);
-	for (int k = 0; k < nwhere; k++)
-		epic_fp_free(wheres[k]);
 	json_decref(rows);
 	return result;
 }

@@ -21,7 +21,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 # shellcheck disable=SC2086
 $CC $CFLAGS -I"$root/src" -o "$tmp/conformance_fhirpath" \
-	"$root/src/fhirpath.c" "$root/src/json_jansson.c" "$here/conformance_fhirpath.c" -ljansson
+	"$root/src/fhirpath.c" "$root/src/viewdef.c" "$root/src/json_jansson.c" "$here/conformance_fhirpath.c" -ljansson
 if [ "${VALGRIND:-0}" = 1 ]; then
 	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
 		--error-exitcode=1 "$tmp/conformance_fhirpath" "$tests"/*.json

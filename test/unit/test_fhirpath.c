@@ -63,7 +63,7 @@ static const char *observation =
 
 static const char *names[] = {"mrn_system", "unset", "idx"};
 static const char *values[] = {"urn:oid:9.9", NULL, "1"};
-static const EpicFpEnv env = {3, names, values};
+static const EpicFpEnv env = {3, names, values, NULL};
 
 /* Evaluate and return the items' texts joined with "|" ("<error>" on failure). */
 static char *
@@ -507,6 +507,45 @@ main(void)
 			n += (size_t) sprintf(big + n, "%s'abcdefghij'", i ? " | " : "");
 		n += (size_t) sprintf(big + n, ").join(',').count()");
 		check(strcmp(eval(doc, big), "1") == 0, "join of a union gives one string");
+	}
+
+	/* iif, select, combine */
+	expect(doc, "iif(active, 'yes', 'no')", "yes");
+	expect(doc, "iif(deceasedBoolean, 'yes', 'no')", "no");
+	expect(doc, "iif(deceasedBoolean, 'yes')", "");
+	expect(doc, "iif(photo.exists(), photo, name.first().family)", "Lopez");
+	expect(doc, "name.select(given.first())", "Cami|Camila");
+	expect(doc, "name.select(given.combine(family).join(' '))", "Cami Lopez|Camila Maria Lopez");
+	expect(doc, "name.given.combine(name.family)", "Cami|Camila|Maria|Lopez|Lopez");
+	expect(doc, "name.given.combine(name.family).count()", "5");
+	expect(doc, "(name.given | name.family).count()", "4");
+	expect(doc, "%resource.id", "p1");
+	expect(doc, "name.where(%resource.id = 'p1').count()", "2");
+	expect_parse_error("iif(true, 1, 2, 3)", 16, "too many arguments");
+	expect_parse_error("iif(true)", 1, "wrong number of arguments");
+
+	/* typed constants; undefined constants are found before evaluation */
+	{
+		static const char *tn[] = {"flag", "n", "s"};
+		static const char *tv[] = {"true", "1", "official"};
+		static const EpicFpItemKind tk[] = {EPIC_FP_BOOL, EPIC_FP_NUMBER, EPIC_FP_STRING};
+		static const EpicFpEnv tenv = {3, tn, tv, tk};
+		EpicFpExpr *e = epic_fp_parse("active = %flag and name[%n].use = %s and %n + 1 = 2",
+									  errbuf, sizeof(errbuf), NULL);
+		EpicFpExpr *u = epic_fp_parse("name.where(use = %s or use = %nope).given",
+									  errbuf, sizeof(errbuf), NULL);
+		EpicFpResult res = {0};
+
+		check(e && epic_fp_eval(e, &epic_jansson_ops, doc, &tenv, &res, errbuf, sizeof(errbuf)) == 0 &&
+			  res.count == 1 && res.items[0].kind == EPIC_FP_BOOL && res.items[0].boolval,
+			  "a boolean constant compares with a JSON boolean, a number constant indexes and adds");
+		check(e && epic_fp_undefined_constant(e, &tenv) == NULL, "all constants defined");
+		check(u && epic_fp_undefined_constant(u, &tenv) != NULL &&
+			  strcmp(epic_fp_undefined_constant(u, &tenv), "nope") == 0,
+			  "the undefined constant %nope is named");
+		epic_fp_result_free(&res);
+		epic_fp_free(e);
+		epic_fp_free(u);
 	}
 
 	/* plain paths are recognised (pushdown uses them) */
