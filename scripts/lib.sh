@@ -96,6 +96,11 @@ epic_start_sandbox() {
 	export EPIC_EC_KEY="$STATE/keys/es384.pem"
 	export EPIC_WRONG_KEY="$STATE/keys/wrong.pem"
 	export EPIC_CTL="$PY $REPO/test/sandbox/ctl.py"
+	# ViewDefinition files for IMPORT FOREIGN SCHEMA views (readable by postgres)
+	rm -rf "$STATE/views"
+	cp -r "$REPO/test/views" "$STATE/views"
+	chmod -R a+rX "$STATE/views"
+	export EPIC_VIEW_DIR="$STATE/views"
 	epic_log "sandbox on https://localhost:$SANDBOX_PORT"
 }
 
