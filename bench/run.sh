@@ -65,7 +65,7 @@ epic_setup_state "$STATE"
 
 DATA="$STATE/bench_data/stu3"
 epic_log "generating $BENCH_PATIENTS STU3 patients x $BENCH_STATEMENTS statements"
-$PY "$REPO/test/dataset/generate.py" --version STU3 --patients "$BENCH_PATIENTS" \
+$PY "$REPO/test/dataset/generate.py" --version STU3 --types none --patients "$BENCH_PATIENTS" \
 	--statements-per-patient "$BENCH_STATEMENTS" --seed 1 --out "$DATA" >/dev/null
 chmod -R a+rX "$STATE/bench_data"
 export BENCH_DATASET_DIR=$DATA BENCH_RAW="$STATE/results.json"

@@ -25,6 +25,14 @@ Usage: EPIC_SANDBOX_DIR=DIR /usr/bin/python3 ctl.py CMD [ARGS]
   faults-clear          drop every queued fault and pending revoke-after, and release
                         connections that are hanging or dripping
   revoke-after N        revoke the current tokens once N more FHIR requests succeeded
+  dataset NAME VERSION FILE [epic]
+                        (re)load the named ad-hoc dataset NAME (served under
+                        /dataset/NAME/, FHIR VERSION STU3 or R4) from FILE (- for
+                        standard input): a JSON array of resources or a Bundle; with
+                        `epic`, Epic's required search parameters are enforced;
+                        prints nothing
+  dataset-delete NAME   drop the named dataset NAME
+  datasets              every dataset served: NAME VERSION RULES TYPE=N ... one a line
 
 In the log, requests answered by a fault get " fault=<kind>" appended (their status is
 the status sent, 0 when none was); `reset` clears the log but not the queued faults.
@@ -126,6 +134,25 @@ def main(argv):
         request("POST", "/_sandbox/faults-clear")
     elif cmd == "revoke-after" and len(args) == 1 and args[0].isdigit():
         request("POST", "/_sandbox/revoke-after?n=%d" % int(args[0]))
+    elif cmd == "dataset" and len(args) in (3, 4) and args[3:] in ([], ["epic"]):
+        name, version, path = args[:3]
+        try:
+            if path == "-":
+                body = sys.stdin.buffer.read()
+            else:
+                with open(path, "rb") as f:
+                    body = f.read()
+        except OSError as e:
+            die("dataset: cannot read %s: %s" % (path, e), 1)
+        query = urllib.parse.urlencode([("name", name), ("version", version)]
+                                       + ([("rules", "epic")] if args[3:] else []))
+        request("POST", "/_sandbox/dataset?" + query, body)
+    elif cmd == "dataset-delete" and len(args) == 1:
+        request("DELETE", "/_sandbox/dataset?" + urllib.parse.urlencode([("name", args[0])]))
+    elif cmd == "datasets" and not args:
+        for name, d in sorted(request("GET", "/_sandbox/datasets").items()):
+            print(" ".join([name, d["version"], d["rules"]]
+                           + ["%s=%d" % kv for kv in sorted(d["counts"].items())]))
     elif cmd == "secrets" and not args:
         got = request("GET", "/_sandbox/secrets")
         for s in got["tokens"] + got["assertions"]:

@@ -11,7 +11,11 @@ repeated name), a comma inside a value is OR (with the escapes \\, \\| \\$ \\\\)
 case- and accent-insensitive prefix matches (:exact, :contains), tokens are exact
 [system]|[code] matches (:not), dates use range semantics with the prefixes
 eq ne gt lt ge le sa eb, references match the target id (ignoring _history); every
-parameter also accepts :missing=true|false.
+parameter also accepts :missing=true|false. The parameters of each resource type are in
+param_table(); Epic's required ones (check_required) answer HTTP 400 with code 59159.
+
+A dataset can also be made from resources in memory (the sandbox's POST /_sandbox/dataset
+for named ad-hoc datasets): then any resource type is searchable with _id and _count.
 
 Only the standard library is used; sandbox.py wires this into its HTTP handler.
 """
@@ -42,18 +46,28 @@ EPIC_OUTCOME_SYSTEM = "urn:oid:1.2.840.114350.1.13.0.1.7.2.657369"
 class SearchError(Exception):
     """An error answered as an OperationOutcome."""
 
-    def __init__(self, status, code, diagnostics, epic_code=None, severity="error"):
+    def __init__(self, status, code, diagnostics, epic_code=None, severity="error",
+                 display=None, expression=None):
         super().__init__(diagnostics)
         self.status, self.code, self.diagnostics = status, code, diagnostics
         self.epic_code, self.severity = epic_code, severity
+        self.display, self.expression = display, expression
 
     def outcome(self):
         issue = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
         if self.epic_code:
+            display = self.display or self.diagnostics
             issue["details"] = {"coding": [{"system": EPIC_OUTCOME_SYSTEM, "code": self.epic_code,
-                                            "display": self.diagnostics}],
-                                "text": self.diagnostics}
+                                            "display": display}],
+                                "text": display}
+        if self.expression:
+            issue["location"] = ["/f:" + e for e in self.expression]
+            issue["expression"] = list(self.expression)
         return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+class LoadError(ValueError):
+    """A dataset that cannot be loaded (bad JSON, not a resource, duplicate id)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -243,8 +257,31 @@ def _refs(v, only_type=None):
     return tuple(out)
 
 
+def _coding(c):
+    """A Coding (not a CodeableConcept), e.g. Encounter.class."""
+    if isinstance(c, dict) and isinstance(c.get("code"), str):
+        return ((c.get("system"), c["code"]),)
+    return ()
+
+
 def _common():
     return {"_id": ("id", None)}
+
+
+def _clinical(subject="subject", patient_only=False):
+    """patient (and subject unless patient_only) over the element `subject`."""
+    out = _common()
+    out["patient"] = ("reference", lambda r: _refs(r.get(subject), "Patient"))
+    if not patient_only:
+        out["subject"] = ("reference", lambda r: _refs(r.get(subject)))
+    return out
+
+
+def _status_cc(version, field):
+    """clinical-status style token: a code in STU3, a CodeableConcept in R4."""
+    if version == "STU3":
+        return ("token", lambda r: _code(r.get(field)))
+    return ("token", lambda r: _codings(r.get(field)))
 
 
 def param_table(version):
@@ -286,7 +323,78 @@ def param_table(version):
         "category": ("token", lambda r: _codings(r.get("category"))),
         "authoredon": ("date", lambda r: _date(r.get("authoredOn"))),
     })
-    return {"Patient": patient, "MedicationStatement": ms, "MedicationRequest": mr}
+    obs = _clinical()
+    obs.update({
+        "category": ("token", lambda r: _codings(r.get("category"))),
+        "code": ("token", lambda r: _codings(r.get("code"))),
+        "date": ("date", lambda r: _date(r.get("effectiveDateTime"))
+                 + _period(r.get("effectivePeriod")) + _date(r.get("effectiveInstant"))),
+        "status": ("token", lambda r: _code(r.get("status"))),
+    })
+    cond = _clinical()
+    cond.update({
+        "category": ("token", lambda r: _codings(r.get("category"))),
+        "clinical-status": _status_cc(version, "clinicalStatus"),
+        "code": ("token", lambda r: _codings(r.get("code"))),
+        "onset-date": ("date", lambda r: _date(r.get("onsetDateTime"))
+                       + _period(r.get("onsetPeriod"))),
+    })
+    allergy = _clinical("patient", patient_only=True)
+    allergy["clinical-status"] = _status_cc(version, "clinicalStatus")
+    enc = _clinical()
+    enc.update({
+        "date": ("date", lambda r: _period(r.get("period"))),
+        "status": ("token", lambda r: _code(r.get("status"))),
+        "class": ("token", lambda r: _coding(r.get("class"))),
+    })
+    imm = _clinical("patient", patient_only=True)
+    imm_date = "date" if version == "STU3" else "occurrenceDateTime"
+    imm.update({
+        "date": ("date", lambda r: _date(r.get(imm_date))),
+        "status": ("token", lambda r: _code(r.get("status"))),
+    })
+    proc = _clinical()
+    proc.update({
+        "date": ("date", lambda r: _date(r.get("performedDateTime"))
+                 + _period(r.get("performedPeriod"))),
+        "status": ("token", lambda r: _code(r.get("status"))),
+        "code": ("token", lambda r: _codings(r.get("code"))),
+    })
+    return {"Patient": patient, "MedicationStatement": ms, "MedicationRequest": mr,
+            "Observation": obs, "Condition": cond, "AllergyIntolerance": allergy,
+            "Encounter": enc, "Immunization": imm, "Procedure": proc}
+
+
+# Epic's minimum search criteria (enforced when a Dataset has epic_rules): a search of
+# these types without a patient (patient or subject, where the type has both) answers
+# HTTP 400 with Epic's code 59159; so does an Observation search without category (R4:
+# category or code, as Epic's R4 says "Must have either code or category"). _id alone is
+# always enough. Patient, MedicationStatement and MedicationRequest have no such rule here.
+PATIENT_REQUIRED = ("Observation", "Condition", "AllergyIntolerance", "Encounter",
+                    "Immunization", "Procedure")
+BUSINESS_RULE = "The content/operation failed to pass a business rule, and so could not proceed."
+OBSERVATION_CATEGORY_HELP = ("missing a required parameter: this resource requires a category "
+                             "for searching. Use laboratory for lab results, vital-signs for vital signs, social-history for "
+                             "social history, or core-characteristics for core characteristics.")
+RTYPE_RE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
+
+
+def required_error(diag, param):
+    return SearchError(400, "required", diag, epic_code="59159", severity="fatal",
+                       display=BUSINESS_RULE, expression=[param])
+
+
+def check_required(version, rtype, params, given):
+    """given: the search parameter names (without modifiers) used, :missing ones left out."""
+    if rtype not in PATIENT_REQUIRED or "_id" in given:
+        return
+    pats = [p for p in ("patient", "subject") if p in params]
+    if not any(p in given for p in pats):
+        raise required_error("missing a required parameter: a %s search requires %s (or _id)"
+                             % (rtype, " or ".join(pats)), "patient")
+    if rtype == "Observation" and "category" not in given \
+            and not (version == "R4" and "code" in given):
+        raise required_error(OBSERVATION_CATEGORY_HELP, "category")
 
 
 # --------------------------------------------------------------------------------------
@@ -461,6 +569,17 @@ def not_supported_mod(name, mod):
 # The dataset
 # --------------------------------------------------------------------------------------
 
+def resource_items(doc):
+    """The resources of a JSON document: a Bundle's entry[].resource, an array's items,
+    or the document itself."""
+    if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+        return [e.get("resource") if isinstance(e, dict) else None
+                for e in doc.get("entry") or ()]
+    if isinstance(doc, list):
+        return doc
+    return [doc]
+
+
 class TypeStore:
     __slots__ = ("rtype", "params", "ids", "texts", "vals", "by_id", "ref_index")
 
@@ -475,15 +594,34 @@ class TypeStore:
 
 
 class Dataset:
-    def __init__(self, version, directory):
+    """The resources of one dataset, indexed for search.
+
+    Dataset(version, directory) loads a directory (errors end the process, as at sandbox
+    start); Dataset(version, resources=[...], name=NAME) loads resources given in memory
+    (errors raise LoadError). name (default: the version) is the path segment the dataset
+    is served under, /dataset/NAME/. any_type: every resource type name is searchable
+    (with _id and _count at least; none of a type -> an empty searchset) instead of 404 for
+    types neither loaded nor in param_table; resources without an id are accepted too (they
+    are served as given, indexed under a made-up id anon-N). epic_rules: enforce Epic's
+    required search parameters (check_required)."""
+
+    def __init__(self, version, directory=None, resources=None, name=None, any_type=False,
+                 epic_rules=True):
         self.version = version
+        self.name = name or version
         self.directory = directory
+        self.any_type = any_type
+        self.epic_rules = epic_rules
         self.table = param_table(version)
         self.stores = {}
         self.pages = collections.OrderedDict()   # token -> (store, indexes array, offset, count)
         self.lock = threading.Lock()
         self._staging = {}
-        self.load()
+        self._anon = 0
+        if resources is not None:
+            self._load_items(resources, "body")
+        else:
+            self.load()
 
     # -- loading -------------------------------------------------------------------------
 
@@ -497,6 +635,8 @@ class Dataset:
         gc.disable()   # millions of small tuples: generational GC would dominate loading
         try:
             self._load_files(files)
+        except LoadError as e:
+            raise SystemExit("sandbox: %s" % e)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -515,22 +655,24 @@ class Dataset:
                         try:
                             res = loads(line)
                         except ValueError as e:
-                            raise SystemExit("sandbox: %s:%d: %s" % (path, lineno, e))
+                            raise LoadError("%s:%d: %s" % (path, lineno, e))
                         add(res, line, (path, lineno))
             else:
                 with open(path, "rb") as f:
                     try:
                         doc = json.load(f)
                     except ValueError as e:
-                        raise SystemExit("sandbox: %s: %s" % (path, e))
-                if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
-                    items = [e.get("resource") for e in doc.get("entry") or ()]
-                elif isinstance(doc, list):
-                    items = doc
-                else:
-                    items = [doc]
-                for i, res in enumerate(items):
+                        raise LoadError("%s: %s" % (path, e))
+                for i, res in enumerate(resource_items(doc)):
                     self._add(res, None, (path, i))
+        self._finish_all()
+
+    def _load_items(self, items, where):
+        for i, res in enumerate(items):
+            self._add(res, None, (where, i))
+        self._finish_all()
+
+    def _finish_all(self):
         for rtype, store in self._staging.items():
             self._finish(store)
             self.stores[rtype] = store
@@ -538,14 +680,20 @@ class Dataset:
 
     def _add(self, res, text, where):
         if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str) \
-                or not isinstance(res.get("id"), str):
-            raise SystemExit("sandbox: %s:%s: not a resource with resourceType and id" % where)
+                or not (isinstance(res.get("id"), str)
+                        or (self.any_type and res.get("id") is None)):
+            raise LoadError("%s:%s: not a resource with resourceType and id" % where)
         rtype = res["resourceType"]
+        if self.any_type and not RTYPE_RE.match(rtype):
+            raise LoadError("%s:%s: bad resourceType %r" % (where + (rtype,)))
         store = self._staging.get(rtype)
         if store is None:
             params = self.table.get(rtype) or _common()
             store = self._staging[rtype] = TypeStore(rtype, params)
-        rid = res["id"]
+        rid = res.get("id")
+        if rid is None:
+            self._anon += 1
+            rid = "anon-%d" % self._anon
         vals = {}
         for pname, (ptype, ex) in store.params.items():
             if ptype == "id":
@@ -572,7 +720,7 @@ class Dataset:
         store.vals = [store.vals[i] for i in order]
         for i, rid in enumerate(store.ids):
             if rid in store.by_id:
-                raise SystemExit("sandbox: dataset: duplicate %s/%s" % (store.rtype, rid))
+                raise LoadError("dataset: duplicate %s/%s" % (store.rtype, rid))
             store.by_id[rid] = i
         for pname, (ptype, _) in store.params.items():
             if ptype != "reference":
@@ -590,14 +738,19 @@ class Dataset:
     def summary(self):
         return ", ".join("%d %s" % (len(s.ids), t) for t, s in sorted(self.stores.items()))
 
+    def counts(self):
+        return {t: len(s.ids) for t, s in sorted(self.stores.items())}
+
     def supports(self, rtype):
-        return rtype in self.stores or rtype in self.table
+        return rtype in self.stores or rtype in self.table or bool(
+            self.any_type and RTYPE_RE.match(rtype))
 
     def store(self, rtype):
         s = self.stores.get(rtype)
-        if s is None and rtype in self.table:
-            s = self.stores[rtype] = TypeStore(rtype, self.table[rtype])
+        if s is None and self.supports(rtype):
+            s = TypeStore(rtype, self.table.get(rtype) or _common())
             self._finish(s)
+            s = self.stores.setdefault(rtype, s)
         return s
 
     # -- reads and searches ------------------------------------------------------------
@@ -616,6 +769,7 @@ class Dataset:
         count = None
         preds = []
         candidates = None
+        given = set()
         for name, value in pairs:
             if name == "_count":
                 if count is not None:
@@ -636,6 +790,8 @@ class Dataset:
                                   % (base, rtype), epic_code="59100")
             ptype = spec[0]
             pred = compile_param(base, mod, ptype, value)
+            if mod != "missing":
+                given.add(base)
             if ptype == "id" and mod == "":
                 want = {unescape(a) for a in split_escaped(value, ",")}
                 cand = {s.by_id[w] for w in want if w in s.by_id}
@@ -648,6 +804,8 @@ class Dataset:
                     cand.update(idx.get(parse_reference(unescape(a))[1], ()))
                 candidates = cand if candidates is None else candidates & cand
             preds.append((base, pred, ptype == "id"))
+        if self.epic_rules:
+            check_required(self.version, rtype, s.params, given)
         if candidates is None:
             candidates = range(len(s.ids))
         else:

@@ -12,9 +12,22 @@ It imitates the parts of Epic's FHIR API that epic_fdw talks to:
   GET  /dataset/{STU3|R4}/...   with --dataset VERSION=DIR: a directory of resources served
                                 with real FHIR search semantics (see dataset.py); same
                                 token checking, discovery and metadata as /api/FHIR/
+  GET  /dataset/{NAME}/...      a named ad-hoc dataset (POST /_sandbox/dataset), served
+                                the same way
   /_sandbox/...                 control endpoints for tests (reset, revoke, log,
                                 token-lifetime, latency, expire-pages, fault, faults,
-                                faults-clear, revoke-after)
+                                faults-clear, revoke-after, dataset)
+
+Named datasets (for conformance runners): POST /_sandbox/dataset?name=NAME&version=STU3|R4
+[&rules=epic] with a JSON array of resources, a Bundle or one resource as the body
+(re)registers the dataset NAME ([A-Za-z0-9_-]+, not a FHIR version name) under
+/dataset/NAME/: reads, searches, paging, metadata of that version and token checks as for
+--dataset, and every resource type is searchable with _id and _count (a type it has none
+of gives an empty searchset). Epic's required search parameters (dataset.check_required)
+apply only with rules=epic: a conformance runner needs plain searches of any type.
+Answers {"ok", "name", "version", "rules", "counts": {type: n}}; 400 for a bad name,
+version or body. DELETE /_sandbox/dataset?name=NAME drops it (404 if unknown); requests
+to it then answer 404. GET /_sandbox/datasets lists every dataset with its counts.
 
 Fault injection (POST /_sandbox/fault with a JSON object; see parse_fault() below for the
 full contract): a queued fault makes upcoming matching requests (match "fhir", "token" or a
@@ -78,6 +91,7 @@ DEFAULT_SCOPE = "system/Patient.read system/MedicationStatement.read"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_EXP_AHEAD = 300
 SKEW = 5
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 INVALID_TOKEN_CHALLENGE = ('Bearer error="invalid_token", error_description="The access token '
                            'provided is expired, revoked, malformed, or invalid for other reasons."')
 
@@ -312,7 +326,9 @@ class State:
         self.clients = clients
         self.fixtures = fixtures
         self.token_lifetime = token_lifetime
-        self.datasets = datasets or {}   # version -> dataset.Dataset
+        # name -> dataset.Dataset: --dataset VERSION=DIR ones under their version, named
+        # ad-hoc ones (POST /_sandbox/dataset) under their name; use get/set/drop_dataset
+        self.datasets = dict(datasets or {})
         self.latency_ms = latency_ms
         self.lock = threading.Lock()
         self.tokens = {}      # token -> {"client_id", "expires", "revoked"}
@@ -325,6 +341,27 @@ class State:
         self.release = threading.Event()   # set (and replaced) by faults-clear
         self.holding = 0           # connections currently hanging or dripping
         self.revoke_after = None   # successful FHIR requests left before revoking
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def get_dataset(self, name):
+        with self.lock:
+            return self.datasets.get(name)
+
+    def set_dataset(self, ds):
+        """Register (or replace) ds under ds.name; returns the replaced one or None."""
+        with self.lock:
+            old = self.datasets.get(ds.name)
+            self.datasets[ds.name] = ds
+            return old
+
+    def drop_dataset(self, name):
+        with self.lock:
+            return self.datasets.pop(name, None)
+
+    def all_datasets(self):
+        with self.lock:
+            return list(self.datasets.values())
 
     def add_log(self, entry):
         """Append a copy of entry to the log; returns the stored dict (update it only
@@ -629,8 +666,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.fhir(method, version, rel)
         if raw_path.startswith("/dataset/"):
             rest = self.path[len("/dataset/"):]
-            version, _, rel = rest.partition("/")
-            return self.fhir(method, version, rel, dataset=True)
+            name, _, rel = rest.partition("/")
+            return self.fhir(method, name, rel, dataset=True)
         self.send_json(404, {"error": "not_found", "error_description": "no such endpoint"})
 
     # -- control --------------------------------------------------------------------------
@@ -670,8 +707,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.latency_ms = ms
             return self.send_json(200, {"ok": True, "latency_ms": ms})
         if method == "POST" and name == "expire-pages":
-            n = sum(ds.expire_pages() for ds in st.datasets.values())
+            n = sum(ds.expire_pages() for ds in st.all_datasets())
             return self.send_json(200, {"ok": True, "expired": n})
+        if name == "dataset" and method in ("POST", "DELETE"):
+            return self.control_dataset(method, params)
+        if method == "GET" and name == "datasets":
+            return self.send_json(200, {ds.name: {
+                "version": ds.version, "rules": "epic" if ds.epic_rules else "none",
+                "counts": ds.counts()} for ds in st.all_datasets()})
         if method == "GET" and name == "secrets":
             # For the test suite's leak check only: every token issued and every
             # assertion received, so it can grep logs and outputs for them.
@@ -708,6 +751,42 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.revoke_after = n
             return self.send_json(200, {"ok": True, "revoke_after": n})
         return self.send_json(404, {"error": "unknown control endpoint %s %s" % (method, name)})
+
+    def control_dataset(self, method, params):
+        """POST/DELETE /_sandbox/dataset: named ad-hoc datasets (see the module docstring)."""
+        st = self.server.state
+        name = params.get("name", "")
+        if not NAME_RE.match(name) or name in FHIR_VERSIONS:
+            return self.send_json(400, {"error": "name must match [A-Za-z0-9_-]+ and not be a "
+                                        "FHIR version (STU3, R4, DSTU2), got %r" % name})
+        if method == "DELETE":
+            if st.drop_dataset(name) is None:
+                return self.send_json(404, {"error": "no dataset named %s" % name})
+            warn("dataset %s deleted" % name)
+            return self.send_json(200, {"ok": True, "name": name})
+        version = params.get("version", "")
+        if version not in ("STU3", "R4"):
+            return self.send_json(400, {"error": "version must be STU3 or R4, got %r" % version})
+        rules = params.get("rules", "none")
+        if rules not in ("none", "epic"):
+            return self.send_json(400, {"error": "rules must be none or epic, got %r" % rules})
+        try:
+            doc = json.loads(self.read_body_cached.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            return self.send_json(400, {"error": "body is not JSON: %s" % e})
+        if not isinstance(doc, (list, dict)):
+            return self.send_json(400, {"error": "body must be a JSON array of resources, a "
+                                        "Bundle or a resource"})
+        try:
+            ds = dataset_mod.Dataset(version, resources=dataset_mod.resource_items(doc),
+                                     name=name, any_type=True, epic_rules=rules == "epic")
+        except dataset_mod.LoadError as e:
+            return self.send_json(400, {"error": "bad dataset: %s" % e})
+        replaced = st.set_dataset(ds)
+        warn("dataset %s (%s) %s: %s" % (name, version, "replaced" if replaced else "loaded",
+                                         ds.summary() or "empty"))
+        return self.send_json(200, {"ok": True, "name": name, "version": version,
+                                    "rules": rules, "counts": ds.counts()})
 
     # -- OAuth token endpoint -------------------------------------------------------------
 
@@ -790,9 +869,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- FHIR -----------------------------------------------------------------------------
 
     def fhir(self, method, version, rel, dataset=False):
+        """version: the path segment after /api/FHIR/ or /dataset/ (for a dataset its name,
+        which is its version for --dataset ones)."""
         st = self.server.state
         if st.latency_ms > 0:
             time.sleep(st.latency_ms / 1000.0)
+        ds = None
+        name = version
+        if dataset:
+            ds = st.get_dataset(name)
+            if ds is not None:
+                version = ds.version
         rel_noquery = rel.split("?")[0]
         if rel_noquery == ".well-known/smart-configuration":
             kind = "discovery"
@@ -803,30 +890,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry = {"method": method, "kind": kind, "fhir_version": version, "path": rel}
         if dataset:
             entry["base"] = "dataset"
+            if name != version:
+                entry["dataset"] = name
         for h, f in (("Epic-Client-ID", "epic_client_id"), ("Accept", "accept")):
             if self.headers.get(h) is not None:
                 entry[f] = self.headers.get(h)
         base_url = "https://%s/%s/%s/" % (self.host(), "dataset" if dataset else "api/FHIR",
-                                          version)
+                                          name)
         fault = st.pick_fault(kind, rel)
         if fault is not None and not fault_needs_real(fault):
             return self.apply_fault(fault, entry, None, base_url)
-        real = self.fhir_response(method, version, rel, dataset, kind, entry)
+        real = self.fhir_response(method, version, rel, dataset, kind, entry, ds, base_url)
         if fault is not None:
             return self.apply_fault(fault, entry, real, base_url)
         st.add_log(dict(entry, status=real[0]))
         self.send(*real)
 
-    def fhir_response(self, method, version, rel, dataset, kind, entry):
-        """The FHIR answer: (status, body, headers, content_type); fills entry."""
+    def fhir_response(self, method, version, rel, dataset, kind, entry, ds=None, base_url=None):
+        """The FHIR answer: (status, body, headers, content_type); fills entry. For a
+        dataset request, ds is the dataset (None: there is none of that name) and base_url
+        its base."""
         st = self.server.state
 
         def done(status, body=b"", headers=None, content_type=None):
             return status, body, headers, content_type
 
-        if dataset and version not in st.datasets:
-            return done(404, json.dumps(outcome("not-found", "sandbox: no dataset for FHIR "
-                                                "version %s" % version)), content_type=FHIR_JSON)
+        if dataset and ds is None:
+            msg = ("sandbox: no dataset for FHIR version %s" if version in FHIR_VERSIONS
+                   else "sandbox: no dataset named %s") % version
+            return done(404, json.dumps(outcome("not-found", msg)), content_type=FHIR_JSON)
         if version not in FHIR_VERSIONS:
             return done(404, json.dumps(outcome("not-found", "sandbox: unknown FHIR version %s"
                                                 % version)), content_type=FHIR_JSON)
@@ -862,8 +954,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry["client_id"] = client_id
 
         if dataset:
-            base_url = "https://%s/dataset/%s/" % (self.host(), version)
-            status, payload = st.datasets[version].handle(method, rel, base_url)
+            status, payload = ds.handle(method, rel, base_url)
             if 200 <= status < 300:
                 st.count_success()
             return done(status, payload, content_type=dataset_mod.FHIR_JSON_STD)
@@ -1450,7 +1541,7 @@ def main():
         if version in datasets:
             ap.error("--dataset %s given twice" % version)
         t0 = time.time()
-        datasets[version] = dataset_mod.Dataset(version, d)
+        datasets[version] = dataset_mod.Dataset(version, d, name=version)
         warn("dataset %s from %s: %s (%.1f s)" % (version, d, datasets[version].summary(),
                                                   time.time() - t0))
 

@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Test of the sandbox's dataset serving (--dataset VERSION=DIR): FHIR search semantics,
-paging, errors, reads, the request log and the latency knob.
+paging, errors, reads, the request log and the latency knob; the generated clinical types
+(Observation, Condition, AllergyIntolerance, Encounter, Immunization, Procedure, STU3
+MedicationRequest) and their searches, Epic's required search parameters (59159), and
+named ad-hoc datasets (POST/DELETE /_sandbox/dataset, ctl.py dataset).
 
 Usage: /usr/bin/python3 test/sandbox/test_dataset.py [--keep]
 
@@ -14,6 +17,7 @@ group and "N passed, N failed" last; exit status 1 on failure.
 
 import argparse
 import datetime
+import functools
 import http.client
 import json
 import os
@@ -152,7 +156,8 @@ def elements(res, param, version):
             raise KeyError(param)
         return out
     if param in ("patient", "subject"):
-        ref = res.get("subject", {}).get("reference", "")
+        field = "patient" if rt in ("AllergyIntolerance", "Immunization") else "subject"
+        ref = res.get(field, {}).get("reference", "")
         typ, _, rid = ref.rpartition("/")
         if ref and (param == "subject" or typ == "Patient"):
             out.append(("r", typ, rid))
@@ -173,11 +178,38 @@ def elements(res, param, version):
     elif param == "authoredon":
         if "authoredOn" in res:
             out.append(("d",) + t_range(res["authoredOn"]))
+    elif param == "code":
+        out = [("t", c.get("system"), c["code"]) for c in res.get("code", {}).get("coding", [])]
+    elif param == "class":
+        c = res.get("class")
+        if c:
+            out.append(("t", c.get("system"), c["code"]))
+    elif param == "clinical-status":
+        cs = res.get("clinicalStatus")
+        if isinstance(cs, str):                      # STU3: a code
+            out.append(("t", None, cs))
+        elif cs:                                     # R4: a CodeableConcept
+            out = [("t", c.get("system"), c["code"]) for c in cs.get("coding", [])]
+    elif param in ("date", "onset-date"):
+        fields = {("Observation", "date"): ("effectiveDateTime", "effectivePeriod"),
+                  ("Encounter", "date"): ("period",),
+                  ("Procedure", "date"): ("performedDateTime", "performedPeriod"),
+                  ("Immunization", "date"): ("date" if version == "STU3"
+                                             else "occurrenceDateTime",),
+                  ("Condition", "onset-date"): ("onsetDateTime", "onsetPeriod")}[(rt, param)]
+        for f in fields:
+            v = res.get(f)
+            if isinstance(v, str):
+                out.append(("d",) + t_range(v))
+            elif isinstance(v, dict):
+                out.append(("d", t_range(v["start"])[0] if "start" in v else MIN,
+                            t_range(v["end"])[1] if "end" in v else MAX))
     else:
         raise KeyError(param)
     return out
 
 
+@functools.lru_cache(maxsize=4096)   # brute() splits the same long values for every resource
 def unesc_split(value, sep):
     parts, cur, i = [], "", 0
     while i < len(value):
@@ -192,9 +224,10 @@ def unesc_split(value, sep):
             cur += value[i]
             i += 1
     parts.append(cur)
-    return parts
+    return tuple(parts)
 
 
+@functools.lru_cache(maxsize=65536)
 def unesc(v):
     return re.sub(r"\\([,|$\\])", r"\1", v)
 
@@ -383,6 +416,450 @@ def extra_resources(d):
 
 
 # --------------------------------------------------------------------------------------
+# Clinical types (Observation, Condition, AllergyIntolerance, Encounter, Immunization,
+# Procedure, STU3 MedicationRequest)
+# --------------------------------------------------------------------------------------
+
+OBS_CAT = {"STU3": "http://hl7.org/fhir/observation-category",
+           "R4": "http://terminology.hl7.org/CodeSystem/observation-category"}
+CLINICAL = ("Observation", "Condition", "AllergyIntolerance", "Encounter", "Immunization",
+            "Procedure")
+EPIC_CLASS = "urn:oid:1.2.840.114350.1.72.1.7.7.10.696784.13260"
+
+
+def clinical_queries(data):
+    """(version, type) -> brute-force queries; each carries Epic's required parameters."""
+    out = {}
+    for v in ("STU3", "R4"):
+        pats = data[v]["Patient"]
+        many = ",".join(p["id"] for p in pats[:45])
+        p9 = pats[9]["id"]
+        cs = ("active" if v == "STU3" else
+              "http://terminology.hl7.org/CodeSystem/condition-clinical|active")
+        acs = ("active" if v == "STU3" else
+               "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical|active")
+        out[(v, "Observation")] = [
+            "patient=%s&category=vital-signs" % CAMILA,
+            "patient=%s&category=laboratory" % many,
+            "patient=%s&category=social-history,laboratory" % many,
+            "patient=%s&category=%s|vital-signs" % (many, OBS_CAT[v]),
+            "patient=%s&category=wrong|vital-signs" % many,
+            "subject=Patient/%s&category=laboratory,vital-signs,social-history" % p9,
+            "patient=%s&category=laboratory&code=http://loinc.org|2345-7" % many,
+            "patient=%s&category=vital-signs&code=8716-3" % many,
+            "patient=%s&category=vital-signs&code:not=8310-5" % many,
+            "patient=%s&category=laboratory&status=preliminary" % many,
+            "patient=%s&category=laboratory&status:not=final" % many,
+            "patient=%s&category=vital-signs&date=ge2015" % many,
+            "patient=%s&category=laboratory,vital-signs&date=2020" % many,
+            "patient=%s&category=vital-signs&date=lt2010-06" % many,
+            "patient=%s&category=social-history&date=sa2018-05-01" % many,
+            "patient=%s&category=social-history&date=eb2012" % many,
+            "patient=%s&category=social-history&code=72166-2" % many,
+            "_id=%s" % data[v]["Observation"][3]["id"],
+        ]
+        if v == "R4":
+            out[(v, "Observation")] += ["patient=%s&code=http://loinc.org|72166-2" % many,
+                                        "patient=%s&code=8716-3&date=ge2018" % many]
+        out[(v, "Condition")] = [
+            "patient=%s" % CAMILA, "patient=%s" % many, "subject=%s" % many,
+            "patient=%s&category=problem-list-item" % many,
+            "patient=%s&category=encounter-diagnosis" % many,
+            "patient=%s&clinical-status=%s" % (many, cs),
+            "patient=%s&clinical-status=active" % many,
+            "patient=%s&clinical-status=resolved,inactive" % many,
+            "patient=%s&clinical-status:missing=true" % many,
+            "patient=%s&clinical-status:not=active" % many,
+            "patient=%s&code=I10" % many,
+            "patient=%s&code=http://hl7.org/fhir/sid/icd-10-cm|E11.9" % many,
+            "patient=%s&code=http://snomed.info/sct|" % many,
+            "patient=%s&code:not=http://snomed.info/sct|" % many,
+            "patient=%s&onset-date=ge2015" % many, "patient=%s&onset-date=2019" % many,
+            "patient=%s&onset-date:missing=true" % many,
+            "patient=%s&onset-date=lt2008-03&category=problem-list-item" % many,
+        ]
+        out[(v, "AllergyIntolerance")] = [
+            "patient=%s" % CAMILA, "patient=%s" % many,
+            "patient=%s&clinical-status=%s" % (many, acs),
+            "patient=%s&clinical-status=inactive,resolved" % many,
+            "patient=%s&clinical-status:not=active" % many,
+        ]
+        cls = ("class=AMB", "class=http://hl7.org/fhir/v3/ActCode|IMP") if v == "STU3" else \
+            ("class=5", "class=%s|13" % EPIC_CLASS)
+        out[(v, "Encounter")] = [
+            "patient=%s" % CAMILA, "patient=%s" % many, "subject=%s" % many,
+            "patient=%s&status=finished" % many, "patient=%s&status=in-progress,planned" % many,
+            "patient=%s&%s" % (many, cls[0]), "patient=%s&%s" % (many, cls[1]),
+            "patient=%s&date=2020" % many, "patient=%s&date=ge2024-06" % many,
+            "patient=%s&date=lt2000" % many, "patient=%s&date=sa2020" % many,
+            "patient=%s&date=2019-05" % many, "patient=%s&date=ne2019" % many,
+        ]
+        out[(v, "Immunization")] = [
+            "patient=%s" % CAMILA, "patient=%s" % many,
+            "patient=%s&status=completed" % many,
+            "patient=%s&status=%s" % (many, "entered-in-error" if v == "STU3" else
+                                      "not-done,entered-in-error"),
+            "patient=%s&date=ge2020" % many, "patient=%s&date=2021" % many,
+            "patient=%s&date:missing=false&status:not=completed" % many,
+        ]
+        out[(v, "Procedure")] = [
+            "patient=%s" % CAMILA, "patient=%s" % many, "subject=%s" % many,
+            "patient=%s&status=completed" % many, "patient=%s&code=45378" % many,
+            "patient=%s&code=http://www.ama-assn.org/go/cpt|93000" % many,
+            "patient=%s&date=ge2018" % many, "patient=%s&date:missing=true" % many,
+            "patient=%s&date=2015" % many,
+        ]
+    out[("STU3", "MedicationRequest")] = [
+        "patient=%s" % CAMILA, "category=outpatient",
+        "category=http://hl7.org/fhir/medication-request-category|inpatient",
+        "intent=plan", "authoredon=ge2020", "authoredon:missing=true",
+        "status=active&authoredon=lt2012",
+    ]
+    return out
+
+
+def check_generated(data, d):
+    """Shapes, counts and dates of the generated clinical types."""
+    for v in ("STU3", "R4"):
+        pats = data[v]["Patient"]
+        for rt in CLINICAL + (("MedicationRequest",) if v == "STU3" else ()):
+            res = data[v].get(rt, [])
+            field = "patient" if rt in ("AllergyIntolerance", "Immunization") else "subject"
+            per = {}
+            for r in res:
+                per[r[field]["reference"].split("/")[1]] = per.get(
+                    r[field]["reference"].split("/")[1], 0) + 1
+            ids = [p["id"] for p in pats]
+            check("%s %s generated, 0-4 a patient" % (v, rt), res and all(
+                0 <= per.get(i, 0) <= 4 for i in ids) and set(per) <= set(ids), (len(res), per))
+            check("%s %s: every 20th patient has none, Camila some" % (v, rt),
+                  all(per.get(ids[n], 0) == 0 for n in range(19, len(ids), 20))
+                  and per.get(CAMILA, 0) >= 2, per.get(CAMILA))
+            check("%s %s: some patients have none, some 4" % (v, rt),
+                  sum(per.get(i, 0) == 0 for i in ids) > len(ids) // 10
+                  and any(per.get(i) == 4 for i in ids))
+            # every date-like value parses; period start <= end
+            bad = []
+
+            def walk(x, path):
+                if isinstance(x, dict):
+                    for k, y in x.items():
+                        if k in ("start", "end") or k.endswith("DateTime") or k in (
+                                "issued", "date", "recordedDate", "assertedDate", "authoredOn"):
+                            if isinstance(y, str):
+                                try:
+                                    t_range(y)
+                                except AssertionError:
+                                    bad.append((path, k, y))
+                        walk(y, path + "." + k)
+                    if isinstance(x.get("start"), str) and isinstance(x.get("end"), str) \
+                            and t_range(x["start"])[0] > t_range(x["end"])[0]:
+                        bad.append((path, x))
+                elif isinstance(x, list):
+                    for y in x:
+                        walk(y, path)
+            for r in res:
+                walk(r, rt)
+            check("%s %s dates parse, periods ordered" % (v, rt), not bad, bad[:3])
+        obs = data[v]["Observation"]
+        kinds = {k for o in obs for k in o if k.startswith("value")}
+        check("%s Observation value[x] variety" % v, kinds == {
+            "valueQuantity", "valueString", "valueCodeableConcept"}
+            and any(not any(k.startswith("value") for k in o) for o in obs), kinds)
+        check("%s Observation categories" % v, {c["coding"][0]["code"] for o in obs
+                                                for c in o["category"]} == {
+            "vital-signs", "laboratory", "social-history"}
+            and all(c["coding"][0]["system"] == OBS_CAT[v] for o in obs for c in o["category"]))
+        check("%s Observation date-only effective" % v, any(
+            len(o.get("effectiveDateTime", "")) == 10 for o in obs))
+        cond = data[v]["Condition"]
+        want_t = str if v == "STU3" else dict
+        check("%s Condition clinicalStatus shape" % v, all(
+            isinstance(c["clinicalStatus"], want_t) for c in cond if "clinicalStatus" in c)
+            and any("clinicalStatus" not in c for c in cond)
+            and all(("assertedDate" if v == "STU3" else "recordedDate") in c for c in cond)
+            and any("onsetDateTime" not in c for c in cond)
+            and any("abatementDateTime" in c for c in cond))
+        al = data[v]["AllergyIntolerance"]
+        check("%s AllergyIntolerance clinicalStatus shape" % v, all(
+            isinstance(a["clinicalStatus"], want_t) for a in al)
+            and any("reaction" in a for a in al))
+        enc = data[v]["Encounter"]
+        check("%s Encounter class" % v, all(
+            e["class"]["system"] == (EPIC_CLASS if v == "R4" else "http://hl7.org/fhir/v3/ActCode")
+            for e in enc) and any("end" not in e["period"] for e in enc)
+            and any(("reasonCode" if v == "R4" else "reason") in e for e in enc))
+        imm = data[v]["Immunization"]
+        check("%s Immunization shape" % v, all(
+            ("date" if v == "STU3" else "occurrenceDateTime") in i for i in imm)
+            and (v == "R4" or all("notGiven" in i for i in imm)))
+        pr = data[v]["Procedure"]
+        check("%s Procedure performed[x]" % v, any("performedDateTime" in p for p in pr)
+              and any("performedPeriod" in p for p in pr))
+    mr = data["STU3"]["MedicationRequest"]
+    check("STU3 MedicationRequest shape", all(isinstance(m["category"], dict)
+                                              and "agent" in m["requester"] for m in mr))
+    # --types
+    gen = os.path.join(REPO, "test", "dataset", "generate.py")
+    for types, want in (("none", ["MedicationStatement.ndjson", "Patient.ndjson"]),
+                        ("Encounter,MedicationRequest", ["Encounter.ndjson",
+                                                         "MedicationRequest.ndjson",
+                                                         "MedicationStatement.ndjson",
+                                                         "Patient.ndjson"])):
+        out = os.path.join(d, "types-" + types.replace(",", "-"))
+        r = sh(PY, gen, "--version", "STU3", "--patients", "60", "--statements-per-patient",
+               "3", "--seed", "7", "--types", types, "--out", out)
+        check("generate --types %s" % types, r.returncode == 0 and sorted(os.listdir(out)) ==
+              want and all(open(os.path.join(out, f), "rb").read() == open(os.path.join(
+                  d, "stu3", f), "rb").read() for f in want), (r.stderr, os.listdir(out)))
+    r = sh(PY, gen, "--version", "R4", "--patients", "5", "--statements-per-patient", "1",
+           "--types", "MedicationRequest", "--out", os.path.join(d, "types-bad"))
+    check("generate --types: MedicationRequest is not a clinical type in R4",
+          r.returncode != 0 and "unknown" in r.stderr, r.stderr)
+
+
+def check_required(c):
+    """Epic's required search parameters on the --dataset bases (59159)."""
+    def is_59159(st, doc, expr):
+        iss = (doc or {}).get("issue", [{}])[0] if isinstance(doc, dict) else {}
+        return (st == 400 and iss.get("severity") == "fatal" and iss.get("code") == "required"
+                and iss.get("details", {}).get("coding", [{}])[0].get("code") == "59159"
+                and "missing a required parameter" in iss.get("diagnostics", "")
+                and iss.get("expression") == [expr])
+    for v in ("STU3", "R4"):
+        for q, expr in (("Observation?category=laboratory", "patient"),
+                        ("Observation?_count=5", "patient"),
+                        ("Observation?patient=%s" % CAMILA, "category"),
+                        ("Observation?patient=%s&date=ge2010" % CAMILA, "category"),
+                        ("Observation?subject=%s&status=final" % CAMILA, "category"),
+                        ("Condition?category=problem-list-item", "patient"),
+                        ("Condition?clinical-status=active&_count=3", "patient"),
+                        ("Condition?patient:missing=false", "patient"),
+                        ("AllergyIntolerance?_count=10", "patient"),
+                        ("AllergyIntolerance?clinical-status=active", "patient"),
+                        ("Encounter?status=finished", "patient"),
+                        ("Encounter?date=2020", "patient"),
+                        ("Immunization", "patient"),
+                        ("Immunization?status=completed", "patient"),
+                        ("Procedure?code=45378", "patient")):
+            st, hd, doc = c.get("/dataset/%s/%s" % (v, q))
+            check("%s %s -> 400 59159 (%s)" % (v, q, expr), is_59159(st, doc, expr), (st, doc))
+        obs_id = None
+        for q, want in (("Observation?patient=%s&category=laboratory,vital-signs,"
+                         "social-history" % CAMILA, 200),
+                        ("Observation?patient=%s&code=8716-3" % CAMILA,
+                         200 if v == "R4" else 400),
+                        ("Encounter?subject=%s" % CAMILA, 200),
+                        ("Procedure?subject=Patient/%s" % CAMILA, 200),
+                        ("Immunization?subject=%s" % CAMILA, 400),   # no such parameter
+                        ("MedicationRequest?_count=5", 200),
+                        ("MedicationStatement?_count=5", 200 if v == "STU3" else 200),
+                        ("Patient?_count=5", 200)):
+            st, hd, doc = c.get("/dataset/%s/%s" % (v, q))
+            check("%s %s -> %d" % (v, q, want), st == want, (st, doc))
+            if q.startswith("Observation?patient") and st == 200:
+                obs_id = (match_ids(doc) or [None])[0]
+        st, hd, doc = c.get("/dataset/%s/Immunization?subject=%s" % (v, CAMILA))
+        check("%s Immunization?subject -> unknown parameter 59100" % v,
+              st == 400 and "59100" in json.dumps(doc), doc)
+        for rt in CLINICAL:
+            st, hd, doc = c.get("/dataset/%s/%s?_id=nope" % (v, rt))
+            check("%s %s?_id alone is enough" % (v, rt), st == 200 and doc["total"] == 0,
+                  (st, doc))
+        st, hd, doc = c.get("/dataset/%s/Observation?_id=%s" % (v, obs_id))
+        check("%s Observation?_id=%s" % (v, obs_id), st == 200 and match_ids(doc) == [obs_id])
+        # paging keeps working for searches that carry the required parameters
+        pats = ",".join(p for p in [CAMILA, "eq081-VQEgP8drUUqCWzHfw3",
+                                    "egqBHVfQlt4Bw3XGXoxVxHg3", "eIXesllypH3M9tAA5WdJftQ3"])
+        ids, pages, probs = search_all(c, v, "Condition", "patient=%s&_count=2" % pats)
+        check("%s Condition paging with required parameters" % v, pages > 1 and not probs
+              and len(ids) > 2, (pages, probs))
+
+
+def check_named(c, d, port, ctl):
+    """POST/DELETE /_sandbox/dataset and /dataset/NAME/."""
+    base = "https://localhost:%d/dataset/" % port
+    res = [
+        {"resourceType": "Patient", "id": "pt1", "name": [{"family": "Adams"}],
+         "gender": "female"},
+        {"resourceType": "Patient", "id": "pt2", "name": [{"family": "Baker"}]},
+        {"resourceType": "Patient", "name": [{"family": "Noid"}]},          # no id
+        {"resourceType": "Observation", "id": "ob1", "status": "final",
+         "code": {"text": "Weight"}, "subject": {"reference": "Patient/pt1"},
+         "valueQuantity": {"value": 42, "unit": "kg"}},
+        {"resourceType": "Observation", "id": "ob2", "status": "preliminary",
+         "code": {"text": "Height"}},
+        {"resourceType": "Organization", "id": "org1", "name": "Acme"},
+        {"resourceType": "ViewDefinitionThing", "id": "x1"},
+    ]
+
+    def post(name, version, doc, extra=""):
+        body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        st, hd, b = c.req("POST", "/_sandbox/dataset?name=%s&version=%s%s" % (name, version,
+                                                                              extra),
+                          body=body, headers={"Content-Type": "application/json"})
+        try:
+            return st, json.loads(b)
+        except ValueError:
+            return st, b
+
+    st, doc = post("conf-1", "R4", res)
+    check("POST named dataset", st == 200 and doc.get("counts") == {
+        "Observation": 2, "Organization": 1, "Patient": 3, "ViewDefinitionThing": 1}
+        and doc.get("version") == "R4" and doc.get("rules") == "none", (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/metadata", auth=False)
+    check("named dataset metadata: its version", st == 200 and doc["fhirVersion"] == "4.0.1",
+          (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/.well-known/smart-configuration", auth=False)
+    check("named dataset smart-configuration", st == 200 and "token_endpoint" in doc)
+    st, hd, body = c.req("GET", "/dataset/conf-1/Patient?_id=pt1")
+    check("named dataset: no token -> 401", st == 401, st)
+    st, hd, doc = c.get("/dataset/conf-1/Patient?_id=pt1")
+    check("named dataset: Patient?_id", st == 200 and match_ids(doc) == ["pt1"]
+          and doc["entry"][0]["fullUrl"] == base + "conf-1/Patient/pt1"
+          and doc["entry"][0]["resource"] == res[0], (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/Patient?family=bak")
+    check("named dataset: Patient's parameters", st == 200 and match_ids(doc) == ["pt2"])
+    ids, pages, probs = search_all(c, "conf-1", "Patient", "_count=1")
+    check("named dataset: paging, resource without id served as given",
+          ids == ["anon-1", "pt1", "pt2"] and pages == 3 and not probs, (ids, pages, probs))
+    st, hd, doc = c.get("/dataset/conf-1/Patient/anon-1")
+    check("named dataset: read of the resource without id", st == 200 and doc == res[2], doc)
+    st, hd, doc = c.get("/dataset/conf-1/Observation?_count=10")
+    check("named dataset: Observation without patient/category (no Epic rules)",
+          st == 200 and match_ids(doc) == ["ob1", "ob2"], (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/Observation?patient=pt1&status=final")
+    check("named dataset: Observation parameters", st == 200 and match_ids(doc) == ["ob1"])
+    for rt, rid in (("Organization", "org1"), ("ViewDefinitionThing", "x1")):
+        st, hd, doc = c.get("/dataset/conf-1/%s?_id=%s&_count=5" % (rt, rid))
+        check("named dataset: %s?_id (type without parameters)" % rt,
+              st == 200 and match_ids(doc) == [rid], (st, doc))
+        st, hd, doc = c.get("/dataset/conf-1/%s" % rt)
+        check("named dataset: %s without parameters" % rt, st == 200 and match_ids(doc) ==
+              [rid], (st, doc))
+        st, hd, doc = c.get("/dataset/conf-1/%s/%s" % (rt, rid))
+        check("named dataset: read %s/%s" % (rt, rid), st == 200 and doc["id"] == rid)
+    st, hd, doc = c.get("/dataset/conf-1/Organization?name=acme")
+    check("named dataset: unknown parameter for a type without parameters -> 400",
+          st == 400 and doc["issue"][0]["code"] == "not-supported", (st, doc))
+    for rt in ("Specimen", "Coverage", "MedicationStatement", "Condition"):
+        st, hd, doc = c.get("/dataset/conf-1/%s?_count=5" % rt)
+        check("named dataset: none of %s -> empty searchset" % rt, st == 200
+              and doc["resourceType"] == "Bundle" and doc["type"] == "searchset"
+              and doc["total"] == 0 and match_ids(doc) == [], (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/Specimen?_id=a,b")
+    check("named dataset: Specimen?_id -> empty", st == 200 and doc["total"] == 0, (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/specimen")
+    check("named dataset: bad type name -> 404", st == 404, st)
+    st, hd, doc = c.get("/dataset/conf-1/Patient?_count=1")
+    nxt = [l["url"] for l in doc["link"] if l["relation"] == "next"][0]
+    check("named dataset: next link under its base", nxt.startswith(base + "conf-1/Patient?"),
+          nxt)
+    # raw log entries name the dataset
+    raw = json.loads(c.req("GET", "/_sandbox/log")[2])
+    check("log entries of a named dataset", raw[-1].get("dataset") == "conf-1"
+          and raw[-1]["fhir_version"] == "R4" and raw[-1]["base"] == "dataset", raw[-1])
+
+    # reload (a Bundle) replaces
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "pt9", "name": [{"family": "Zed"}]}},
+        {"resource": {"resourceType": "Encounter", "id": "en1", "status": "finished",
+                      "subject": {"reference": "Patient/pt9"}}}]}
+    st, doc = post("conf-1", "STU3", bundle)
+    check("reload named dataset with a Bundle", st == 200 and doc["counts"] == {
+        "Encounter": 1, "Patient": 1}, (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/Patient?_id=pt1,pt9")
+    check("reload replaces the resources", st == 200 and match_ids(doc) == ["pt9"], doc)
+    st, hd, doc = c.get("/dataset/conf-1/metadata", auth=False)
+    check("reload changes the version", doc["fhirVersion"] == "3.0.2", doc.get("fhirVersion"))
+    u = urllib.parse.urlsplit(nxt)
+    st, hd, doc = c.get(u.path + "?" + u.query)
+    check("next link of the replaced dataset -> 400 4113", st == 400 and "4113" in
+          json.dumps(doc), (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/Encounter?status=finished")
+    check("named dataset: Encounter search without patient (no Epic rules)",
+          st == 200 and match_ids(doc) == ["en1"], (st, doc))
+
+    # rules=epic
+    st, doc = post("conf_2", "R4", res[3:], "&rules=epic")
+    check("POST with rules=epic", st == 200 and doc["rules"] == "epic", (st, doc))
+    st, hd, doc = c.get("/dataset/conf_2/Observation?_count=5")
+    check("rules=epic: Observation without patient -> 400 59159", st == 400
+          and "59159" in json.dumps(doc), (st, doc))
+    st, hd, doc = c.get("/dataset/conf_2/Observation?patient=pt1&code=Weight")
+    check("rules=epic: R4 Observation with patient and code", st == 200, (st, doc))
+
+    # bad requests
+    for q, body, why in (("name=STU3&version=STU3", res, "name is a FHIR version"),
+                         ("name=R4&version=R4", res, "name is a FHIR version"),
+                         ("name=a%20b&version=R4", res, "bad name"),
+                         ("name=&version=R4", res, "empty name"),
+                         ("version=R4", res, "no name"),
+                         ("name=x&version=DSTU2", res, "bad version"),
+                         ("name=x", res, "no version"),
+                         ("name=x&version=R4&rules=strict", res, "bad rules"),
+                         ("name=x&version=R4", b"{not json", "not JSON"),
+                         ("name=x&version=R4", b"42", "not an array"),
+                         ("name=x&version=R4", [{"id": "a"}], "no resourceType"),
+                         ("name=x&version=R4", [{"resourceType": "patient", "id": "a"}],
+                          "bad resourceType"),
+                         ("name=x&version=R4", [res[0], res[0]], "duplicate id")):
+        b = body if isinstance(body, bytes) else json.dumps(body).encode()
+        st, hd, out = c.req("POST", "/_sandbox/dataset?" + q, body=b,
+                            headers={"Content-Type": "application/json"})
+        check("POST /_sandbox/dataset %s -> 400" % why, st == 400 and b"error" in out,
+              (st, out))
+    st, hd, doc = c.get("/dataset/x/Patient")
+    check("failed loads register nothing", st == 404, st)
+    st, hd, doc = c.get("/dataset/STU3/Patient/" + CAMILA)
+    check("--dataset STU3 unchanged by named datasets", st == 200 and doc["id"] == CAMILA)
+
+    # ctl
+    path = os.path.join(d, "named.json")
+    with open(path, "w") as f:
+        json.dump(res[:2], f)
+    r = ctl("dataset", "ctl-ds", "STU3", path)
+    check("ctl dataset NAME VERSION FILE", r.returncode == 0 and r.stdout == "", r)
+    st, hd, doc = c.get("/dataset/ctl-ds/Patient?_count=10")
+    check("ctl-loaded dataset served", st == 200 and match_ids(doc) == ["pt1", "pt2"], doc)
+    r = ctl("datasets")
+    check("ctl datasets", r.returncode == 0 and r.stdout == (
+        "R4 R4 epic %s\n" % " ".join("%s=%d" % kv for kv in sorted(json.loads(c.req(
+            "GET", "/_sandbox/datasets")[2])["R4"]["counts"].items()))
+        + "STU3 STU3 epic %s\n" % " ".join("%s=%d" % kv for kv in sorted(json.loads(c.req(
+            "GET", "/_sandbox/datasets")[2])["STU3"]["counts"].items()))
+        + "conf-1 STU3 none Encounter=1 Patient=1\n"
+        + "conf_2 R4 epic Observation=2 Organization=1 ViewDefinitionThing=1\n"
+        + "ctl-ds STU3 none Patient=2\n"), r.stdout)
+    r = ctl("dataset", "STU3", "STU3", path)
+    check("ctl dataset refuses a version name", r.returncode != 0 and "400" in r.stderr,
+          r.stderr)
+    r = ctl("dataset", "y", "R4", os.path.join(d, "nope.json"))
+    check("ctl dataset: missing file", r.returncode != 0, r)
+    check("ctl expire-pages covers named datasets", ctl("expire-pages").returncode == 0)
+
+    # delete
+    st, hd, body = c.req("DELETE", "/_sandbox/dataset?name=conf-1")
+    check("DELETE named dataset", st == 200, (st, body))
+    st, hd, doc = c.get("/dataset/conf-1/Patient?_id=pt9")
+    check("deleted dataset -> 404", st == 404 and doc["resourceType"] == "OperationOutcome"
+          and "conf-1" in doc["issue"][0]["diagnostics"], (st, doc))
+    st, hd, doc = c.get("/dataset/conf-1/metadata", auth=False)
+    check("deleted dataset metadata -> 404", st == 404, st)
+    st, hd, body = c.req("DELETE", "/_sandbox/dataset?name=conf-1")
+    check("DELETE unknown dataset -> 404", st == 404, (st, body))
+    st, hd, body = c.req("DELETE", "/_sandbox/dataset?name=STU3")
+    check("DELETE of a --dataset base refused", st == 400, (st, body))
+    check("ctl dataset-delete", ctl("dataset-delete", "ctl-ds").returncode == 0
+          and ctl("dataset-delete", "conf_2").returncode == 0)
+    r = ctl("dataset-delete", "ctl-ds")
+    check("ctl dataset-delete unknown fails", r.returncode != 0 and "404" in r.stderr, r.stderr)
+    r = ctl("datasets")
+    check("ctl datasets after deletes", r.returncode == 0 and [
+        line.split()[0] for line in r.stdout.splitlines()] == ["R4", "STU3"], r.stdout)
+
+
+# --------------------------------------------------------------------------------------
 # HTTP client
 # --------------------------------------------------------------------------------------
 
@@ -422,7 +899,8 @@ class Client:
 
 
 def match_ids(doc):
-    return [e["resource"]["id"] for e in doc.get("entry", []) if e["search"]["mode"] == "match"]
+    return [e["resource"].get("id") or e["fullUrl"].rsplit("/", 1)[1]   # named: may lack id
+            for e in doc.get("entry", []) if e["search"]["mode"] == "match"]
 
 
 def search_all(c, version, rtype, query):
@@ -437,9 +915,13 @@ def search_all(c, version, rtype, query):
         page = match_ids(doc)
         if doc.get("total") != len(page):
             problems.append("total %s != %d entries" % (doc.get("total"), len(page)))
+        prefix = "https://localhost:%d/dataset/%s/%s/" % (c.port, version, rtype)
         for e in doc.get("entry", []):
-            if e["search"]["mode"] == "match" and e["fullUrl"] != "https://localhost:%d/dataset/%s/%s/%s" % (
-                    c.port, version, rtype, e["resource"]["id"]):
+            if e["search"]["mode"] != "match":
+                continue
+            rid = e["resource"].get("id")   # none: a named dataset's anon-N
+            if not (e["fullUrl"] == prefix + rid if rid else
+                    re.fullmatch(re.escape(prefix) + r"anon-\d+", e["fullUrl"])):
                 problems.append("bad fullUrl %s" % e["fullUrl"])
                 break
         ids.extend(page)
@@ -517,7 +999,7 @@ def run_checks(d, port, key, data, env):
     st, hd, doc = c.get("/dataset/STU3/Patient/nope")
     check("read unknown -> 404 OperationOutcome", st == 404
           and doc["resourceType"] == "OperationOutcome", (st, doc))
-    st, hd, doc = c.get("/dataset/STU3/Observation?patient=x")
+    st, hd, doc = c.get("/dataset/STU3/Coverage?patient=x")
     check("unsupported type -> 404", st == 404 and doc["resourceType"] == "OperationOutcome",
           (st, doc))
 
@@ -636,6 +1118,7 @@ def run_checks(d, port, key, data, env):
             "authoredon=sa2023-12-31T23:59:59Z", "authoredon=eb2006-01",
         ],
     }
+    queries.update(clinical_queries(data))
     nonempty = 0
     for (v, rt), qs in queries.items():
         for q in qs:
@@ -648,7 +1131,10 @@ def run_checks(d, port, key, data, env):
             check("brute force %s %s?%s (%d)" % (v, rt, q, len(bf)),
                   ids == bf and not probs, (ids and ids[:5], bf[:5], len(ids or []), len(bf),
                                             probs))
-    check("most brute-force queries have results", nonempty > 80, nonempty)
+    check("most brute-force queries have results", nonempty > 200, nonempty)
+
+    # -- Epic's required parameters ----------------------------------------------------
+    check_required(c)
 
     # -- paging ----------------------------------------------------------------------
     all_ms = sorted(r["id"] for r in data["STU3"]["MedicationStatement"])
@@ -755,6 +1241,9 @@ def run_checks(d, port, key, data, env):
     st, _, body = c.req("POST", "/_sandbox/latency?ms=-1")
     check("latency rejects negative", st == 400, st)
 
+    # -- named ad-hoc datasets ---------------------------------------------------------
+    check_named(c, d, port, ctl)
+
 
 def main():
     global VERBOSE
@@ -780,8 +1269,10 @@ def main():
            "--seed", "7", "--out", os.path.join(d, "again"))
     check("generator is deterministic", all(
         open(os.path.join(stu3, f), "rb").read() == open(os.path.join(d, "again", f), "rb").read()
-        for f in ("Patient.ndjson", "MedicationStatement.ndjson")))
+        for f in os.listdir(os.path.join(d, "again"))) and len(os.listdir(os.path.join(
+            d, "again"))) == 9)
     data = {"STU3": load_dir(stu3), "R4": load_dir(r4)}
+    check_generated(data, d)
     sizes = [len(json.dumps(p, ensure_ascii=False, separators=(",", ":")))
              for p in data["STU3"]["Patient"]]
     check("generated patients ~2.5 KB", 2000 < sum(sizes) / len(sizes) < 3500,
