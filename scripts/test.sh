@@ -93,6 +93,24 @@ if [ -f "$REPO/regression.diffs" ]; then
 fi
 grep -qE 'tests passed|tests failed' "$STATE/regress.out" || fail "pg_regress did not run"
 
+# --- the SQL on FHIR v2 conformance suite through epic_fdw ------------------
+# (the suite is not part of the project: run when EPIC_SHARED_DIR has it)
+suite="${EPIC_SHARED_DIR:-}/sql-on-fhir-v2/tests"
+if [ -n "${EPIC_SHARED_DIR:-}" ] && [ -d "$suite" ]; then
+	out=$($PY "$REPO/test/conformance/run.py" "$suite" 2>&1)
+	rc=$?
+	echo "$out" | grep -E '^(not ok|skip)' || true
+	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+	if [ $rc -eq 0 ] && [ -n "$line" ]; then
+		pass "SQL on FHIR conformance through epic_fdw: $line"
+	else
+		echo "$out" | tail -n 20
+		fail "SQL on FHIR conformance through epic_fdw"
+	fi
+else
+	echo "SQL on FHIR conformance suite not found: skipped (set EPIC_SHARED_DIR)"
+fi
+
 # --- the README's walkthrough, run unchanged against the sandbox ------------
 out=$(bash "$REPO/scripts/readme_walkthrough.sh" 2>&1)
 rc=$?
