@@ -10,6 +10,7 @@
  *-------------------------------------------------------------------------
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -75,9 +76,19 @@ jj_scalar(const void *node, char *buf, size_t buflen, size_t *len)
 			*len = (n < 0) ? 0 : (size_t) n;
 			return buf;
 		case JSON_REAL:
-			n = snprintf(buf, buflen, "%.17g", json_real_value(j));
-			*len = (n < 0) ? 0 : (size_t) n;
-			return buf;
+			{
+				/* the shortest text that reads back as the same double (15.7, not 15.699999999999999) */
+				double		v = json_real_value(j);
+
+				for (int prec = 15; prec <= 17; prec++)
+				{
+					n = snprintf(buf, buflen, "%.*g", prec, v);
+					if (n < 0 || strtod(buf, NULL) == v)
+						break;
+				}
+				*len = (n < 0) ? 0 : (size_t) n;
+				return buf;
+			}
 		case JSON_TRUE:
 			*len = 4;
 			return "true";
@@ -112,10 +123,146 @@ epic_json_free(void *root)
 	json_decref((json_t *) root);
 }
 
+/* A growable malloc'd buffer for epic_json_dump. */
+typedef struct DumpBuf
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	int			failed;
+} DumpBuf;
+
+static void
+dump_put(DumpBuf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap)
+	{
+		size_t		cap = b->cap ? b->cap : 256;
+		char	   *d;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		d = realloc(b->data, cap);
+		if (d == NULL)
+		{
+			b->failed = 1;
+			return;
+		}
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static void
+dump_string(DumpBuf *b, const char *s, size_t n)
+{
+	size_t		start = 0;
+
+	dump_put(b, "\"", 1);
+	for (size_t i = 0; i < n; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+		char		esc[8];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		dump_put(b, s + start, i - start);
+		if (c == '"' || c == '\\')
+		{
+			esc[0] = '\\';
+			esc[1] = (char) c;
+			dump_put(b, esc, 2);
+		}
+		else
+		{
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			dump_put(b, esc, 6);
+		}
+		start = i + 1;
+	}
+	dump_put(b, s + start, n - start);
+	dump_put(b, "\"", 1);
+}
+
+static void
+dump_node(DumpBuf *b, const json_t *j, int depth)
+{
+	char		buf[64];
+	size_t		len;
+	const char *t;
+
+	if (depth > 10000)
+	{
+		b->failed = 1;
+		return;
+	}
+	switch (json_typeof(j))
+	{
+		case JSON_OBJECT:
+			{
+				const char *key;
+				json_t	   *v;
+				int			first = 1;
+
+				dump_put(b, "{", 1);
+				json_object_foreach((json_t *) j, key, v)
+				{
+					if (!first)
+						dump_put(b, ",", 1);
+					first = 0;
+					dump_string(b, key, strlen(key));
+					dump_put(b, ":", 1);
+					dump_node(b, v, depth + 1);
+				}
+				dump_put(b, "}", 1);
+				break;
+			}
+		case JSON_ARRAY:
+			dump_put(b, "[", 1);
+			for (size_t i = 0; i < json_array_size(j); i++)
+			{
+				if (i > 0)
+					dump_put(b, ",", 1);
+				dump_node(b, json_array_get(j, i), depth + 1);
+			}
+			dump_put(b, "]", 1);
+			break;
+		case JSON_STRING:
+			dump_string(b, json_string_value(j), json_string_length(j));
+			break;
+		case JSON_NULL:
+			dump_put(b, "null", 4);
+			break;
+		default:
+			/* numbers (shortest round-trip text) and booleans */
+			t = jj_scalar(j, buf, sizeof(buf), &len);
+			dump_put(b, t, len);
+			break;
+	}
+}
+
+/*
+ * Compact JSON text of node.  Not json_dumps(): that writes reals with 17
+ * digits (15.7 becomes 15.699999999999999); here they get the shortest
+ * text that reads back as the same double, as scalar() gives.
+ */
 char *
 epic_json_dump(const void *node)
 {
-	return json_dumps((const json_t *) node, JSON_COMPACT | JSON_ENCODE_ANY);
+	DumpBuf		b = {0};
+
+	dump_node(&b, (const json_t *) node, 0);
+	if (b.failed)
+	{
+		free(b.data);
+		return NULL;
+	}
+	return b.data;
 }
 
 /*
