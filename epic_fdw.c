@@ -63,7 +63,8 @@ enum EpicScanPrivateIndex
 	EpicPrivParams,				/* List of Lists, see param_to_list() */
 	EpicPrivRetrieved,			/* List of Integer attnums to compute */
 	EpicPrivMissingRequired,	/* String: required param not supplied, or "" */
-	EpicPrivCount				/* Integer: _count to ask for */
+	EpicPrivCount,				/* Integer: _count to ask for */
+	EpicPrivLimit				/* Integer: rows the query needs at most, or -1 */
 };
 
 /* Planner state of one foreign base relation (baserel->fdw_private). */
@@ -127,6 +128,19 @@ typedef struct EpicScanState
 
 	List	   *cache;			/* EpicCachedResult *, in scan_cxt */
 	Size		cache_bytes;
+
+	/* the next page, fetched while this one is read */
+	int			limit;			/* rows needed at most (LIMIT), or -1 */
+	int64		resources_fetched;	/* by this request so far */
+	EpicFhirAsync *prefetch;	/* in prefetch_cxt */
+	MemoryContext prefetch_cxt;
+	int			since_poll;
+
+	/* first pages of several requests, fetched concurrently */
+	MemoryContext batch_cxt;
+	EpicHttpResponse *batch;	/* responses of requests batch_start.. */
+	int			batch_start;
+	int			batch_end;
 
 	EpicOutcomeSeen seen;
 	EpicScanStats stats;
@@ -370,6 +384,22 @@ scan_count(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPat
 	return count;
 }
 
+/*
+ * The rows a query needs at most when a LIMIT applies to this scan alone
+ * (as scan_count requires), else -1: no page is prefetched past it.
+ */
+static int
+scan_limit(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPath *best_path)
+{
+	if (root->limit_tuples > 0 && root->limit_tuples < INT_MAX / 2 &&
+		root->parse->sortClause == NIL &&
+		root->parse->distinctClause == NIL && root->parse->setOperations == NULL &&
+		bms_membership(root->all_baserels) == BMS_SINGLETON &&
+		info->local_only == NIL && best_path->path.param_info == NULL)
+		return (int) ceil(root->limit_tuples);
+	return -1;
+}
+
 static ForeignScan *
 epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				   ForeignPath *best_path, List *tlist, List *scan_clauses,
@@ -434,12 +464,13 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	scan_clauses = extract_actual_clauses(scan_clauses, false);
 
 	return make_foreignscan(tlist, scan_clauses, baserel->relid, fdw_exprs,
-							lappend(list_make5(makeString(t->resource),
+							list_concat(list_make5(makeString(t->resource),
 											   makeString(t->topts.search ? t->topts.search : ""),
 											   param_lists,
 											   retrieved,
 											   makeString(missing ? pstrdup(missing) : "")),
-									makeInteger(scan_count(root, baserel, info, best_path))),
+									list_make2(makeInteger(scan_count(root, baserel, info, best_path)),
+											   makeInteger(scan_limit(root, baserel, info, best_path)))),
 							NIL, NIL, outer_plan);
 }
 
@@ -477,6 +508,7 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 	if (st->missing_required[0] == '\0')
 		st->missing_required = NULL;
 	st->count = intVal(list_nth(priv, EpicPrivCount));
+	st->limit = intVal(list_nth(priv, EpicPrivLimit));
 	st->stats.table = st->table->relname;
 	st->scan_cxt = CurrentMemoryContext;
 	st->seen.cxt = CurrentMemoryContext;
@@ -626,38 +658,70 @@ maybe_cache_page(EpicScanState *st, Size bytes)
 	st->page_cached = true;
 }
 
-/* Fetch the page at url (absolute) into st->page. */
+/* Stop the prefetch, if any, and free what it fetched. */
 static void
-fetch_page(EpicScanState *st, const char *url, const char *display)
+drop_prefetch(EpicScanState *st)
 {
-	EpicHttpResponse resp;
+	st->prefetch = NULL;
+	if (st->prefetch_cxt != NULL)
+		MemoryContextDelete(st->prefetch_cxt);	/* stops the transfer */
+	st->prefetch_cxt = NULL;
+}
+
+/*
+ * Start fetching st->next_url in the background, unless a LIMIT is already
+ * met by the resources fetched: at most one page ahead.
+ */
+static void
+maybe_prefetch(EpicScanState *st)
+{
 	MemoryContext old;
+	const char *base = st->table->sopts.fhir_url;
+	size_t		blen = strlen(base);
+	const char *display;
+
+	drop_prefetch(st);
+	if (st->next_url == NULL || (st->limit >= 0 && st->resources_fetched >= st->limit))
+		return;
+	display = strncmp(st->next_url, base, blen) == 0 ? st->next_url + blen : st->next_url;
+	st->prefetch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
+											 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(st->prefetch_cxt);
+	st->prefetch = epic_fhir_start(st->conn, st->um, &st->table->sopts, st->next_url, display);
+	MemoryContextSwitchTo(old);
+	if (st->prefetch == NULL)
+		drop_prefetch(st);
+}
+
+/*
+ * Make resp (a response in st->page_cxt, the current context) the current
+ * page: check it, parse it, note its next link.
+ */
+static void
+load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
+{
 	const char *next;
 	Size		bytes;
 
-	release_page(st);
-	st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
-										 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(st->page_cxt);
-	epic_fhir_get(st->conn, st->um, &st->table->sopts, url, display, &resp, &st->stats);
-	if (resp.status != 200)
-		epic_raise_http_error(&resp, display, "FHIR search");
-	bytes = resp.body.len;
-	if (resp.content_type != NULL)
+	if (resp->status != 200)
+		epic_raise_http_error(resp, display, "FHIR search");
+	bytes = resp->body.len;
+	if (resp->content_type != NULL)
 	{
-		char	   *ct = asc_tolower(resp.content_type, strlen(resp.content_type));
+		char	   *ct = asc_tolower(resp->content_type, strlen(resp->content_type));
 
 		if (strstr(ct, "json") == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-					 errmsg("FHIR server returned %s instead of FHIR JSON", resp.content_type),
+					 errmsg("FHIR server returned %s instead of FHIR JSON", resp->content_type),
 					 errhint("Check the server option \"fhir_url\": it must be the FHIR base URL."),
 					 errcontext("FHIR request: GET %s", display)));
 	}
-	st->page = epic_page_parse(resp.body.data, resp.body.len, st->resource, display);
-	pfree(resp.body.data);
+	st->page = epic_page_parse(resp->body.data, resp->body.len, st->resource, display);
+	pfree(resp->body.data);
 	st->stats.pages++;
 	st->pages_this_result++;
+	st->resources_fetched += epic_page_count(st->page);
 	epic_page_report_outcomes(st->page, &st->seen);
 
 	next = epic_page_next(st->page);
@@ -672,8 +736,83 @@ fetch_page(EpicScanState *st, const char *url, const char *display)
 					 errcontext("FHIR request: GET %s", display)));
 		st->next_url = pstrdup(next);
 	}
-	MemoryContextSwitchTo(old);
 	maybe_cache_page(st, bytes);
+	maybe_prefetch(st);
+}
+
+/*
+ * Fetch the page at url (absolute) into st->page: the prefetched response
+ * when it is that page, else a request now.
+ */
+static void
+fetch_page(EpicScanState *st, const char *url, const char *display)
+{
+	EpicHttpResponse resp;
+	MemoryContext old;
+	EpicFhirAsync *a = st->prefetch;
+
+	release_page(st);
+	if (a != NULL)
+	{
+		/* the prefetch's context becomes the page's */
+		st->page_cxt = st->prefetch_cxt;
+		st->prefetch_cxt = NULL;
+		st->prefetch = NULL;
+	}
+	else
+		st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
+											 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(st->page_cxt);
+	epic_fhir_finish(st->conn, st->um, &st->table->sopts, a, url, display, &resp, &st->stats);
+	load_page(st, &resp, display);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Several requests (an IN list sent one value at a time): fetch the first
+ * pages of the next few concurrently, max_concurrency at a time.
+ */
+static bool
+batched_first_page(EpicScanState *st, const char *request)
+{
+	int			n = list_length(st->requests);
+	int			i = st->request_index;
+	MemoryContext old;
+
+	if (n <= 1 || st->table->sopts.max_concurrency <= 1)
+		return false;
+	if (st->batch == NULL || i < st->batch_start || i >= st->batch_end)
+	{
+		int			end = Min(n, i + 4 * st->table->sopts.max_concurrency);
+		char	  **urls = palloc(sizeof(char *) * (end - i));
+		char	  **displays = palloc(sizeof(char *) * (end - i));
+
+		if (st->batch_cxt != NULL)
+			MemoryContextDelete(st->batch_cxt);
+		st->batch = NULL;
+		st->batch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw batch",
+											  ALLOCSET_DEFAULT_SIZES);
+		old = MemoryContextSwitchTo(st->batch_cxt);
+		for (int k = i; k < end; k++)
+		{
+			displays[k - i] = list_nth(st->requests, k);
+			urls[k - i] = psprintf("%s%s", st->table->sopts.fhir_url, displays[k - i]);
+		}
+		st->batch = palloc0(sizeof(EpicHttpResponse) * (end - i));
+		epic_fhir_get_many(st->conn, st->um, &st->table->sopts, end - i, urls, displays,
+						   st->batch, &st->stats);
+		MemoryContextSwitchTo(old);
+		st->batch_start = i;
+		st->batch_end = end;
+	}
+	release_page(st);
+	drop_prefetch(st);
+	st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
+										 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(st->page_cxt);
+	load_page(st, &st->batch[i - st->batch_start], request);
+	MemoryContextSwitchTo(old);
+	return true;
 }
 
 /* Start request number st->request_index (or replay it from the cache). */
@@ -701,6 +840,10 @@ start_request(EpicScanState *st)
 		}
 	if (st->conn == NULL)
 		st->conn = epic_get_connection(st->um, st->table->server);
+	st->resources_fetched = 0;
+	if (batched_first_page(st, request))
+		return;
+	drop_prefetch(st);
 	url = psprintf("%s%s", st->table->sopts.fhir_url, request);
 	fetch_page(st, url, request);
 	pfree(url);
@@ -809,6 +952,12 @@ epicIterateForeignScan(ForeignScanState *node)
 		}
 
 		resource = epic_page_resource(st->page, st->next_index++);
+		if (st->prefetch != NULL && ++st->since_poll >= 16)
+		{
+			/* keep the next page coming while this one is read */
+			st->since_poll = 0;
+			epic_fhir_poll(st->conn);
+		}
 		if (st->seen_ids != NULL)
 		{
 			/* with several requests, a resource may come back more than once */
@@ -890,6 +1039,10 @@ epicReScanForeignScan(ForeignScanState *node)
 
 	release_page(st);
 	st->cur_resource = NULL;
+	st->prefetch = NULL;
+	st->prefetch_cxt = NULL;
+	st->batch = NULL;
+	st->batch_cxt = NULL;
 	MemoryContextReset(st->rescan_cxt);
 	st->requests = NIL;
 	st->seen_ids = NULL;

@@ -503,19 +503,53 @@ audit(const char *table, const char *display, bool ok, const EpicHttpResponse *r
  * status means); a transport failure that is not retried, or is still
  * failing after the retries, raises an ERROR.
  */
-void
-epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
-			  const char *url, const char *display,
-			  EpicHttpResponse *resp, EpicScanStats *stats)
+/* The request for a FHIR GET of url with the connection's current token. */
+static void
+fhir_request(EpicConnection *conn, const EpicServerOptions *sopts, const EpicUserOptions *uopts,
+			 const char *url, const char *display, EpicHttpRequest *req)
+{
+	memset(req, 0, sizeof(*req));
+	req->method = "GET";
+	req->url = url;
+	req->display = display;
+	req->bearer = conn->access_token;
+	req->accept = sopts->accept;
+	if (sopts->send_client_id)
+		req->client_id = uopts->client_id;	/* Epic-Client-ID, as Epic recommends */
+	req->extra_headers[0] = sopts->headers;
+	req->extra_headers[1] = uopts->headers;
+	req->sopts = sopts;
+}
+
+/* Count and audit one finished request. */
+static void
+account(EpicScanStats *stats, const char *display, bool ok, EpicHttpResponse *resp)
+{
+	if (stats)
+	{
+		stats->requests++;
+		stats->bytes += resp->body.len;
+		stats->wait_time += resp->elapsed;
+	}
+	if (epic_audit_log)
+		audit(stats ? stats->table : NULL, display, ok, resp);
+}
+
+/*
+ * The retry loop of a FHIR GET, from attempt number `attempt` on (earlier
+ * attempts were made by a concurrent batch or a prefetch).
+ */
+static void
+fhir_get_from(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+			  const char *url, const char *display, EpicHttpResponse *resp,
+			  EpicScanStats *stats, int attempt, bool refreshed)
 {
 	EpicHttpRequest req;
 	EpicUserOptions uopts;
-	bool		refreshed = false;
-	int			attempt = 0;
 
 	epic_get_user_options(um, &uopts);
 
-	for (int tries = 1;; tries++)
+	for (int tries = attempt + 1;; tries++)
 	{
 		bool		ok;
 		double		wait;
@@ -523,27 +557,10 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 		if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
 			fetch_token(conn, sopts, &uopts, stats);
 
-		memset(&req, 0, sizeof(req));
-		req.method = "GET";
-		req.url = url;
-		req.display = display;
-		req.bearer = conn->access_token;
-		req.accept = sopts->accept;
-		if (sopts->send_client_id)
-			req.client_id = uopts.client_id;	/* Epic-Client-ID, as Epic recommends */
-		req.extra_headers[0] = sopts->headers;
-		req.extra_headers[1] = uopts.headers;
-		req.sopts = sopts;
+		fhir_request(conn, sopts, &uopts, url, display, &req);
 		ok = epic_http_try(conn->http, &req, resp);
 		resp->attempts = tries;
-		if (stats)
-		{
-			stats->requests++;
-			stats->bytes += resp->body.len;
-			stats->wait_time += resp->elapsed;
-		}
-		if (epic_audit_log)
-			audit(stats ? stats->table : NULL, display, ok, resp);
+		account(stats, display, ok, resp);
 		if (ok && resp->status == 401 && !refreshed)
 		{
 			/* token expired or revoked: one fresh token, one retry */
@@ -563,6 +580,185 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 			pfree(resp->body.data);
 		backoff_sleep(wait);
 	}
+}
+
+void
+epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+			  const char *url, const char *display,
+			  EpicHttpResponse *resp, EpicScanStats *stats)
+{
+	fhir_get_from(conn, um, sopts, url, display, resp, stats, 0, false);
+}
+
+/*
+ * A response of a background transfer (prefetch or batch) is final unless
+ * it asks for what fhir_get_from() does: a new token (401) or a retry
+ * (429, 5xx, a dropped connection).  Then the request goes on there, after
+ * the wait the response asks for.
+ */
+static void
+settle(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+	   const char *url, const char *display, bool ok, EpicHttpResponse *resp,
+	   EpicScanStats *stats)
+{
+	double		wait;
+
+	resp->attempts = 1;
+	account(stats, display, ok, resp);
+	if (ok && resp->status == 401)
+	{
+		drop_token(conn);
+		pfree(resp->body.data);
+		fhir_get_from(conn, um, sopts, url, display, resp, stats, 0, true);
+		return;
+	}
+	if (!retry_wait(ok, resp, 0, sopts->max_retries, &wait))
+	{
+		if (!ok)
+		{
+			EpicHttpRequest req;
+			EpicUserOptions uopts;
+
+			epic_get_user_options(um, &uopts);
+			fhir_request(conn, sopts, &uopts, url, display, &req);
+			epic_http_raise_transport_error(&req, resp);
+		}
+		return;
+	}
+	if (ok)
+		pfree(resp->body.data);
+	backoff_sleep(wait);
+	fhir_get_from(conn, um, sopts, url, display, resp, stats, 1, false);
+}
+
+struct EpicFhirAsync
+{
+	EpicHttpXfer *xfer;
+	EpicHttpResponse resp;
+	char	   *url;
+	char	   *display;
+};
+
+/*
+ * Start a FHIR GET in the background (the next page, while this one is
+ * read).  Everything lives in the current memory context; deleting it stops
+ * the transfer.  NULL when no valid token is at hand (the request is then
+ * made by epic_fhir_finish).
+ */
+EpicFhirAsync *
+epic_fhir_start(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+				const char *url, const char *display)
+{
+	EpicFhirAsync *a;
+	EpicHttpRequest req;
+	EpicUserOptions uopts;
+
+	if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
+		return NULL;
+	epic_get_user_options(um, &uopts);
+	a = palloc0(sizeof(EpicFhirAsync));
+	a->url = pstrdup(url);
+	a->display = pstrdup(display);
+	fhir_request(conn, sopts, &uopts, a->url, a->display, &req);
+	a->xfer = epic_http_start(conn->http, &req, &a->resp);
+	return a;
+}
+
+/* Let background transfers progress (cheap; call now and then). */
+void
+epic_fhir_poll(EpicConnection *conn)
+{
+	epic_http_poll(conn->http);
+}
+
+/*
+ * The response of a started GET (waiting for it), retried like
+ * epic_fhir_get() when it has to be.  a may be NULL: then url is fetched now.
+ */
+void
+epic_fhir_finish(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+				 EpicFhirAsync *a, const char *url, const char *display,
+				 EpicHttpResponse *resp, EpicScanStats *stats)
+{
+	bool		ok;
+
+	if (a == NULL || strcmp(a->url, url) != 0)
+	{
+		epic_fhir_get(conn, um, sopts, url, display, resp, stats);
+		return;
+	}
+	epic_http_wait(conn->http, &a->xfer, 1, false);
+	ok = epic_http_finish(a->xfer);
+	*resp = a->resp;
+	settle(conn, um, sopts, a->url, a->display, ok, resp, stats);
+}
+
+/*
+ * GET n URLs with up to the server's max_concurrency in flight; resps[i]
+ * gets URL i's response (in the current memory context), retried as
+ * epic_fhir_get() would.  A response other than 200 stops the transfers
+ * still running and raises its error: one failed search fails the batch.
+ */
+void
+epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+				   int n, char **urls, char **displays, EpicHttpResponse *resps,
+				   EpicScanStats *stats)
+{
+	EpicUserOptions uopts;
+	EpicHttpXfer **xfers = palloc0(sizeof(EpicHttpXfer *) * Max(1, n));
+	int			next = 0;
+	int			done = 0;
+	int			inflight = 0;
+	int			limit = Max(1, sopts->max_concurrency);
+
+	epic_get_user_options(um, &uopts);
+	while (done < n)
+	{
+		/* fill the window */
+		while (next < n && inflight < limit)
+		{
+			EpicHttpRequest req;
+
+			if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
+				fetch_token(conn, sopts, &uopts, stats);
+			fhir_request(conn, sopts, &uopts, urls[next], displays[next], &req);
+			xfers[next] = epic_http_start(conn->http, &req, &resps[next]);
+			next++;
+			inflight++;
+		}
+		/* wait for one, and settle every finished one */
+		{
+			EpicHttpXfer **running = palloc(sizeof(EpicHttpXfer *) * inflight);
+			int			k = 0;
+
+			for (int i = 0; i < next; i++)
+				if (xfers[i] != NULL)
+					running[k++] = xfers[i];
+			epic_http_wait(conn->http, running, k, true);
+			pfree(running);
+		}
+		for (int i = 0; i < next; i++)
+		{
+			bool		ok;
+
+			if (xfers[i] == NULL || !epic_http_done(xfers[i]))
+				continue;
+			ok = epic_http_finish(xfers[i]);
+			xfers[i] = NULL;
+			inflight--;
+			done++;
+			settle(conn, um, sopts, urls[i], displays[i], ok, &resps[i], stats);
+			if (resps[i].status != 200)
+			{
+				/* stop the others first: this error ends the query */
+				for (int j = 0; j < next; j++)
+					if (xfers[j] != NULL)
+						epic_http_abort(xfers[j]);
+				epic_raise_http_error(&resps[i], displays[i], "FHIR search");
+			}
+		}
+	}
+	pfree(xfers);
 }
 
 /* The connection's HTTP client (for diagnostics). */

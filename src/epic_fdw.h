@@ -39,6 +39,7 @@ typedef enum EpicFhirVersion
 #define EPIC_DEFAULT_CONNECT_TIMEOUT 10
 #define EPIC_DEFAULT_TIMEOUT		60
 #define EPIC_DEFAULT_MAX_RETRIES	3
+#define EPIC_DEFAULT_MAX_CONCURRENCY 8
 #define EPIC_DEFAULT_MAX_RESPONSE_SIZE (100 * 1024 * 1024)
 
 typedef struct EpicServerOptions
@@ -59,6 +60,7 @@ typedef struct EpicServerOptions
 	char	   *accept;			/* Accept header of FHIR requests */
 	char	   *headers;		/* extra headers, JSON object text, or NULL */
 	char	   *view_dir;		/* ViewDefinition files to import, or NULL */
+	int			max_concurrency;	/* FHIR requests in flight at once */
 } EpicServerOptions;
 
 typedef struct EpicUserOptions
@@ -280,8 +282,17 @@ typedef struct EpicHttpRequest
 
 extern EpicHttpClient *epic_http_client_create(void);
 extern void epic_http_client_destroy(EpicHttpClient *client);
+typedef struct EpicHttpXfer EpicHttpXfer;	/* one transfer; palloc'd */
+
 extern bool epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req,
 						  EpicHttpResponse *resp);
+extern EpicHttpXfer *epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req,
+									 EpicHttpResponse *resp);
+extern bool epic_http_done(const EpicHttpXfer *x);
+extern void epic_http_poll(EpicHttpClient *client);
+extern void epic_http_wait(EpicHttpClient *client, EpicHttpXfer **xfers, int n, bool any);
+extern bool epic_http_finish(EpicHttpXfer *x);
+extern void epic_http_abort(EpicHttpXfer *x);
 extern void epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req,
 							  EpicHttpResponse *resp);
 extern void epic_http_raise_transport_error(const EpicHttpRequest *req,
@@ -318,6 +329,21 @@ extern void epic_fhir_get(EpicConnection *conn, UserMapping *um,
 						  const EpicServerOptions *sopts,
 						  const char *url, const char *display,
 						  EpicHttpResponse *resp, EpicScanStats *stats);
+
+typedef struct EpicFhirAsync EpicFhirAsync;
+
+extern EpicFhirAsync *epic_fhir_start(EpicConnection *conn, UserMapping *um,
+									  const EpicServerOptions *sopts,
+									  const char *url, const char *display);
+extern void epic_fhir_poll(EpicConnection *conn);
+extern void epic_fhir_finish(EpicConnection *conn, UserMapping *um,
+							 const EpicServerOptions *sopts, EpicFhirAsync *a,
+							 const char *url, const char *display,
+							 EpicHttpResponse *resp, EpicScanStats *stats);
+extern void epic_fhir_get_many(EpicConnection *conn, UserMapping *um,
+							   const EpicServerOptions *sopts, int n, char **urls,
+							   char **displays, EpicHttpResponse *resps,
+							   EpicScanStats *stats);
 
 /* ------------------------------------------------------------------------
  * bundle.c: search Bundles and OperationOutcomes

@@ -3,12 +3,21 @@
  * http.c
  *		HTTPS transfers with libcurl: the only file that includes curl.h.
  *
- * One easy handle per cached connection (connection.c owns it), so TLS
- * sessions and keep-alive connections are reused across pages and queries.
+ * One client per cached connection (connection.c owns it): a curl multi
+ * handle, whose connection cache keeps TLS connections alive across pages,
+ * queries and concurrent transfers, and a few reusable easy handles.
+ * Every transfer goes through the multi handle: epic_http_try() starts one
+ * and waits for it; epic_http_start() starts one in the background (the
+ * next page while this one is read, or a batch of searches at once), and
+ * any later wait or poll on the client drives it along.
+ *
  * HTTPS only, peer and host name always verified, redirects never followed.
  * Cancellation follows the libcurl-safe pattern: the progress callback only
  * reports that an interrupt is pending; after curl returns,
- * CHECK_FOR_INTERRUPTS() raises the real error.
+ * CHECK_FOR_INTERRUPTS() raises the real error.  A transfer lives in a
+ * memory context with a reset callback that detaches it from the multi
+ * handle, so an error anywhere (or the end of a scan) stops it and no
+ * callback ever writes into freed memory.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,9 +28,13 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#define EPIC_IDLE_HANDLES 16
+
 struct EpicHttpClient
 {
-	CURL	   *curl;
+	CURLM	   *multi;
+	CURL	   *idle[EPIC_IDLE_HANDLES];	/* reusable easy handles */
+	int			nidle;
 };
 
 static bool curl_ready = false;
@@ -49,13 +62,13 @@ epic_http_client_create(void)
 	EpicHttpClient *c;
 
 	ensure_curl_global();
-	c = malloc(sizeof(EpicHttpClient));
+	c = calloc(1, sizeof(EpicHttpClient));
 	if (c == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	c->curl = curl_easy_init();
-	if (c->curl == NULL)
+	c->multi = curl_multi_init();
+	if (c->multi == NULL)
 	{
 		free(c);
 		ereport(ERROR,
@@ -70,8 +83,10 @@ epic_http_client_destroy(EpicHttpClient *client)
 {
 	if (client == NULL)
 		return;
-	if (client->curl)
-		curl_easy_cleanup(client->curl);
+	for (int i = 0; i < client->nidle; i++)
+		curl_easy_cleanup(client->idle[i]);
+	if (client->multi)
+		curl_multi_cleanup(client->multi);
 	free(client);
 }
 
@@ -79,12 +94,30 @@ epic_http_client_destroy(EpicHttpClient *client)
 typedef struct Transfer
 {
 	EpicHttpResponse *resp;
+	MemoryContext cxt;			/* where the response lives */
 	size_t		limit;			/* max_response_size */
 	bool		too_large;
 	char	   *content_type;
 	char	   *www_authenticate;
 	char	   *retry_after;
 } Transfer;
+
+/* One transfer through the client's multi handle (palloc'd in its context). */
+struct EpicHttpXfer
+{
+	EpicHttpClient *client;
+	CURL	   *easy;			/* NULL once finished or detached */
+	bool		done;
+	CURLcode	result;
+	Transfer	t;
+	struct curl_slist *headers;
+	char	   *auth_header;
+	char		errbuf[CURL_ERROR_SIZE];
+	char	   *method;
+	char	   *display;
+	char	   *what;
+	MemoryContextCallback cb;
+};
 
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -103,7 +136,7 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 /* Copy the value of "Name: value\r\n" if the header is name. */
 static bool
-header_value(const char *line, size_t len, const char *name, char **out)
+header_value(MemoryContext cxt, const char *line, size_t len, const char *name, char **out)
 {
 	size_t		nl = strlen(name);
 	const char *v,
@@ -119,7 +152,9 @@ header_value(const char *line, size_t len, const char *name, char **out)
 		end--;
 	if (*out)
 		pfree(*out);
-	*out = pnstrdup(v, end - v);
+	*out = MemoryContextAlloc(cxt, end - v + 1);
+	memcpy(*out, v, end - v);
+	(*out)[end - v] = '\0';
 	return true;
 }
 
@@ -141,9 +176,9 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 		t->content_type = t->www_authenticate = t->retry_after = NULL;
 		return n;
 	}
-	if (!header_value(buffer, n, "Content-Type", &t->content_type) &&
-		!header_value(buffer, n, "WWW-Authenticate", &t->www_authenticate))
-		(void) header_value(buffer, n, "Retry-After", &t->retry_after);
+	if (!header_value(t->cxt, buffer, n, "Content-Type", &t->content_type) &&
+		!header_value(t->cxt, buffer, n, "WWW-Authenticate", &t->www_authenticate))
+		(void) header_value(t->cxt, buffer, n, "Retry-After", &t->retry_after);
 	return n;
 }
 
@@ -232,32 +267,90 @@ free_headers(struct curl_slist *headers)
 			goto setopt_failed; \
 	} while (0)
 
-/*
- * Perform one request.  Returns true with resp filled (body palloc'd in the
- * current memory context) for any HTTP status.  A transport failure (DNS,
- * connect, TLS, timeout, reset) returns false with resp->xfer_error and
- * resp->xfer_detail set, for the caller to retry or to raise with
- * epic_http_raise_transport_error().  A query cancel and a response larger
- * than max_response_size raise an ERROR here.  Errors show req->display,
- * never the token.
- */
-bool
-epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResponse *resp)
+/* Wipe and free what a transfer owns besides its response. */
+static void
+xfer_release(EpicHttpXfer *x)
 {
-	CURL	   *curl = client->curl;
-	CURLcode	rc;
-	struct curl_slist *headers = NULL;
-	char		errbuf[CURL_ERROR_SIZE];
-	Transfer	t;
-	char	   *auth_header = NULL;
-	bool		post = (strcmp(req->method, "POST") == 0);
+	free_headers(x->headers);
+	x->headers = NULL;
+	if (x->auth_header)
+	{
+		explicit_bzero(x->auth_header, strlen(x->auth_header));
+		pfree(x->auth_header);
+		x->auth_header = NULL;
+	}
+}
 
-	memset(resp, 0, sizeof(*resp));
-	initStringInfo(&resp->body);
-	memset(&t, 0, sizeof(t));
-	t.resp = resp;
-	t.limit = Min((size_t) req->sopts->max_response_size, (size_t) MaxAllocSize - 2);
-	errbuf[0] = '\0';
+/* Take the easy handle out of the multi handle; keep it for reuse. */
+static void
+xfer_detach(EpicHttpXfer *x)
+{
+	EpicHttpClient *c = x->client;
+	CURL	   *curl = x->easy;
+
+	if (curl == NULL)
+		return;
+	x->easy = NULL;
+	curl_multi_remove_handle(c->multi, curl);
+	/* forget every pointer into our memory */
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(curl, CURLOPT_PRIVATE, NULL);
+	if (c->nidle < EPIC_IDLE_HANDLES)
+		c->idle[c->nidle++] = curl;
+	else
+		curl_easy_cleanup(curl);
+}
+
+/* Memory context reset callback: an unfinished transfer stops here. */
+static void
+xfer_reset_cb(void *arg)
+{
+	EpicHttpXfer *x = arg;
+
+	xfer_detach(x);
+	xfer_release(x);
+}
+
+/* Record finished transfers (non-blocking). */
+static void
+collect_done(EpicHttpClient *c)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(c->multi, &left)) != NULL)
+	{
+		EpicHttpXfer *x = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x);
+		if (x != NULL && x->easy == msg->easy_handle)
+		{
+			x->done = true;
+			x->result = msg->data.result;
+		}
+	}
+}
+
+/*
+ * Start a request in the background.  The response (resp, and its body
+ * and headers) lives in the current memory context; resetting or deleting
+ * that context stops the transfer.  Finish it with epic_http_finish() after
+ * epic_http_wait() says it is done.  Raises an ERROR for a non-HTTPS URL.
+ */
+EpicHttpXfer *
+epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResponse *resp)
+{
+	EpicHttpXfer *x = palloc0(sizeof(EpicHttpXfer));
+	CURL	   *curl;
+	CURLcode	rc;
+	CURLMcode	mrc;
+	bool		post = (strcmp(req->method, "POST") == 0);
 
 	if (!epic_url_is_https(req->url))
 		ereport(ERROR,
@@ -265,7 +358,31 @@ epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpRespon
 				 errmsg("refusing to send a request over a non-HTTPS URL"),
 				 errcontext("FHIR request: %s %s", req->method, req->display)));
 
-	curl_easy_reset(curl);
+	memset(resp, 0, sizeof(*resp));
+	initStringInfo(&resp->body);
+	x->client = client;
+	x->t.resp = resp;
+	x->t.cxt = CurrentMemoryContext;
+	x->t.limit = Min((size_t) req->sopts->max_response_size, (size_t) MaxAllocSize - 2);
+	x->method = pstrdup(req->method);
+	x->display = pstrdup(req->display);
+	x->what = req->what ? pstrdup(req->what) : NULL;
+
+	if (client->nidle > 0)
+	{
+		curl = client->idle[--client->nidle];
+		curl_easy_reset(curl);
+	}
+	else if ((curl = curl_easy_init()) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	x->easy = curl;
+	x->cb.func = xfer_reset_cb;
+	x->cb.arg = x;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &x->cb);
+
+	SETOPT(CURLOPT_PRIVATE, (char *) x);
 	SETOPT(CURLOPT_URL, req->url);
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "https");
@@ -278,71 +395,142 @@ epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpRespon
 	SETOPT(CURLOPT_TIMEOUT, (long) req->sopts->timeout);
 	SETOPT(CURLOPT_ACCEPT_ENCODING, "");
 	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
-	SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+	SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
 	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-	SETOPT(CURLOPT_WRITEDATA, &t);
+	SETOPT(CURLOPT_WRITEDATA, &x->t);
 	SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
-	SETOPT(CURLOPT_HEADERDATA, &t);
+	SETOPT(CURLOPT_HEADERDATA, &x->t);
 	SETOPT(CURLOPT_NOPROGRESS, 0L);
 	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
-	SETOPT(CURLOPT_USERAGENT, "epic_fdw/0.1");
+	SETOPT(CURLOPT_USERAGENT, "epic_fdw/0.2");
 
-	headers = curl_slist_append(headers, "Expect:");
+	x->headers = curl_slist_append(x->headers, "Expect:");
 	if (req->accept)
 	{
 		char	   *h = psprintf("Accept: %s", req->accept);
 
-		headers = curl_slist_append(headers, h);
+		x->headers = curl_slist_append(x->headers, h);
 		pfree(h);
 	}
 	if (req->client_id)
 	{
 		char	   *h = psprintf("Epic-Client-ID: %s", req->client_id);
 
-		headers = curl_slist_append(headers, h);
+		x->headers = curl_slist_append(x->headers, h);
 		pfree(h);
 	}
 	for (int i = 0; i < (int) lengthof(req->extra_headers); i++)
 		if (req->extra_headers[i] != NULL)
-			headers = append_json_headers(headers, req->extra_headers[i]);
+			x->headers = append_json_headers(x->headers, req->extra_headers[i]);
 	if (req->bearer)
 	{
-		auth_header = psprintf("Authorization: Bearer %s", req->bearer);
-		headers = curl_slist_append(headers, auth_header);
+		x->auth_header = psprintf("Authorization: Bearer %s", req->bearer);
+		x->headers = curl_slist_append(x->headers, x->auth_header);
 	}
 	if (post)
 	{
-		headers = curl_slist_append(headers, "Content-Type: application/x-www-form-urlencoded");
+		x->headers = curl_slist_append(x->headers, "Content-Type: application/x-www-form-urlencoded");
 		SETOPT(CURLOPT_POST, 1L);
-		SETOPT(CURLOPT_POSTFIELDS, req->form_body ? req->form_body : "");
+		/* COPYPOSTFIELDS: curl keeps its own copy of the body */
+		SETOPT(CURLOPT_COPYPOSTFIELDS, req->form_body ? req->form_body : "");
 	}
 	else
 		SETOPT(CURLOPT_HTTPGET, 1L);
-	SETOPT(CURLOPT_HTTPHEADER, headers);
+	SETOPT(CURLOPT_HTTPHEADER, x->headers);
 
-	rc = curl_easy_perform(curl);
-
-	/* forget every pointer into our memory before anything can throw */
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
-	free_headers(headers);
-	headers = NULL;
-	if (auth_header)
+	mrc = curl_multi_add_handle(client->multi, curl);
+	if (mrc != CURLM_OK)
 	{
-		explicit_bzero(auth_header, strlen(auth_header));
-		pfree(auth_header);
+		xfer_detach(x);
+		xfer_release(x);
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("could not start a transfer: %s", curl_multi_strerror(mrc))));
 	}
+	/* get it going (connect, send) without waiting */
+	curl_multi_perform(client->multi, &(int) {0});
+	collect_done(client);
+	return x;
 
+setopt_failed:
+	xfer_detach(x);
+	xfer_release(x);
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("could not configure libcurl: %s", curl_easy_strerror(rc))));
+	return NULL;				/* keep the compiler quiet */
+}
+
+/* Is the transfer finished (or stopped)? */
+bool
+epic_http_done(const EpicHttpXfer *x)
+{
+	return x->done || x->easy == NULL;
+}
+
+/* Drive every transfer of the client a little, without blocking. */
+void
+epic_http_poll(EpicHttpClient *client)
+{
+	int			running;
+
+	curl_multi_perform(client->multi, &running);
+	collect_done(client);
+}
+
+/*
+ * Wait until xfers[0..n-1] are all done (any = false) or one of them is
+ * (any = true), driving every transfer of the client.  A query cancel is
+ * raised here (the transfers stop with their memory contexts).
+ */
+void
+epic_http_wait(EpicHttpClient *client, EpicHttpXfer **xfers, int n, bool any)
+{
+	for (;;)
 	{
-		double		total = 0;
+		int			running;
+		int			ndone = 0;
 
+		curl_multi_perform(client->multi, &running);
+		collect_done(client);
+		for (int i = 0; i < n; i++)
+			if (xfers[i] == NULL || epic_http_done(xfers[i]))
+				ndone++;
+		if (ndone == n || (any && ndone > 0))
+			return;
+		if (InterruptPending)
+			CHECK_FOR_INTERRUPTS();
+		curl_multi_poll(client->multi, NULL, 0, 100, NULL);
+	}
+}
+
+/*
+ * Complete a transfer epic_http_wait() reported done: true with resp filled
+ * for any HTTP status; false for a transport failure (DNS, connect, TLS,
+ * timeout, reset) with resp->xfer_error and resp->xfer_detail set.  A query
+ * cancel and a response larger than max_response_size raise an ERROR.
+ */
+bool
+epic_http_finish(EpicHttpXfer *x)
+{
+	EpicHttpResponse *resp = x->t.resp;
+	CURLcode	rc = x->result;
+	double		total = 0;
+	CURL	   *curl = x->easy;
+
+	if (curl == NULL && !x->done)
+		elog(ERROR, "epic_fdw: a stopped transfer was finished");
+	if (curl != NULL)
+	{
 		curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME, &total);
 		resp->elapsed = total;
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
 	}
-	resp->content_type = t.content_type;
-	resp->www_authenticate = t.www_authenticate;
-	resp->retry_after = t.retry_after;
+	xfer_detach(x);
+	xfer_release(x);
+	resp->content_type = x->t.content_type;
+	resp->www_authenticate = x->t.www_authenticate;
+	resp->retry_after = x->t.retry_after;
 
 	if (rc == CURLE_ABORTED_BY_CALLBACK)
 	{
@@ -350,14 +538,14 @@ epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpRespon
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("FHIR request was interrupted"),
-				 errcontext("FHIR request: %s %s", req->method, req->display)));
+				 errcontext("FHIR request: %s %s", x->method, x->display)));
 	}
-	if (rc == CURLE_WRITE_ERROR && t.too_large)
+	if (rc == CURLE_WRITE_ERROR && x->t.too_large)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("FHIR response exceeds max_response_size (%zu bytes)", t.limit),
+				 errmsg("FHIR response exceeds max_response_size (%zu bytes)", x->t.limit),
 				 errhint("Raise the server option \"max_response_size\", or lower \"page_size\"."),
-				 errcontext("FHIR request: %s %s", req->method, req->display)));
+				 errcontext("FHIR request: %s %s", x->method, x->display)));
 	if (rc != CURLE_OK)
 	{
 		switch (rc)
@@ -387,23 +575,37 @@ epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpRespon
 				resp->xfer_error = EPIC_XFER_OTHER;
 		}
 		resp->curl_code = (int) rc;
-		strlcpy(resp->xfer_detail, errbuf[0] ? errbuf : curl_easy_strerror(rc),
+		strlcpy(resp->xfer_detail, x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc),
 				sizeof(resp->xfer_detail));
+		resp->status = 0;
 		return false;
 	}
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
 	return true;
+}
 
-setopt_failed:
-	free_headers(headers);
-	if (auth_header)
-	{
-		explicit_bzero(auth_header, strlen(auth_header));
-		pfree(auth_header);
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_FDW_ERROR),
-			 errmsg("could not configure libcurl: %s", curl_easy_strerror(rc))));
+/* Stop a transfer (it may be running); its response is left empty. */
+void
+epic_http_abort(EpicHttpXfer *x)
+{
+	if (x == NULL)
+		return;
+	xfer_detach(x);
+	xfer_release(x);
+	x->done = true;
+	x->result = CURLE_ABORTED_BY_CALLBACK;
+}
+
+/*
+ * Perform one request and wait for it: see epic_http_finish() for the
+ * result.  The response lives in the current memory context.
+ */
+bool
+epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResponse *resp)
+{
+	EpicHttpXfer *x = epic_http_start(client, req, resp);
+
+	epic_http_wait(client, &x, 1, false);
+	return epic_http_finish(x);
 }
 
 /* Raise the ERROR for a transport failure reported by epic_http_try(). */

@@ -72,6 +72,7 @@ static const EpicOption epic_options[] = {
 	{"accept", ForeignServerRelationId, OPT_TEXT, false, 0, 0},
 	{"headers", ForeignServerRelationId, OPT_HEADERS, false, 0, 0},
 	{"view_dir", ForeignServerRelationId, OPT_TEXT, true, 0, 0},
+	{"max_concurrency", ForeignServerRelationId, OPT_INT, false, 1, 64},
 	/* USER MAPPING */
 	{"client_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
 	{"private_key", UserMappingRelationId, OPT_PEM, false, 0, 0},
@@ -503,6 +504,7 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 	opts->timeout = EPIC_DEFAULT_TIMEOUT;
 	opts->or_lists = true;
 	opts->max_retries = EPIC_DEFAULT_MAX_RETRIES;
+	opts->max_concurrency = EPIC_DEFAULT_MAX_CONCURRENCY;
 	opts->max_response_size = EPIC_DEFAULT_MAX_RESPONSE_SIZE;
 	opts->accept = "application/fhir+json";
 
@@ -545,6 +547,8 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 			opts->headers = v;
 		else if (strcmp(def->defname, "view_dir") == 0)
 			opts->view_dir = v;
+		else if (strcmp(def->defname, "max_concurrency") == 0)
+			opts->max_concurrency = parse_int_option(lookup("max_concurrency", ForeignServerRelationId), v);
 		else if (strcmp(def->defname, "max_response_size") == 0)
 			opts->max_response_size = parse_int_option(lookup("max_response_size", ForeignServerRelationId), v);
 	}
