@@ -23,6 +23,7 @@
 #include "access/table.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "miscadmin.h"
@@ -34,7 +35,9 @@
 #include "optimizer/paths.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
+#include "optimizer/tlist.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/formatting.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -142,9 +145,58 @@ typedef struct EpicScanState
 	int			batch_start;
 	int			batch_end;
 
+	/* the fan-out side of a join: values of the key parameter */
+	int			key_index;		/* its runtime slot, or -1 */
+	List	   *key_values;		/* encoded values (char *) */
+
+	struct EpicJoinState *join; /* a join: this is the driving side */
+
 	EpicOutcomeSeen seen;
 	EpicScanStats stats;
 } EpicScanState;
+
+/* A row of one side of a join (values at the scan tuple's positions). */
+typedef struct EpicJoinRow
+{
+	Datum	   *values;
+	bool	   *nulls;
+	char	   *key;			/* the join key as text; NULL: no match */
+	struct EpicJoinRow *next;	/* next fan-out row of the same key */
+} EpicJoinRow;
+
+typedef struct EpicJoinGroup
+{
+	char	   *key;			/* hash key (the entry's first field) */
+	EpicJoinRow *rows;
+	EpicJoinRow *last;
+} EpicJoinGroup;
+
+/* Executor state of a join of two epic_fdw tables (see join_build). */
+typedef struct EpicJoinState
+{
+	EpicScanState *f;			/* the fan-out side; the driving side owns this */
+	Index		d_relid;
+	Index		f_relid;
+	AttrNumber	d_attno;		/* driving column giving the key */
+	AttrNumber	f_attno;		/* fan-out column matched with it */
+	EpicSearchParam *key;		/* the fan-out side's key parameter */
+	int			ntl;			/* scan tuple: fdw_scan_tlist entries */
+	bool	   *tl_fanout;		/* entry k comes from the fan-out side */
+	AttrNumber *tl_attno;
+	MemoryContext cxt;			/* rows; reset at rescan */
+	bool		built;
+	EpicJoinRow **drows;
+	int			nd;
+	int			di;
+	HTAB	   *groups;			/* key -> EpicJoinGroup */
+	EpicJoinRow *dcur;
+	EpicJoinRow *fcur;
+} EpicJoinState;
+
+static ForeignScan *join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path,
+							  List *tlist, Plan *outer_plan);
+static EpicScanState *join_begin(ForeignScanState *node, int eflags);
+static TupleTableSlot *join_iterate(ForeignScanState *node, EpicScanState *st);
 
 /* ---------------------------------------------------------------------
  * Planning
@@ -400,29 +452,29 @@ scan_limit(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPat
 	return -1;
 }
 
-static ForeignScan *
-epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
-				   ForeignPath *best_path, List *tlist, List *scan_clauses,
-				   Plan *outer_plan)
+/*
+ * The fdw_private list of one scanned relation (see EpicPrivIndex): its
+ * pushed conditions among rinfos (runtime values appended to *fdw_exprs),
+ * and the columns to compute.
+ */
+static List *
+side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **fdw_exprs,
+			 int count, int limit, EpicSearchParam *extra)
 {
-	EpicRelInfo *info = baserel->fdw_private;
-	EpicTable  *t = info->table;
 	List	   *params = NIL;
-	List	   *fdw_exprs = NIL;
 	List	   *param_lists = NIL;
 	List	   *retrieved = NIL;
-	Bitmapset  *attrs = NULL;
-	ListCell   *lc;
 	List	   *names = NIL;
+	ListCell   *lc;
 	const char *missing;
 	int			i;
 
-	foreach(lc, scan_clauses)
+	foreach(lc, rinfos)
 	{
 		RestrictInfo *ri = lfirst(lc);
 		EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
 		Expr	   *rt;
-		int			n = epic_classify_qual(t, baserel->relid, ri->clause, p, &rt);
+		int			n = epic_classify_qual(t, relid, ri->clause, p, &rt);
 
 		for (i = 0; i < n; i++)
 		{
@@ -432,22 +484,23 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 			if (rt != NULL)
 			{
 				/* each parameter encodes the value its own way: a slot each */
-				pp->runtime_index = list_length(fdw_exprs);
-				fdw_exprs = lappend(fdw_exprs, rt);
+				pp->runtime_index = list_length(*fdw_exprs);
+				*fdw_exprs = lappend(*fdw_exprs, rt);
 			}
 			params = lappend(params, pp);
 			names = lappend(names, (char *) pp->name);
 		}
+	}
+	if (extra != NULL)
+	{
+		params = lappend(params, extra);
+		names = lappend(names, extra->name);
 	}
 	missing = epic_table_missing_required(t, names, t->topts.search);
 	list_sort(params, epic_param_cmp);
 	foreach(lc, params)
 		param_lists = lappend(param_lists, param_to_list(lfirst(lc)));
 
-	/* columns needed: the target list and every qual (all are rechecked) */
-	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
-	foreach(lc, scan_clauses)
-		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause, baserel->relid, &attrs);
 	if (bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs))
 	{
 		for (i = 1; i <= t->ncolumns; i++)
@@ -460,17 +513,41 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				bms_is_member(i - FirstLowInvalidHeapAttributeNumber, attrs))
 				retrieved = lappend_int(retrieved, i);
 
+	return list_concat(list_make5(makeString(t->resource),
+								  makeString(t->topts.search ? t->topts.search : ""),
+								  param_lists,
+								  retrieved,
+								  makeString(missing ? pstrdup(missing) : "")),
+					   list_make2(makeInteger(count), makeInteger(limit)));
+}
+
+static ForeignScan *
+epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+				   ForeignPath *best_path, List *tlist, List *scan_clauses,
+				   Plan *outer_plan)
+{
+	EpicRelInfo *info;
+	List	   *fdw_exprs = NIL;
+	List	   *priv;
+	Bitmapset  *attrs = NULL;
+	ListCell   *lc;
+
+	if (IS_JOIN_REL(baserel))
+		return join_plan(root, baserel, best_path, tlist, outer_plan);
+	info = baserel->fdw_private;
+
+	/* columns needed: the target list and every qual (all are rechecked) */
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
+	foreach(lc, scan_clauses)
+		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause, baserel->relid, &attrs);
+	priv = side_private(info->table, baserel->relid, scan_clauses, attrs, &fdw_exprs,
+						scan_count(root, baserel, info, best_path),
+						scan_limit(root, baserel, info, best_path), NULL);
+
 	/* every condition is checked locally: FHIR matching is a superset */
 	scan_clauses = extract_actual_clauses(scan_clauses, false);
 
-	return make_foreignscan(tlist, scan_clauses, baserel->relid, fdw_exprs,
-							list_concat(list_make5(makeString(t->resource),
-											   makeString(t->topts.search ? t->topts.search : ""),
-											   param_lists,
-											   retrieved,
-											   makeString(missing ? pstrdup(missing) : "")),
-									list_make2(makeInteger(scan_count(root, baserel, info, best_path)),
-											   makeInteger(scan_limit(root, baserel, info, best_path)))),
+	return make_foreignscan(tlist, scan_clauses, baserel->relid, fdw_exprs, priv,
 							NIL, NIL, outer_plan);
 }
 
@@ -486,19 +563,17 @@ free_rows(void *arg)
 	epic_view_rows_free(&st->rows);
 }
 
-static void
-epicBeginForeignScan(ForeignScanState *node, int eflags)
+/* The state of one scanned relation, from its fdw_private list (priv). */
+static EpicScanState *
+begin_side(ForeignScanState *node, List *priv, Index scanrelid, int eflags)
 {
-	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 	EState	   *estate = node->ss.ps.state;
+	RangeTblEntry *rte = exec_rt_fetch(scanrelid, estate);
 	EpicScanState *st = palloc0(sizeof(EpicScanState));
-	List	   *priv = fsplan->fdw_private;
 	ListCell   *lc;
 	Oid			userid;
-	int			i;
 
-	node->fdw_state = st;
-	st->table = epic_table_resolve(RelationGetRelid(node->ss.ss_currentRelation));
+	st->table = epic_table_resolve(rte->relid);
 	st->resource = strVal(list_nth(priv, EpicPrivResource));
 	st->fixed_search = strVal(list_nth(priv, EpicPrivFixedSearch));
 	foreach(lc, (List *) list_nth(priv, EpicPrivParams))
@@ -509,29 +584,16 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 		st->missing_required = NULL;
 	st->count = intVal(list_nth(priv, EpicPrivCount));
 	st->limit = intVal(list_nth(priv, EpicPrivLimit));
+	st->key_index = -1;
 	st->stats.table = st->table->relname;
 	st->scan_cxt = CurrentMemoryContext;
 	st->seen.cxt = CurrentMemoryContext;
 
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
-		return;
+		return st;
 
-	{
-		RangeTblEntry *rte = exec_rt_fetch(fsplan->scan.scanrelid, estate);
-
-		userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-	}
+	userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 	st->um = GetUserMapping(userid, st->table->server->serverid);
-
-	st->runtime_types = palloc0(sizeof(Oid) * Max(1, list_length(fsplan->fdw_exprs)));
-	i = 0;
-	foreach(lc, fsplan->fdw_exprs)
-	{
-		Expr	   *e = lfirst(lc);
-
-		st->runtime_states = lappend(st->runtime_states, ExecInitExpr(e, (PlanState *) node));
-		st->runtime_types[i++] = exprType((Node *) e);
-	}
 
 	st->free_cb.func = free_rows;
 	st->free_cb.arg = st;
@@ -541,6 +603,43 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 										   ALLOCSET_SMALL_SIZES);
 	st->tuple_cxt = AllocSetContextCreate(st->scan_cxt, "epic_fdw tuple",
 										  ALLOCSET_DEFAULT_SIZES);
+	return st;
+}
+
+static void
+epicBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	EpicScanState *st;
+	List	   *runtime_states = NIL;
+	Oid		   *runtime_types;
+	ListCell   *lc;
+	int			i;
+
+	if (fsplan->scan.scanrelid == 0)
+		st = join_begin(node, eflags);
+	else
+		st = begin_side(node, fsplan->fdw_private, fsplan->scan.scanrelid, eflags);
+	node->fdw_state = st;
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	runtime_types = palloc0(sizeof(Oid) * Max(1, list_length(fsplan->fdw_exprs)));
+	i = 0;
+	foreach(lc, fsplan->fdw_exprs)
+	{
+		Expr	   *e = lfirst(lc);
+
+		runtime_states = lappend(runtime_states, ExecInitExpr(e, (PlanState *) node));
+		runtime_types[i++] = exprType((Node *) e);
+	}
+	st->runtime_states = runtime_states;
+	st->runtime_types = runtime_types;
+	if (st->join != NULL)
+	{
+		st->join->f->runtime_states = runtime_states;
+		st->join->f->runtime_types = runtime_types;
+	}
 }
 
 /*
@@ -556,14 +655,16 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 	ListCell   *lc;
 	MemoryContext old = MemoryContextSwitchTo(st->rescan_cxt);
 
-	values = palloc0(sizeof(List *) * Max(1, n));
+	values = palloc0(sizeof(List *) * Max(Max(1, n), st->key_index + 1));
+	if (st->key_index >= 0)
+		values[st->key_index] = st->key_values;
 	foreach(lc, st->params)
 	{
 		EpicSearchParam *p = lfirst(lc);
 		bool		isnull;
 		Datum		d;
 
-		if (p->runtime_index < 0)
+		if (p->runtime_index < 0 || p->runtime_index == st->key_index)
 			continue;
 		d = ExecEvalExpr(list_nth(st->runtime_states, p->runtime_index), econtext, &isnull);
 		switch (epic_encode_datum(p, d, st->runtime_types[p->runtime_index], isnull,
@@ -878,18 +979,17 @@ conversion_error_callback(void *arg)
 			   id ? (int) Min(len, 64) : 9, id ? id : "(no id)");
 }
 
-static TupleTableSlot *
-epicIterateForeignScan(ForeignScanState *node)
+/*
+ * Advance st to its next row (the view row st->next_row of
+ * st->cur_resource); false at the end.
+ */
+static bool
+next_row(ForeignScanState *node, EpicScanState *st)
 {
-	EpicScanState *st = node->fdw_state;
-	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 	const void *resource;
-	ListCell   *lc;
-	MemoryContext old;
 
-	ExecClearTuple(slot);
 	if (st->done)
-		return slot;
+		return false;
 
 	if (!st->started)
 	{
@@ -907,7 +1007,7 @@ epicIterateForeignScan(ForeignScanState *node)
 		if (!build_requests(node, st))
 		{
 			st->done = true;
-			return slot;
+			return false;
 		}
 		start_request(st);
 	}
@@ -947,7 +1047,7 @@ epicIterateForeignScan(ForeignScanState *node)
 			{
 				release_page(st);
 				st->done = true;
-				return slot;
+				return false;
 			}
 		}
 
@@ -999,6 +1099,23 @@ epicIterateForeignScan(ForeignScanState *node)
 		st->next_row = 0;
 	}
 
+	return true;
+}
+
+static TupleTableSlot *
+epicIterateForeignScan(ForeignScanState *node)
+{
+	EpicScanState *st = node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	ListCell   *lc;
+	MemoryContext old;
+
+	if (st->join != NULL)
+		return join_iterate(node, st);
+	ExecClearTuple(slot);
+	if (!next_row(node, st))
+		return slot;
+
 	MemoryContextReset(st->tuple_cxt);
 	old = MemoryContextSwitchTo(st->tuple_cxt);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
@@ -1033,10 +1150,8 @@ epicIterateForeignScan(ForeignScanState *node)
 }
 
 static void
-epicReScanForeignScan(ForeignScanState *node)
+rescan_side(EpicScanState *st)
 {
-	EpicScanState *st = node->fdw_state;
-
 	release_page(st);
 	st->cur_resource = NULL;
 	st->prefetch = NULL;
@@ -1051,10 +1166,26 @@ epicReScanForeignScan(ForeignScanState *node)
 }
 
 static void
-epicEndForeignScan(ForeignScanState *node)
+epicReScanForeignScan(ForeignScanState *node)
 {
 	EpicScanState *st = node->fdw_state;
 
+	rescan_side(st);
+	if (st->join != NULL)
+	{
+		rescan_side(st->join->f);
+		MemoryContextReset(st->join->cxt);
+		st->join->built = false;
+		st->join->groups = NULL;
+		st->join->drows = NULL;
+		st->join->nd = st->join->di = 0;
+		st->join->dcur = st->join->fcur = NULL;
+	}
+}
+
+static void
+end_side(EpicScanState *st)
+{
 	if (st == NULL || st->rescan_cxt == NULL)
 		return;
 	release_page(st);
@@ -1064,24 +1195,484 @@ epicEndForeignScan(ForeignScanState *node)
 }
 
 static void
+epicEndForeignScan(ForeignScanState *node)
+{
+	EpicScanState *st = node->fdw_state;
+
+	if (st == NULL)
+		return;
+	if (st->join != NULL)
+		end_side(st->join->f);
+	end_side(st);
+}
+
+static void
 epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	EpicScanState *st = node->fdw_state;
 	List	   *requests = epic_build_queries(st->resource, st->fixed_search, st->params,
 											  NULL, st->count, true);
 
+	EpicScanStats total = st->stats;
+
 	ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
 	if (st->missing_required)
 		ExplainPropertyText("FHIR Missing Parameter", st->missing_required, es);
+	if (st->join != NULL)
+	{
+		EpicScanState *f = st->join->f;
+		List	   *freqs = epic_build_queries(f->resource, f->fixed_search, f->params,
+											   NULL, f->count, true);
+
+		ExplainPropertyText("FHIR Join",
+							psprintf("%s.%s supplies %s.%s",
+									 st->table->relname,
+									 st->table->columns[st->join->d_attno - 1].name,
+									 f->table->relname,
+									 f->table->columns[st->join->f_attno - 1].name), es);
+		ExplainPropertyText("FHIR Fan-out Request", psprintf("GET %s", (char *) linitial(freqs)), es);
+		ExplainPropertyText("FHIR Fan-out",
+							f->table->sopts.or_lists ?
+							"one search, the keys as an OR list" :
+							psprintf("one search per key, up to %d at a time",
+									 f->table->sopts.max_concurrency), es);
+		total.requests += f->stats.requests;
+		total.pages += f->stats.pages;
+		total.bytes += f->stats.bytes;
+		total.token_requests += f->stats.token_requests;
+		total.wait_time += f->stats.wait_time;
+	}
 	if (es->analyze)
 	{
-		ExplainPropertyInteger("FHIR Requests", NULL, st->stats.requests, es);
-		ExplainPropertyInteger("FHIR Pages", NULL, st->stats.pages, es);
-		ExplainPropertyInteger("FHIR Bytes", NULL, st->stats.bytes, es);
-		ExplainPropertyInteger("Token Requests", NULL, st->stats.token_requests, es);
+		ExplainPropertyInteger("FHIR Requests", NULL, total.requests, es);
+		ExplainPropertyInteger("FHIR Pages", NULL, total.pages, es);
+		ExplainPropertyInteger("FHIR Bytes", NULL, total.bytes, es);
+		ExplainPropertyInteger("Token Requests", NULL, total.token_requests, es);
 		if (es->timing)
-			ExplainPropertyFloat("HTTP Wait Time", "ms", st->stats.wait_time * 1000.0, 3, es);
+			ExplainPropertyFloat("HTTP Wait Time", "ms", total.wait_time * 1000.0, 3, es);
 	}
+}
+
+/* ---------------------------------------------------------------------
+ * Joins of two epic_fdw tables: one search of the driving side, then the
+ * fan-out side's searches for all its keys at once (max_concurrency in
+ * flight, or one OR list), instead of a nested loop's one search per row
+ * ---------------------------------------------------------------------
+ */
+
+/* Planner state of such a join (joinrel->fdw_private). */
+typedef struct EpicJoinInfo
+{
+	RelOptInfo *drel;			/* driving side: searched once */
+	RelOptInfo *frel;			/* fan-out side: searched per key */
+	EpicSearchParam key;		/* the fan-out side's key parameter */
+	AttrNumber	d_attno;
+	AttrNumber	f_attno;
+	List	   *quals;			/* every clause (RestrictInfos), rechecked */
+} EpicJoinInfo;
+
+static Var *
+plain_var(Node *n)
+{
+	while (n && IsA(n, RelabelType))
+		n = (Node *) ((RelabelType *) n)->arg;
+	return (n && IsA(n, Var)) ? (Var *) n : NULL;
+}
+
+/*
+ * An inner join of two epic_fdw tables of one server and user: the outer
+ * side must be searchable by its own conditions, and a join clause
+ * inner.column = outer.column must give the inner side a search parameter
+ * (e.g. medication_statements.patient_id = patients.id gives patient).
+ */
+static void
+epicGetForeignJoinPaths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
+						RelOptInfo *innerrel, JoinType jointype, JoinPathExtraData *extra)
+{
+	EpicRelInfo *dinfo;
+	EpicRelInfo *finfo;
+	EpicJoinInfo *ji;
+	ListCell   *lc;
+	List	   *vars;
+	List	   *names;
+	bool		found = false;
+	EpicSearchParam key;
+	AttrNumber	d_attno = 0,
+				f_attno = 0;
+	double		requests;
+	Cost		startup,
+				total;
+	Path	   *dpath;
+	const EpicServerOptions *sopts;
+
+	if (joinrel->fdw_private != NULL || jointype != JOIN_INNER || !epic_pushdown)
+		return;
+	if (outerrel->reloptkind != RELOPT_BASEREL || innerrel->reloptkind != RELOPT_BASEREL)
+		return;
+	if (root->parse->rowMarks != NIL || !bms_is_empty(joinrel->lateral_relids))
+		return;
+	dinfo = outerrel->fdw_private;
+	finfo = innerrel->fdw_private;
+	if (dinfo == NULL || finfo == NULL ||
+		dinfo->table->server->serverid != finfo->table->server->serverid ||
+		outerrel->userid != innerrel->userid)
+		return;
+	/* the driving side is searched on its own */
+	if (epic_table_missing_required(dinfo->table, dinfo->pushed_names,
+									dinfo->table->topts.search) != NULL)
+		return;
+	/* the scan tuple holds plain columns only */
+	vars = pull_var_clause((Node *) joinrel->reltarget->exprs, PVC_INCLUDE_PLACEHOLDERS);
+	foreach(lc, vars)
+	{
+		Var		   *v = lfirst(lc);
+
+		if (!IsA(v, Var) || v->varattno <= 0)
+			return;
+	}
+
+	/* the key: inner.column = outer.column, a search parameter of inner */
+	foreach(lc, extra->restrictlist)
+	{
+		RestrictInfo *ri = lfirst(lc);
+		EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
+		Expr	   *rt;
+		Var		   *dv;
+		Var		   *fv = NULL;
+		OpExpr	   *op;
+
+		if (found || !IsA(ri->clause, OpExpr) ||
+			epic_classify_qual(finfo->table, innerrel->relid, ri->clause, p, &rt) != 1 ||
+			rt == NULL || p[0].is_list)
+			continue;
+		dv = plain_var((Node *) rt);
+		if (dv == NULL || dv->varno != (int) outerrel->relid || dv->varattno <= 0 ||
+			dv->varlevelsup != 0 ||
+			(exprType((Node *) dv) != TEXTOID && exprType((Node *) dv) != VARCHAROID))
+			continue;
+		op = (OpExpr *) ri->clause;
+		if (list_length(op->args) != 2)
+			continue;
+		fv = plain_var(linitial(op->args));
+		if (fv == NULL || fv->varno != (int) innerrel->relid)
+			fv = plain_var(lsecond(op->args));
+		if (fv == NULL || fv->varno != (int) innerrel->relid || fv->varattno <= 0 ||
+			(exprType((Node *) fv) != TEXTOID && exprType((Node *) fv) != VARCHAROID))
+			continue;
+		key = p[0];
+		d_attno = dv->varattno;
+		f_attno = fv->varattno;
+		found = true;
+	}
+	if (!found)
+		return;
+	/* the fan-out side's required parameters: its own conditions and the key */
+	names = lappend(list_copy(finfo->pushed_names), key.name);
+	if (epic_table_missing_required(finfo->table, names, finfo->table->topts.search) != NULL)
+		return;
+
+	ji = palloc0(sizeof(EpicJoinInfo));
+	ji->drel = outerrel;
+	ji->frel = innerrel;
+	ji->key = key;
+	ji->d_attno = d_attno;
+	ji->f_attno = f_attno;
+	ji->quals = list_concat(list_concat(list_copy(extra->restrictlist),
+										outerrel->baserestrictinfo),
+							innerrel->baserestrictinfo);
+
+	/*
+	 * Cost: the driving side's search, then its keys' searches, as many at
+	 * once as max_concurrency allows (one OR list with or_lists), reading
+	 * the rows a parameterized search per key would (add_param_path).
+	 */
+	sopts = &finfo->table->sopts;
+	dpath = outerrel->cheapest_total_path;
+	requests = sopts->or_lists ? 1 : Max(1, outerrel->rows);
+	startup = dpath->total_cost;
+	total = startup + ceil(requests / Max(1, sopts->max_concurrency)) * EPIC_REQUEST_COST +
+		Max(1, outerrel->rows) * Min(EPIC_PARAM_ROWS, innerrel->rows) * EPIC_ROW_COST +
+		joinrel->rows * cpu_tuple_cost;
+	joinrel->fdw_private = ji;
+	add_path(joinrel, (Path *) create_foreign_join_path(root, joinrel, NULL, joinrel->rows,
+														startup, total, NIL,
+														joinrel->lateral_relids, NULL, NIL));
+}
+
+static Bitmapset *
+side_attrs(List *scan_tlist, Index relid, AttrNumber key_attno)
+{
+	Bitmapset  *attrs = bms_make_singleton(key_attno - FirstLowInvalidHeapAttributeNumber);
+	ListCell   *lc;
+
+	foreach(lc, scan_tlist)
+	{
+		Var		   *v = (Var *) ((TargetEntry *) lfirst(lc))->expr;
+
+		if (v->varno == (int) relid)
+			attrs = bms_add_member(attrs, v->varattno - FirstLowInvalidHeapAttributeNumber);
+	}
+	return attrs;
+}
+
+static ForeignScan *
+join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *tlist,
+		  Plan *outer_plan)
+{
+	EpicJoinInfo *ji = joinrel->fdw_private;
+	EpicRelInfo *dinfo = ji->drel->fdw_private;
+	EpicRelInfo *finfo = ji->frel->fdw_private;
+	EpicSearchParam *key = palloc(sizeof(EpicSearchParam));
+	List	   *fdw_exprs = NIL;
+	List	   *quals = extract_actual_clauses(ji->quals, false);
+	List	   *scan_tlist;
+	List	   *dpriv;
+	List	   *fpriv;
+
+	scan_tlist = add_to_flat_tlist(NIL, pull_var_clause((Node *) joinrel->reltarget->exprs,
+														PVC_RECURSE_PLACEHOLDERS));
+	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) quals,
+															   PVC_RECURSE_PLACEHOLDERS));
+	dpriv = side_private(dinfo->table, ji->drel->relid, ji->drel->baserestrictinfo,
+						 side_attrs(scan_tlist, ji->drel->relid, ji->d_attno), &fdw_exprs,
+						 dinfo->table->sopts.page_size, -1, NULL);
+	/* the key's values come from the driving side: a slot of its own */
+	*key = ji->key;
+	key->runtime_index = list_length(fdw_exprs);
+	key->param_id = 0;
+	fdw_exprs = lappend(fdw_exprs, makeNullConst(TEXTOID, -1, InvalidOid));
+	fpriv = side_private(finfo->table, ji->frel->relid, ji->frel->baserestrictinfo,
+						 side_attrs(scan_tlist, ji->frel->relid, ji->f_attno), &fdw_exprs,
+						 finfo->table->sopts.page_size, -1, key);
+
+	return make_foreignscan(tlist, quals, 0, fdw_exprs,
+							list_make4(dpriv, fpriv,
+									   list_make5(makeInteger(ji->drel->relid),
+												  makeInteger(ji->frel->relid),
+												  makeInteger(ji->d_attno),
+												  makeInteger(ji->f_attno),
+												  makeInteger(key->runtime_index)),
+									   param_to_list(key)),
+							scan_tlist, NIL, outer_plan);
+}
+
+static EpicScanState *
+join_begin(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	List	   *priv = fsplan->fdw_private;
+	List	   *ids = lthird(priv);
+	EpicJoinState *js = palloc0(sizeof(EpicJoinState));
+	EpicScanState *st;
+	ListCell   *lc;
+	int			k = 0;
+
+	js->d_relid = intVal(list_nth(ids, 0));
+	js->f_relid = intVal(list_nth(ids, 1));
+	js->d_attno = intVal(list_nth(ids, 2));
+	js->f_attno = intVal(list_nth(ids, 3));
+	js->key = param_from_list(lfourth(priv));
+	st = begin_side(node, linitial(priv), js->d_relid, eflags);
+	st->join = js;
+	js->f = begin_side(node, lsecond(priv), js->f_relid, eflags);
+	js->f->key_index = intVal(list_nth(ids, 4));
+	js->ntl = list_length(fsplan->fdw_scan_tlist);
+	js->tl_fanout = palloc0(sizeof(bool) * Max(1, js->ntl));
+	js->tl_attno = palloc0(sizeof(AttrNumber) * Max(1, js->ntl));
+	foreach(lc, fsplan->fdw_scan_tlist)
+	{
+		Var		   *v = (Var *) ((TargetEntry *) lfirst(lc))->expr;
+
+		js->tl_fanout[k] = (v->varno == (int) js->f_relid);
+		js->tl_attno[k] = v->varattno;
+		k++;
+	}
+	js->cxt = AllocSetContextCreate(CurrentMemoryContext, "epic_fdw join",
+									ALLOCSET_DEFAULT_SIZES);
+	return st;
+}
+
+/*
+ * The current row of side (next_row() said there is one) as an
+ * EpicJoinRow in js->cxt: the scan tuple's columns of that side, and the
+ * key column as text.
+ */
+static EpicJoinRow *
+join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber key_attno)
+{
+	const EpicViewCell *cells = &side->rows.cells[(size_t) side->next_row * (size_t) side->rows.width];
+	EpicJoinRow *r;
+	ConversionContext cc;
+	ErrorContextCallback errcb;
+	MemoryContext old;
+	Datum		kd;
+	bool		knull;
+
+	r = MemoryContextAllocZero(js->cxt, sizeof(EpicJoinRow));
+	r->values = MemoryContextAllocZero(js->cxt, sizeof(Datum) * Max(1, js->ntl));
+	r->nulls = MemoryContextAlloc(js->cxt, sizeof(bool) * Max(1, js->ntl));
+	memset(r->nulls, true, sizeof(bool) * Max(1, js->ntl));
+	side->next_row++;
+
+	cc.st = side;
+	cc.resource = side->cur_resource;
+	cc.col = NULL;
+	errcb.callback = conversion_error_callback;
+	errcb.arg = &cc;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	MemoryContextReset(side->tuple_cxt);
+	old = MemoryContextSwitchTo(side->tuple_cxt);
+	for (int k = 0; k < js->ntl; k++)
+	{
+		EpicColumn *col;
+		Datum		d;
+		int16		typlen;
+		bool		typbyval;
+
+		if (js->tl_fanout[k] != fanout)
+			continue;
+		col = &side->table->columns[js->tl_attno[k] - 1];
+		cc.col = col;
+		d = epic_convert_cell(side->table, col, side->cur_resource, &cells[col->slot],
+							  &r->nulls[k]);
+		if (!r->nulls[k])
+		{
+			get_typlenbyval(col->atttypid, &typlen, &typbyval);
+			MemoryContextSwitchTo(js->cxt);
+			r->values[k] = datumCopy(d, typbyval, typlen);
+			MemoryContextSwitchTo(side->tuple_cxt);
+		}
+	}
+	cc.col = &side->table->columns[key_attno - 1];
+	kd = epic_convert_cell(side->table, cc.col, side->cur_resource, &cells[cc.col->slot], &knull);
+	if (!knull)
+		r->key = MemoryContextStrdup(js->cxt, TextDatumGetCString(kd));
+	MemoryContextSwitchTo(old);
+	error_context_stack = errcb.previous;
+	return r;
+}
+
+/* Hash tables keyed by a pointer to a string of any length. */
+static uint32
+strptr_hash(const void *key, Size keysize)
+{
+	const char *s = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, (int) strlen(s));
+}
+
+static int
+strptr_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/*
+ * Read the driving side whole, then search the fan-out side for every
+ * distinct key at once, grouping its rows by key.
+ */
+static void
+join_build(ForeignScanState *node, EpicScanState *st)
+{
+	EpicJoinState *js = st->join;
+	EpicScanState *f = js->f;
+	HASHCTL		ctl;
+	HTAB	   *seen;
+	List	   *keys = NIL;
+	int			cap = 64;
+	MemoryContext old;
+
+	js->built = true;
+	old = MemoryContextSwitchTo(js->cxt);
+	js->drows = palloc(sizeof(EpicJoinRow *) * cap);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(EpicJoinGroup);
+	ctl.hash = strptr_hash;
+	ctl.match = strptr_match;
+	ctl.hcxt = js->cxt;
+	js->groups = hash_create("epic_fdw join keys", 256, &ctl,
+							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	seen = hash_create("epic_fdw join key values", 256, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	MemoryContextSwitchTo(old);
+
+	while (next_row(node, st))
+	{
+		EpicJoinRow *r = join_side_row(js, st, false, js->d_attno);
+		List	   *enc = NIL;
+		bool		found;
+
+		if (r->key == NULL)
+			continue;
+		if (js->nd == cap)
+		{
+			cap *= 2;
+			js->drows = repalloc(js->drows, sizeof(EpicJoinRow *) * cap);
+		}
+		js->drows[js->nd++] = r;
+		hash_search(seen, &r->key, HASH_ENTER, &found);
+		if (found)
+			continue;
+		old = MemoryContextSwitchTo(js->cxt);
+		if (epic_encode_datum(js->key, CStringGetTextDatum(r->key), TEXTOID, false, &enc) == EPIC_ENC_OK)
+			keys = list_concat(keys, enc);
+		MemoryContextSwitchTo(old);
+	}
+	if (keys == NIL)
+		return;
+
+	CHECK_FOR_INTERRUPTS();
+	f->key_values = keys;
+	while (next_row(node, f))
+	{
+		EpicJoinRow *r = join_side_row(js, f, true, js->f_attno);
+		EpicJoinGroup *g;
+		bool		found;
+
+		if (r->key == NULL)
+			continue;
+		g = hash_search(js->groups, &r->key, HASH_ENTER, &found);
+		if (!found)
+			g->rows = g->last = NULL;
+		if (g->last)
+			g->last->next = r;
+		else
+			g->rows = r;
+		g->last = r;
+	}
+}
+
+static TupleTableSlot *
+join_iterate(ForeignScanState *node, EpicScanState *st)
+{
+	EpicJoinState *js = st->join;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+
+	ExecClearTuple(slot);
+	if (!js->built)
+		join_build(node, st);
+	while (js->fcur == NULL)
+	{
+		EpicJoinGroup *g;
+
+		if (js->di >= js->nd)
+			return slot;
+		js->dcur = js->drows[js->di++];
+		g = js->groups ? hash_search(js->groups, &js->dcur->key, HASH_FIND, NULL) : NULL;
+		js->fcur = g ? g->rows : NULL;
+	}
+	for (int k = 0; k < js->ntl; k++)
+	{
+		EpicJoinRow *r = js->tl_fanout[k] ? js->fcur : js->dcur;
+
+		slot->tts_values[k] = r->values[k];
+		slot->tts_isnull[k] = r->nulls[k];
+	}
+	js->fcur = js->fcur->next;
+	ExecStoreVirtualTuple(slot);
+	return slot;
 }
 
 /* ---------------------------------------------------------------------
@@ -1262,6 +1853,7 @@ epic_fdw_handler(PG_FUNCTION_ARGS)
 	routine->EndForeignScan = epicEndForeignScan;
 	routine->ExplainForeignScan = epicExplainForeignScan;
 	routine->ImportForeignSchema = epicImportForeignSchema;
+	routine->GetForeignJoinPaths = epicGetForeignJoinPaths;
 	PG_RETURN_POINTER(routine);
 }
 

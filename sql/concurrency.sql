@@ -37,6 +37,64 @@ SELECT count(*) AS joined,
        count(*) = (SELECT count(*) FROM one_at_a_time) AS same_count
   FROM forty f JOIN medication_statements m ON m.patient_id = f.id;
 
+-- two epic_fdw tables joined: the driving side's search, then one search per
+-- patient (or_lists off), all at once: a join of epic_fdw's own
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT p.id, m.id FROM patients p JOIN medication_statements m ON m.patient_id = p.id
+ WHERE p.state IN ('TX', 'CO', 'NM') AND m.status <> 'entered-in-error';
+\! $EPIC_CTL reset
+CREATE TEMP TABLE join8 AS
+  SELECT p.id AS pid, p.family, m.id AS mid, m.status, m.medication
+    FROM patients p JOIN medication_statements m ON m.patient_id = p.id
+   WHERE p.state IN ('TX', 'CO', 'NM');
+-- 3 patient searches (one per state), then one per patient found
+SELECT (SELECT count(*) FROM patients WHERE state IN ('TX', 'CO', 'NM')) + 3 AS expected_requests \gset
+\! $EPIC_CTL reset
+CREATE TEMP TABLE join8b AS
+  SELECT p.id AS pid, p.family, m.id AS mid, m.status, m.medication
+    FROM patients p JOIN medication_statements m ON m.patient_id = p.id
+   WHERE p.state IN ('TX', 'CO', 'NM');
+\setenv EXPECTED :expected_requests
+\! test "$($EPIC_CTL count fhir)" -eq "$EXPECTED" && echo "one search per patient, and the 3 patient searches" || echo "unexpected request count"
+ALTER SERVER dataset OPTIONS (SET max_concurrency '1');
+CREATE TEMP TABLE join1 AS
+  SELECT p.id AS pid, p.family, m.id AS mid, m.status, m.medication
+    FROM patients p JOIN medication_statements m ON m.patient_id = p.id
+   WHERE p.state IN ('TX', 'CO', 'NM');
+ALTER SERVER dataset OPTIONS (SET max_concurrency '8', SET or_lists 'true');
+CREATE TEMP TABLE join_or AS
+  SELECT p.id AS pid, p.family, m.id AS mid, m.status, m.medication
+    FROM patients p JOIN medication_statements m ON m.patient_id = p.id
+   WHERE p.state IN ('TX', 'CO', 'NM');
+ALTER SERVER dataset OPTIONS (SET or_lists 'false');
+SET epic_fdw.pushdown = off;
+CREATE TEMP TABLE join_local AS
+  SELECT p.id AS pid, p.family, m.id AS mid, m.status, m.medication
+    FROM patients p JOIN medication_statements m ON m.patient_id = p.id
+   WHERE p.state IN ('TX', 'CO', 'NM');
+RESET epic_fdw.pushdown;
+SELECT (SELECT count(*) FROM join_local) AS rows,
+       (SELECT count(*) FROM (SELECT * FROM join8 EXCEPT ALL SELECT * FROM join_local) a) +
+       (SELECT count(*) FROM (SELECT * FROM join_local EXCEPT ALL SELECT * FROM join8) b) AS diff_8,
+       (SELECT count(*) FROM (SELECT * FROM join1 EXCEPT ALL SELECT * FROM join_local) a) +
+       (SELECT count(*) FROM (SELECT * FROM join_local EXCEPT ALL SELECT * FROM join1) b) AS diff_1,
+       (SELECT count(*) FROM (SELECT * FROM join_or EXCEPT ALL SELECT * FROM join_local) a) +
+       (SELECT count(*) FROM (SELECT * FROM join_local EXCEPT ALL SELECT * FROM join_or) b) AS diff_or_list;
+-- conditions of both sides are rechecked on the joined rows
+SELECT count(*) = (SELECT count(*) FROM join_local WHERE status = 'active' AND family LIKE 'L%') AS same
+  FROM patients p JOIN medication_statements m ON m.patient_id = p.id
+ WHERE p.state IN ('TX', 'CO', 'NM') AND m.status = 'active' AND p.family LIKE 'L%';
+-- an error of one fan-out search fails the join
+SELECT pid AS some_patient FROM join8 ORDER BY pid LIMIT 1 \gset
+SELECT format('{"match": "MedicationStatement?patient=%s", "kind": "status", "status": 403}', :'some_patient') AS fault_403 \gset
+\setenv FAULT_403 :fault_403
+\! $EPIC_CTL fault "$FAULT_403"
+\set SHOW_CONTEXT never
+SELECT count(*) FROM patients p JOIN medication_statements m ON m.patient_id = p.id
+ WHERE p.state IN ('TX', 'CO', 'NM');
+\set SHOW_CONTEXT errors
+\! $EPIC_CTL faults-clear
+
 -- one failed search stops the others and fails the query with its error:
 -- the fourth search fails at once while the others would hang for 30 s
 \! $EPIC_CTL reset

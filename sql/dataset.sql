@@ -62,7 +62,8 @@ SELECT count(*) FROM patients WHERE gender IN ('other', 'unknown');
 ALTER SERVER dataset OPTIONS (DROP or_lists);
 SELECT count(*) FROM patients WHERE gender IN ('other', 'unknown');
 
--- EXPLAIN ANALYZE counts what a scan did
+-- EXPLAIN ANALYZE counts what a scan did: here a join of two epic_fdw
+-- tables, 2 requests (the patients, then their statements as one OR list)
 SELECT * FROM pg_temp.explain_analyze($$SELECT count(*) FROM patients p
   JOIN medication_statements m ON m.patient_id = p.id WHERE p.family = 'Lopez'$$);
 
