@@ -107,6 +107,8 @@ typedef struct FpParser
 } FpParser;
 
 #define FP_MAX_PARSE_DEPTH 100
+#define FP_MAX_ITEMS 1000000		/* items of one collection */
+#define FP_MAX_PUSHES 20000000	/* items produced by one evaluation */
 #define FP_MAX_CHAIN 150		/* steps in one a.b.c[0].d... chain */
 #define FP_MAX_TREE_HEIGHT 200		/* bounds free_node's and eval_node's recursion */
 
@@ -1116,6 +1118,7 @@ typedef struct FpEval
 	bool		failed;
 	int			depth;
 	EpicFpResult *owner;		/* the final result: owns derived strings */
+	long		pushes;			/* items produced so far (FP_MAX_PUSHES) */
 } FpEval;
 
 #define FP_MAX_DEPTH 200
@@ -1131,6 +1134,15 @@ eval_oom(FpEval *ev)
 static bool
 push_item(FpEval *ev, EpicFpResult *out, const EpicFpItem *item)
 {
+	/* bound the work: collections can multiply (x.select(%resource.x)...) */
+	if (out->count >= FP_MAX_ITEMS || ++ev->pushes > FP_MAX_PUSHES)
+	{
+		if (!ev->failed)
+			snprintf(ev->errbuf, ev->errlen, "expression gives too many values (more than %d in a collection, or %d in all)",
+					 FP_MAX_ITEMS, FP_MAX_PUSHES);
+		ev->failed = true;
+		return false;
+	}
 	if (out->count == out->capacity)
 	{
 		int			ncap = out->capacity ? out->capacity * 2 : 8;

@@ -15,6 +15,7 @@
 #define VIEW_MAX_DEPTH 32		/* nesting of select / unionAll */
 #define VIEW_MAX_REPEAT_DEPTH 64
 #define VIEW_MAX_ROWS 1000000	/* rows of one resource */
+#define VIEW_MAX_CELLS 10000000	/* rows x columns of one resource */
 #define Max1(x) ((x) > 0 ? (x) : 1)
 
 #define REQUIRED_PARAM_URL "urn:epic_fdw:required-search-param"
@@ -786,7 +787,22 @@ epic_view_add_column(EpicView *view, const char *name, const char *path, const c
 	view->columns[ci].expr = compile_path(&c, path, what);
 	if (!c.failed)
 		finish_slots(&c);
-	return c.failed ? -1 : ci;
+	if (c.failed)
+	{
+		/* take the column out again: the view stays as it was */
+		EpicViewColumn *col = &view->columns[ci];
+
+		free(col->name);
+		free(col->path);
+		epic_fp_free(col->expr);
+		free(col->type);
+		view->ncolumns--;
+		view->selects[0].ncols--;
+		c.failed = false;		/* errbuf keeps the message */
+		finish_slots(&c);
+		return -1;
+	}
+	return ci;
 }
 
 void
@@ -892,9 +908,9 @@ rowset_add(Gen *g, RowSet *rs)
 
 	if (g->failed)
 		return NULL;
-	if (rs->n >= VIEW_MAX_ROWS)
+	if (rs->n >= VIEW_MAX_ROWS || (long) (rs->n + 1) * Max1(g->width) > VIEW_MAX_CELLS)
 	{
-		gen_fail(g, "a resource gives more than %s rows", "1000000");
+		gen_fail(g, "a resource gives more than %s rows or cells", "1000000 rows or 10000000");
 		return NULL;
 	}
 	if (rs->n == rs->cap)
@@ -1009,7 +1025,14 @@ repeat_nodes(Gen *g, const EpicViewSelect *s, const void *node, int depth,
 		eval_nodes(g, s->repeat[p], "repeat", node, &level, &nlevel);
 		for (int i = 0; i < nlevel && !g->failed; i++)
 		{
-			const void **a = realloc(*nodes, sizeof(void *) * (size_t) (*n + 1));
+			const void **a;
+
+			if (*n >= VIEW_MAX_ROWS)
+			{
+				gen_fail(g, "repeat gives more than %s items", "1000000");
+				break;
+			}
+			a = realloc(*nodes, sizeof(void *) * (size_t) (*n + 1));
 
 			if (a == NULL)
 			{
