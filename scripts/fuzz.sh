@@ -6,7 +6,11 @@
 #
 # Targets (pure C, no PostgreSQL; see test/fuzz/README.md):
 #   fuzz_fhirpath  FHIRPath parser + evaluator over jansson documents
-#   fuzz_page      a search Bundle -> rows of the built-in tables (catalog.c paths)
+#   fuzz_page      a search Bundle -> rows and cells of the built-in tables (the
+#                  ViewDefinitions of views/, embedded at build time) and the
+#                  test views, converted as convert.c does
+#   fuzz_view      a ViewDefinition -> compiled (viewdef.c) and evaluated on
+#                  fixed resources
 #   fuzz_auth      token endpoint response and SMART discovery parsers (auth.c)
 #
 # Built with clang-14 -g -O1 -fsanitize=fuzzer,address,undefined (UBSan made
@@ -32,7 +36,7 @@ SECS=${1:-20}
 WORK=${EPIC_FUZZ_WORK:-/tmp/epic_fdw_fuzz}
 FUZZ="$REPO/test/fuzz"
 CRASHES="$FUZZ/crashes"
-TARGETS=(fuzz_fhirpath fuzz_page fuzz_auth)
+TARGETS=(fuzz_fhirpath fuzz_page fuzz_view fuzz_auth)
 
 case "$SECS" in
 '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2 ;;
@@ -77,9 +81,18 @@ mkdir -p "$WORK/build" "$WORK/logs" "$CRASHES"
 CFLAGS=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 	-Wall -Wextra -I"$REPO/src" -I"$FUZZ" -I"$WORK/build")
 declare -A built
-rm -f "$WORK/build/catalog_defs.inc"	# never build fuzz_page from a stale copy
-if ! sh "$FUZZ/extract_catalog.sh" "$REPO/src/catalog.c" "$WORK/build/catalog_defs.inc"; then
-	fail "extract the built-in column definitions from src/catalog.c"
+# fuzz_page compiles the ViewDefinition files themselves, embedded as C strings
+# (never from a stale copy: the headers are rewritten at every build)
+rm -f "$WORK/build/fuzz_builtin_views.h" "$WORK/build/fuzz_test_views.h"
+shopt -s nullglob
+builtin_views=("$REPO"/views/*.json)
+test_views=("$REPO"/test/views/*.json)
+shopt -u nullglob
+if [ ${#builtin_views[@]} -eq 0 ]; then
+	fail "no built-in views in $REPO/views"
+elif ! sh "$FUZZ/embed_views.sh" "$WORK/build/fuzz_builtin_views.h" fuzz_builtin_views "${builtin_views[@]}" ||
+	! sh "$FUZZ/embed_views.sh" "$WORK/build/fuzz_test_views.h" fuzz_test_views "${test_views[@]}"; then
+	fail "embed the views of views/ and test/views/"
 fi
 build() {
 	local t=$1
@@ -92,8 +105,9 @@ build() {
 	fi
 }
 build fuzz_fhirpath "$REPO/src/fhirpath.c" "$REPO/src/json_jansson.c" -ljansson
-[ -f "$WORK/build/catalog_defs.inc" ] &&
-	build fuzz_page "$REPO/src/fhirpath.c" "$REPO/src/json_jansson.c" -ljansson
+[ -f "$WORK/build/fuzz_builtin_views.h" ] && [ -f "$WORK/build/fuzz_test_views.h" ] &&
+	build fuzz_page "$REPO/src/viewdef.c" "$REPO/src/fhirpath.c" "$REPO/src/json_jansson.c" -ljansson
+build fuzz_view "$REPO/src/viewdef.c" "$REPO/src/fhirpath.c" "$REPO/src/json_jansson.c" -ljansson
 build fuzz_auth "$REPO/src/auth.c" -lssl -lcrypto -ljansson
 
 # --- run --------------------------------------------------------------------------
@@ -102,12 +116,13 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 dict_for() {
 	case "$1" in
 	fuzz_fhirpath) echo "$FUZZ/fhirpath.dict" ;;
+	fuzz_view) echo "$FUZZ/view.dict" ;;
 	*) echo "$FUZZ/json.dict" ;;
 	esac
 }
 maxlen_for() {
 	case "$1" in
-	fuzz_page) echo 8192 ;;
+	fuzz_page | fuzz_view) echo 8192 ;;
 	*) echo 4096 ;;
 	esac
 }

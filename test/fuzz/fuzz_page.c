@@ -4,17 +4,34 @@
  *
  * The input is parsed with epic_json_parse and read as a search Bundle the
  * way src/bundle.c does (entry[].resource; search.mode "outcome"/"include"
- * entries are not rows).  Every resource (or the document itself when it is
- * a single resource) is turned into rows of the built-in tables: each
- * column's FHIRPath sources (copied from src/catalog.c by extract_catalog.sh,
- * so they never drift) are compiled once and evaluated in order, the first
- * source that yields anything decides, and the items are combined as
- * src/convert.c does (first item / items joined with spaces / every item as
- * an array element / presence / HumanName text / whole resource), including
- * its JSON type checks (check_item) and FHIR date and dateTime text rules;
- * where the server raises an ERROR the column is abandoned.  Only pure-C project code runs:
- * src/fhirpath.c and src/json_jansson.c; the combination logic is a
- * malloc-based mirror of convert.c (which needs the server).
+ * entries are not rows), or as a single resource.  Every resource is turned
+ * into the rows of each table of its type:
+ *
+ *   - the built-in tables: the ViewDefinitions of views/ (embedded at build
+ *     time by embed_views.sh, so they never drift from what the extension
+ *     compiles), each compiled twice, with and without a %mrn_system value
+ *     (the input's size picks one);
+ *   - the test views of test/views/ (forEach, forEachOrNull, constants);
+ *   - a resource-only table, built as src/catalog.c builds one for a
+ *     resource without a built-in view: epic_view_new plus the "id" and
+ *     "resource" columns and path-option columns (first_only, any SQL type).
+ *
+ * Rows come from epic_view_rows; every cell is evaluated with
+ * epic_view_cell and converted the way src/convert.c's epic_convert_cell
+ * does, without the Datums: cardinality (collection / first_only), the JSON
+ * type checks against the FHIR and SQL types (check_item), the FHIR date
+ * and dateTime text rules, JSON text for jsonb columns.  Where the server
+ * raises an ERROR the cell is abandoned.
+ *
+ * Checked invariants (abort = a bug): every embedded view compiles; a view
+ * whose selections are all plain and that has no where[] gives exactly one
+ * row per resource, every cell set to the resource itself; a row is as wide
+ * as the view; a set cell's column fills that slot; evaluating a built-in
+ * path never fails; items are of a known kind and scalars have text.
+ *
+ * Only pure-C project code runs: src/viewdef.c, src/fhirpath.c and
+ * src/json_jansson.c; the conversion is a malloc-based mirror of
+ * convert.c (which needs the server) and must follow its changes.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,56 +40,215 @@
 
 #include "fhirpath.h"
 #include "json_jansson.h"
-#include "catalog_columns.h"
+#include "viewdef.h"
+
+typedef struct FuzzView
+{
+	const char *file;
+	const char *json;
+} FuzzView;
+
+#include "fuzz_builtin_views.h"	/* fuzz_builtin_views[]: the files of views/ */
+#include "fuzz_test_views.h"	/* fuzz_test_views[]: the files of test/views/ */
+
+/* SQL types of convert.c (the OIDs it compares against) */
+typedef enum SqlType
+{
+	T_TEXT, T_VARCHAR, T_BOOL, T_INT4, T_INT8, T_NUMERIC, T_DATE, T_TIMESTAMPTZ,
+	T_TIME, T_JSON, T_JSONB
+} SqlType;
+
+typedef struct ColType
+{
+	SqlType		type;			/* the element type for an array */
+	int			is_array;
+} ColType;
 
 typedef struct FuzzTable
 {
-	const char *resource;		/* resourceType that selects it; NULL = any */
-	const EpicColumnDef *columns;
-	int			ncolumns;
-	EpicFpExpr *compiled[64][EPIC_MAX_SOURCES];
+	const char *file;
+	EpicView   *view;
+	ColType    *types;			/* per view column instance */
+	int			all_plain;		/* one row per resource guaranteed */
 } FuzzTable;
 
-static FuzzTable tables[] = {
-	{"Patient", patient_stu3, FUZZ_NCOLS(patient_stu3), {{0}}},
-	{"Patient", patient_r4, FUZZ_NCOLS(patient_r4), {{0}}},
-	{"MedicationStatement", medication_statement, FUZZ_NCOLS(medication_statement), {{0}}},
-	{NULL, any_resource, FUZZ_NCOLS(any_resource), {{0}}},
-};
-#define NTABLES ((int) (sizeof(tables) / sizeof(tables[0])))
+#define MAX_TABLES 128
+static FuzzTable tables[2][MAX_TABLES];	/* [with %mrn_system] */
+static int	ntables;
 
 static volatile size_t sink;
 
-/* Compile every built-in source once; a built-in path that fails to compile is a bug. */
+static void
+consume(const char *s, size_t len)
+{
+	size_t		h = 0;
+
+	for (size_t i = 0; i < len; i++)
+		h = h * 31 + (unsigned char) s[i];
+	sink += h;
+}
+
+/* The SQL type catalog.c gives a view column: epic_view_sql_type's name, parsed. */
+static ColType
+builtin_col_type(const EpicViewColumn *vc)
+{
+	static const struct
+	{
+		const char *name;
+		SqlType		type;
+	}			names[] =
+	{
+		{"text", T_TEXT}, {"boolean", T_BOOL}, {"integer", T_INT4}, {"bigint", T_INT8},
+		{"numeric", T_NUMERIC}, {"date", T_DATE}, {"timestamp with time zone", T_TIMESTAMPTZ},
+		{"time without time zone", T_TIME}, {"jsonb", T_JSONB},
+	};
+	const char *sql = epic_view_sql_type(vc->type, vc->collection);
+	size_t		len;
+	ColType		t = {T_TEXT, 0};
+
+	if (sql == NULL)
+		abort();
+	len = strlen(sql);
+	if (len > 2 && strcmp(sql + len - 2, "[]") == 0)
+	{
+		t.is_array = 1;
+		len -= 2;
+	}
+	if (vc->collection != t.is_array)
+		abort();				/* collections map to arrays, others not */
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i].name) == len && memcmp(names[i].name, sql, len) == 0)
+		{
+			t.type = names[i].type;
+			return t;
+		}
+	fprintf(stderr, "epic_view_sql_type(%s, %d) = \"%s\": not a known SQL type\n",
+			vc->type ? vc->type : "NULL", vc->collection, sql);
+	abort();
+}
+
+static int
+view_all_plain(const EpicView *v)
+{
+	for (int i = 0; i < v->nselects; i++)
+		if (v->selects[i].kind != EPIC_VIEW_PLAIN || v->selects[i].nunions > 0)
+			return 0;
+	return v->nwhere == 0;
+}
+
+static void
+add_table(int with_mrn, int i, const char *file, EpicView *v, ColType *types)
+{
+	FuzzTable  *t;
+
+	if (i >= MAX_TABLES)
+		abort();
+	t = &tables[with_mrn][i];
+	t->file = file;
+	t->view = v;
+	t->types = types;
+	t->all_plain = view_all_plain(v);
+}
+
+/* Compile every embedded view once (twice: with and without %mrn_system). */
 static void
 compile_all(void)
 {
 	static int	done;
+	static const char *const names[] = {"mrn_system"};
+	static const char *values[2][1] = {{NULL}, {"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"}};
 
 	if (done)
 		return;
 	done = 1;
-	for (int t = 0; t < NTABLES; t++)
+	if (fuzz_builtin_views[0].file == NULL)
 	{
-		if (tables[t].ncolumns > 64)
-			abort();
-		for (int c = 0; c < tables[t].ncolumns; c++)
-			for (int s = 0; s < EPIC_MAX_SOURCES; s++)
-			{
-				const char *path = tables[t].columns[c].sources[s].path;
-				char		errbuf[256];
-				int			pos;
+		fprintf(stderr, "no built-in views embedded\n");
+		abort();
+	}
+	for (int m = 0; m < 2; m++)
+	{
+		const EpicFpEnv env = {1, names, values[m], NULL};
+		int			n = 0;
 
-				if (path == NULL)
-					break;
-				tables[t].compiled[c][s] = epic_fp_parse(path, errbuf, sizeof(errbuf), &pos);
-				if (tables[t].compiled[c][s] == NULL)
+		for (int set = 0; set < 2; set++)
+		{
+			const FuzzView *fv = set == 0 ? fuzz_builtin_views : fuzz_test_views;
+
+			for (int i = 0; fv[i].file != NULL; i++)
+			{
+				char		errbuf[512];
+				int			pos;
+				void	   *doc = epic_json_parse(fv[i].json, strlen(fv[i].json), errbuf, sizeof(errbuf));
+				EpicView   *v = doc ? epic_view_compile(&epic_jansson_ops, doc, &env,
+														errbuf, sizeof(errbuf), &pos) : NULL;
+				ColType    *types;
+
+				epic_json_free(doc);
+				if (v == NULL)
 				{
-					fprintf(stderr, "built-in path \"%s\" of column %s does not compile: %s at %d\n",
-							path, tables[t].columns[c].name, errbuf, pos);
+					fprintf(stderr, "%s view %s does not compile: %s\n",
+							set == 0 ? "built-in" : "test", fv[i].file, errbuf);
 					abort();
 				}
+				types = calloc((size_t) v->ncolumns + 1, sizeof(ColType));
+				if (types == NULL)
+					abort();
+				for (int c = 0; c < v->ncolumns; c++)
+					types[c] = builtin_col_type(&v->columns[c]);
+				add_table(m, n++, fv[i].file, v, types);
 			}
+		}
+
+		/* a resource-only table: catalog.c's id and resource columns, and path options */
+		{
+			static const struct
+			{
+				const char *name;
+				const char *path;
+				const char *type;
+				ColType		sql;
+				int			collection;
+				int			first_only;
+			}			cols[] =
+			{
+				{"id", "id", "id", {T_TEXT, 0}, 0, 0},
+				{"resource", "$this", "Resource", {T_JSONB, 0}, 0, 0},
+				{"p_text", "text.div", NULL, {T_TEXT, 0}, 0, 1},
+				{"p_varchar", "identifier.value", NULL, {T_VARCHAR, 0}, 0, 1},
+				{"p_updated", "meta.lastUpdated", NULL, {T_TIMESTAMPTZ, 0}, 0, 1},
+				{"p_date", "birthDate | onsetDateTime | effectiveDateTime", NULL, {T_DATE, 0}, 0, 1},
+				{"p_bool", "active | deceasedBoolean", NULL, {T_BOOL, 0}, 0, 1},
+				{"p_int", "multipleBirthInteger | valueInteger", NULL, {T_INT4, 0}, 0, 1},
+				{"p_codes", "code.coding.code", NULL, {T_TEXT, 1}, 1, 1},
+				{"p_dates", "meta.lastUpdated | issued | recordedDate", NULL, {T_TIMESTAMPTZ, 1}, 1, 1},
+				{"p_json", "code | name", NULL, {T_JSONB, 0}, 0, 1},
+				{"p_jsonarr", "identifier", NULL, {T_JSONB, 1}, 1, 1},
+				{"p_reference", "subject.getReferenceKey(Patient)", NULL, {T_TEXT, 0}, 0, 1},
+			};
+			EpicView   *v = epic_view_new("*", &env);
+			ColType    *types = calloc(sizeof(cols) / sizeof(cols[0]) + 1, sizeof(ColType));
+
+			if (v == NULL || types == NULL)
+				abort();
+			for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++)
+			{
+				char		errbuf[256];
+				int			pos;
+				int			ci = epic_view_add_column(v, cols[c].name, cols[c].path, cols[c].type,
+													  cols[c].collection, cols[c].first_only,
+													  errbuf, sizeof(errbuf), &pos);
+
+				if (ci != (int) c)
+				{
+					fprintf(stderr, "path option \"%s\": %s\n", cols[c].path, errbuf);
+					abort();
+				}
+				types[ci] = cols[c].sql;
+			}
+			add_table(m, n++, "resource-only", v, types);
+		}
+		ntables = n;
 	}
 }
 
@@ -103,16 +279,6 @@ buf_append(Buf *b, const char *s, size_t n)
 	memcpy(b->data + b->len, s, n);
 	b->len += n;
 	b->data[b->len] = '\0';
-}
-
-static void
-consume(const char *s, size_t len)
-{
-	size_t		h = 0;
-
-	for (size_t i = 0; i < len; i++)
-		h = h * 31 + (unsigned char) s[i];
-	sink += h;
 }
 
 /* ---- convert.c mirrors ---- */
@@ -153,29 +319,28 @@ is_partial_date(const char *s, size_t len)
 }
 
 /*
- * text_to_datum's text handling: the text handed to the type's input
- * function.  Returns 0 (a value or NULL) or -1 where the server raises an
- * ERROR (the row fails; here the column is abandoned).
+ * text_to_datum: the text handed to the type's input function.  Returns 0
+ * (a value or NULL) or -1 where the server raises an ERROR.
  */
 static int
-text_value(unsigned int type, const char *s, size_t len)
+text_value(SqlType type, const char *s, size_t len)
 {
 	char	   *text;
 	int			n;
 
-	if (type == DATEOID || type == TIMESTAMPTZOID)
+	if (type == T_DATE || type == T_TIMESTAMPTZ)
 	{
 		if (is_partial_date(s, len))
 			return 0;			/* NULL */
-		if (!is_full_date(s, len) || (type == DATEOID && len != 10 && s[10] != 'T'))
+		if (!is_full_date(s, len) || (type == T_DATE && len != 10 && s[10] != 'T'))
 			return -1;			/* "invalid FHIR date" */
 	}
-	if (type == DATEOID)
+	if (type == T_DATE)
 	{
 		consume(s, 10);
 		return 0;
 	}
-	if (type == TIMESTAMPTZOID)
+	if (type == T_TIMESTAMPTZ)
 	{
 		if (len > (1 << 20))
 			len = 1 << 20;
@@ -203,6 +368,8 @@ item_kind(const EpicFpItem *item)
 	switch (item->kind)
 	{
 		case EPIC_FP_NODE:
+			if (item->node == NULL)
+				abort();		/* a node item without a node is a bug */
 			return epic_jansson_ops.kind(item->node);
 		case EPIC_FP_STRING:
 			return EPIC_JSON_STRING;
@@ -214,21 +381,49 @@ item_kind(const EpicFpItem *item)
 	abort();					/* an item of no known kind is a bug */
 }
 
-/* convert.c check_item for a built-in column: 0 if the JSON type fits, -1 (ERROR) if not */
+/* convert.c fhir_type_kind: the JSON nature of a FHIR primitive type; NULL: any */
+static EpicJsonKind
+fhir_type_kind(const char *type)
+{
+	static const char *const numbers[] = {"integer", "positiveInt", "unsignedInt",
+	"integer64", "decimal"};
+	static const char *const strings[] = {"string", "code", "id", "uri", "url", "canonical",
+		"oid", "uuid", "markdown", "base64Binary", "xhtml", "date", "dateTime", "instant",
+	"time"};
+
+	if (type == NULL)
+		return EPIC_JSON_NULL;
+	if (strcmp(type, "boolean") == 0)
+		return EPIC_JSON_TRUE;
+	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
+		if (strcmp(type, numbers[i]) == 0)
+			return EPIC_JSON_NUMBER;
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		if (strcmp(type, strings[i]) == 0)
+			return EPIC_JSON_STRING;
+	return EPIC_JSON_NULL;
+}
+
+/* convert.c check_item: 0 if the JSON type fits the column, -1 (ERROR) if not */
 static int
-check_item(const EpicColumnDef *def, unsigned int type, const EpicFpItem *item)
+check_item(const EpicViewColumn *vc, SqlType type, const EpicFpItem *item)
 {
 	EpicJsonKind k = item_kind(item);
+	EpicJsonKind want = fhir_type_kind(vc->type);
 
-	if (def->sql_type != TEXTARRAYOID)
-		type = def->sql_type;
-	if (type == DATEOID || type == TIMESTAMPTZOID)
-		return k == EPIC_JSON_STRING ? 0 : -1;
-	if (type == BOOLOID)
+	if (type == T_JSONB || type == T_JSON)
+		return (want == EPIC_JSON_NULL || k == want ||
+				(want == EPIC_JSON_TRUE && k == EPIC_JSON_FALSE)) ? 0 : -1;
+	if (want == EPIC_JSON_TRUE)
 		return (k == EPIC_JSON_TRUE || k == EPIC_JSON_FALSE) ? 0 : -1;
-	if (type == JSONBOID || type == JSONOID)
-		return 0;
-	return k == EPIC_JSON_STRING ? 0 : -1;
+	if (want != EPIC_JSON_NULL)
+		return k == want ? 0 : -1;
+	if (type == T_DATE || type == T_TIMESTAMPTZ)
+		return k == EPIC_JSON_STRING ? 0 : -1;
+	if (type == T_BOOL)
+		return (k == EPIC_JSON_TRUE || k == EPIC_JSON_FALSE || k == EPIC_JSON_STRING) ? 0 : -1;
+	return (k != EPIC_JSON_NULL && (k != EPIC_JSON_OBJECT && k != EPIC_JSON_ARRAY ? 1 :
+									type == T_TEXT || type == T_VARCHAR)) ? 0 : -1;
 }
 
 /* item_text: scalars as themselves, objects/arrays as JSON (malloc'd dump in *dump) */
@@ -238,166 +433,170 @@ item_text(const EpicFpItem *item, size_t *len, char *buf, char **dump)
 	const char *s = epic_fp_item_text(&epic_jansson_ops, item, buf, 64, len);
 
 	*dump = NULL;
-	if (s == NULL && item->kind == EPIC_FP_NODE)
+	if (s == NULL && item->kind != EPIC_FP_NODE)
+		abort();				/* a computed scalar always has a text */
+	if (s == NULL)
 	{
 		*dump = epic_json_dump(item->node);
 		if (*dump == NULL)
-			return NULL;
+			return NULL;		/* an ERROR (out of memory) in the server */
 		*len = strlen(*dump);
 		return *dump;
 	}
 	return s;
 }
 
-static char *
-human_name_text(const void *name)
-{
-	const EpicJsonOps *ops = &epic_jansson_ops;
-	const void *text = ops->member(name, "text");
-	const void *given = ops->member(name, "given");
-	const void *family = ops->member(name, "family");
-	Buf			b = {0};
-	char		nb[64];
-	size_t		len;
-	const char *s;
-
-	if (text && (s = ops->scalar(text, nb, sizeof(nb), &len)) != NULL && len > 0)
-	{
-		buf_append(&b, s, len);
-		return b.data;
-	}
-	if (given && ops->kind(given) == EPIC_JSON_ARRAY)
-		for (size_t i = 0; i < ops->size(given); i++)
-			if ((s = ops->scalar(ops->item(given, i), nb, sizeof(nb), &len)) != NULL)
-			{
-				if (b.len)
-					buf_append(&b, " ", 1);
-				buf_append(&b, s, len);
-			}
-	if (family && (s = ops->scalar(family, nb, sizeof(nb), &len)) != NULL)
-	{
-		if (b.len)
-			buf_append(&b, " ", 1);
-		buf_append(&b, s, len);
-	}
-	if (b.len == 0)
-	{
-		free(b.data);
-		return NULL;
-	}
-	return b.data;
-}
-
-static void
-items_value(const EpicColumnDef *def, const EpicFpResult *res)
+/* item_to_datum: -1 where the server raises an ERROR */
+static int
+item_value(const EpicViewColumn *vc, SqlType type, const EpicFpItem *item)
 {
 	char		buf[64];
-	size_t		len;
+	size_t		len = 0;
 	const char *s;
 	char	   *dump;
+	int			rc = 0;
 
-	switch (def->combine)
+	if (check_item(vc, type, item) != 0)
+		return -1;
+	if (type == T_JSONB && item->kind == EPIC_FP_NODE)
 	{
-		case EPIC_COMBINE_FIRST:
-		case EPIC_COMBINE_RESOURCE:
-			if (check_item(def, def->sql_type, &res->items[0]) != 0)
-				return;
-			s = item_text(&res->items[0], &len, buf, &dump);
-			if (s != NULL)
-				(void) text_value(def->sql_type, s, len);
-			free(dump);
-			break;
-		case EPIC_COMBINE_JOIN_SPACE:
-			{
-				Buf			j = {0};
-
-				for (int i = 0; i < res->count; i++)
-				{
-					if (check_item(def, def->sql_type, &res->items[i]) != 0)
-					{
-						free(j.data);
-						return;
-					}
-					s = item_text(&res->items[i], &len, buf, &dump);
-					if (s != NULL)
-					{
-						if (j.len)
-							buf_append(&j, " ", 1);
-						buf_append(&j, s, len);
-					}
-					free(dump);
-				}
-				(void) text_value(def->sql_type, j.data ? j.data : "", j.len);
-				free(j.data);
-				break;
-			}
-		case EPIC_COMBINE_ARRAY:
-			for (int i = 0; i < res->count; i++)
-			{
-				if (check_item(def, TEXTOID, &res->items[i]) != 0)
-					return;
-				s = item_text(&res->items[i], &len, buf, &dump);
-				if (s != NULL && text_value(TEXTOID, s, len) != 0)
-				{
-					free(dump);
-					return;
-				}
-				free(dump);
-			}
-			break;
+		dump = epic_json_dump(item->node);
+		if (dump == NULL)
+			return -1;
+		consume(dump, strlen(dump));
+		free(dump);
+		return 0;
 	}
+	s = item_text(item, &len, buf, &dump);
+	if (s == NULL)
+		return 0;				/* NULL */
+	if (type == T_JSONB || type == T_JSON)
+	{
+		/* a scalar as a JSON value: strings escaped (escape_json) */
+		Buf			j = {0};
+
+		if (item_kind(item) == EPIC_JSON_STRING)
+		{
+			buf_append(&j, "\"", 1);
+			for (size_t i = 0; i < len; i++)
+			{
+				unsigned char ch = (unsigned char) s[i];
+				char		esc[8];
+
+				if (ch == '"' || ch == '\\')
+				{
+					esc[0] = '\\';
+					esc[1] = (char) ch;
+					buf_append(&j, esc, 2);
+				}
+				else if (ch < 0x20)
+				{
+					snprintf(esc, sizeof(esc), "\\u%04x", ch);
+					buf_append(&j, esc, 6);
+				}
+				else
+					buf_append(&j, (const char *) &s[i], 1);
+			}
+			buf_append(&j, "\"", 1);
+		}
+		else
+			buf_append(&j, s, len);
+		consume(j.data, j.len);
+		free(j.data);
+	}
+	else
+		rc = text_value(type, s, len);
+	free(dump);
+	return rc;
 }
 
-/* epic_convert_column without the Datum */
-static void
-convert_column(const FuzzTable *t, int c, const void *resource, const EpicFpEnv *env,
-			   EpicFpResult *res)
+/* items_to_array: every item as an element (or, for a jsonb column, a JSON array) */
+static int
+items_array(const EpicViewColumn *vc, ColType ct, const EpicFpResult *res)
 {
-	const EpicColumnDef *def = &t->columns[c];
-	char		errbuf[128];
+	SqlType		elem = ct.is_array ? ct.type : T_TEXT;
 
-	if (def->combine == EPIC_COMBINE_RESOURCE)
+	if (!ct.is_array && (ct.type == T_JSONB || ct.type == T_JSON))
+		elem = T_JSONB;
+	for (int i = 0; i < res->count; i++)
+		if (item_value(vc, elem, &res->items[i]) != 0)
+			return -1;
+	return 0;
+}
+
+/* epic_convert_cell without the Datum: 0, or -1 where the server raises an ERROR */
+static int
+convert_cell(const FuzzTable *t, const void *resource, const EpicViewCell *cell,
+			 EpicFpResult *res)
+{
+	const EpicViewColumn *vc;
+	ColType		ct;
+	char		errbuf[256];
+
+	if (cell->column < 0 || cell->node == NULL)
+		return 0;				/* NULL */
+	vc = &t->view->columns[cell->column];
+	ct = t->types[cell->column];
+	if (epic_view_cell(t->view, &epic_jansson_ops, resource, cell, res,
+					   errbuf, sizeof(errbuf)) != 0)
 	{
-		char	   *dump = epic_json_dump(resource);
-
-		if (dump != NULL)
-			consume(dump, strlen(dump));
-		free(dump);
-		return;
+		/* an ERROR in the server; these paths are shallow, so never expected */
+		fprintf(stderr, "%s: evaluation of \"%s\" failed: %s\n", t->file, vc->path, errbuf);
+		abort();
 	}
-	for (int i = 0; i < EPIC_MAX_SOURCES && t->compiled[c][i] != NULL; i++)
+	if (vc->collection || ct.is_array)
 	{
-		EpicSourceMode mode = def->sources[i].mode;
+		if (res->count == 0 && (!vc->collection || vc->first_only))
+			return 0;			/* NULL */
+		return items_array(vc, ct, res);
+	}
+	if (res->count == 0)
+		return 0;
+	if (res->count > 1 && !vc->first_only)
+		return -1;				/* not a collection: cardinality error */
+	return item_value(vc, ct.type, &res->items[0]);
+}
 
-		if (epic_fp_eval(t->compiled[c][i], &epic_jansson_ops, resource, env, res,
-						 errbuf, sizeof(errbuf)) != 0)
+static void
+table_rows(const FuzzTable *t, const void *resource, EpicViewRows *rows, EpicFpResult *res)
+{
+	char		errbuf[256];
+
+	if (epic_view_rows(t->view, &epic_jansson_ops, resource, rows, errbuf, sizeof(errbuf)) != 0)
+	{
+		if (t->all_plain)
 		{
-			/* an ERROR in the server; built-in paths are shallow, so never expected */
-			fprintf(stderr, "evaluation of \"%s\" failed: %s\n", def->sources[i].path, errbuf);
+			fprintf(stderr, "%s: epic_view_rows failed on a view without forEach/where: %s\n",
+					t->file, errbuf);
 			abort();
 		}
-		if (res->count == 0)
-			continue;
-		if (mode == EPIC_SRC_PRESENT)
-			return;
-		if (mode == EPIC_SRC_HUMANNAME)
-		{
-			char	   *s = (res->items[0].kind == EPIC_FP_NODE) ?
-				human_name_text(res->items[0].node) : NULL;
-
-			if (s == NULL)
-				continue;
-			(void) text_value(def->sql_type, s, strlen(s));
-			free(s);
-			return;
-		}
-		items_value(def, res);
-		return;
+		return;					/* an ERROR in the server (e.g. a non-element forEach) */
 	}
+	if (rows->width != t->view->nslots || (t->all_plain && rows->nrows != 1))
+	{
+		fprintf(stderr, "%s: %d rows of width %d (view: %d slots)\n", t->file,
+				rows->nrows, rows->width, t->view->nslots);
+		abort();
+	}
+	for (int r = 0; r < rows->nrows; r++)
+		for (int s = 0; s < rows->width; s++)
+		{
+			const EpicViewCell *cell = &rows->cells[r * rows->width + s];
+
+			if (cell->column >= t->view->ncolumns ||
+				(cell->column >= 0 && t->view->columns[cell->column].slot != s) ||
+				(t->all_plain && (cell->column < 0 || cell->node != resource)))
+			{
+				fprintf(stderr, "%s: bad cell %d of row %d (column %d)\n", t->file, s, r,
+						cell->column);
+				abort();
+			}
+			(void) convert_cell(t, resource, cell, res);
+		}
 }
 
 static void
-resource_rows(const void *resource, const EpicFpEnv *env, EpicFpResult *res)
+resource_rows(const void *resource, int with_mrn, EpicViewRows *rows, EpicFpResult *res)
 {
 	const EpicJsonOps *ops = &epic_jansson_ops;
 	const void *rt = ops->member(resource, "resourceType");
@@ -406,14 +605,15 @@ resource_rows(const void *resource, const EpicFpEnv *env, EpicFpResult *res)
 	const char *rts = rt && ops->kind(rt) == EPIC_JSON_STRING ?
 		ops->scalar(rt, nb, sizeof(nb), &len) : NULL;
 
-	for (int t = 0; t < NTABLES; t++)
+	for (int i = 0; i < ntables; i++)
 	{
-		if (tables[t].resource != NULL &&
-			(rts == NULL || strlen(tables[t].resource) != len ||
-			 memcmp(rts, tables[t].resource, len) != 0))
+		const FuzzTable *t = &tables[with_mrn][i];
+
+		if (strcmp(t->view->resource, "*") != 0 &&
+			(rts == NULL || strlen(t->view->resource) != len ||
+			 memcmp(rts, t->view->resource, len) != 0))
 			continue;
-		for (int c = 0; c < tables[t].ncolumns; c++)
-			convert_column(&tables[t], c, resource, env, res);
+		table_rows(t, resource, rows, res);
 	}
 }
 
@@ -441,14 +641,12 @@ str_is(const char *s, size_t len, const char *lit)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *names[] = {"mrn_system"};
-	static const char *with[] = {"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"};
-	static const char *without[] = {NULL};
-	const EpicFpEnv env = {1, names, (size & 1) ? with : without, NULL};
 	const EpicJsonOps *ops = &epic_jansson_ops;
+	int			with_mrn = (int) (size & 1);
 	char		errbuf[256];
 	void	   *doc;
 	EpicFpResult res = {0};
+	EpicViewRows rows = {0};
 	size_t		len;
 	const char *rt;
 
@@ -482,11 +680,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			mode = str_member(ops->member(entry, "search"), "mode", &mlen);
 			if (str_is(mode, mlen, "outcome") || str_is(mode, mlen, "include"))
 				continue;
-			resource_rows(r, &env, &res);
+			resource_rows(r, with_mrn, &rows, &res);
 		}
 	}
 	else
-		resource_rows(doc, &env, &res);
+		resource_rows(doc, with_mrn, &rows, &res);
+	epic_view_rows_free(&rows);
 	epic_fp_result_free(&res);
 	epic_json_free(doc);
 	return 0;

@@ -5,9 +5,12 @@
 
 corpus/fuzz_page/      search Bundles and single resources from test/fixtures/*/*.json
                        (response bodies), plus small hand-made Epic-shaped edge cases
-corpus/fuzz_fhirpath/  "EXPRESSION\\nJSON": every FHIRPath source of src/catalog.c
-                       and the FHIRPath examples of the unit tests, each paired with
-                       a fixture resource of the matching type
+corpus/fuzz_fhirpath/  "EXPRESSION\\nJSON": every FHIRPath path of the views (views/*.json,
+                       test/views/*.json: columns, forEach, where, repeat) and the
+                       FHIRPath examples of the unit tests, each paired with a
+                       fixture resource
+corpus/fuzz_view/      the views of views/ and test/views/, compacted (the hand-written
+                       seeds named *.json there are kept as they are)
 corpus/fuzz_auth/      token endpoint responses (success and RFC 6749 errors) and
                        SMART discovery documents, shaped like the sandbox's
 
@@ -108,21 +111,34 @@ epic_edge = [
 for r in epic_edge:
     put("fuzz_page", compact(r))
 
-# --- fuzz_fhirpath --------------------------------------------------------------
-with open(os.path.join(ROOT, "src/catalog.c")) as f:
-    catalog = f.read()
-macros = dict(re.findall(r'#define (OFFICIAL_NAME|PHONES|EMAILS) "([^"]*)"', catalog))
+# --- fuzz_view and the views' paths ----------------------------------------------
+view_files = sorted(glob.glob(os.path.join(ROOT, "views/*.json")) +
+                    glob.glob(os.path.join(ROOT, "test/views/*.json")))
 paths = set()
-for m in re.finditer(r'SRCM?\(((?:[A-Z_]+ )?"[^"]*")', catalog):
-    arg = m.group(1)
-    mm = re.match(r'(?:([A-Z_]+) )?"([^"]*)"', arg)
-    prefix = macros.get(mm.group(1), "") if mm.group(1) else ""
-    paths.add(prefix + mm.group(2))
-for name, val in macros.items():
-    paths.add(val)
+
+
+def view_paths(sel):
+    for s in sel:
+        for key in ("forEach", "forEachOrNull"):
+            if isinstance(s.get(key), str):
+                paths.add(s[key])
+        paths.update(p for p in s.get("repeat", []) if isinstance(p, str))
+        paths.update(c["path"] for c in s.get("column", []) if isinstance(c.get("path"), str))
+        view_paths(s.get("select", []))
+        view_paths(s.get("unionAll", []))
+
+
+for path in view_files:
+    with open(path) as f:
+        view = json.load(f)
+    put("fuzz_view", compact(view))
+    paths.update(w["path"] for w in view.get("where", []) if isinstance(w.get("path"), str))
+    view_paths(view.get("select", []))
+
+# --- fuzz_fhirpath --------------------------------------------------------------
 # the unit tests' expressions (string literals passed to eval()/check helpers)
 with open(os.path.join(ROOT, "test/unit/test_fhirpath.c")) as f:
-    for m in re.finditer(r'eval\(\w+, "((?:[^"\\]|\\.)*)"\)', f.read()):
+    for m in re.finditer(r'(?:eval|expect)\(\w+, "((?:[^"\\]|\\.)*)"\)', f.read()):
         paths.add(m.group(1).encode().decode("unicode_escape"))
 paths.update([
     "Patient.name.where(use = 'official').given[1]", "identifier[0].value",
