@@ -7,7 +7,7 @@
 
 -- The IVR: a caller identified by phone number, birth date and gender hears
 -- their medications.  One Patient search, then one MedicationStatement
--- search for the matching patient.
+-- search for the matching patient(s): a join of epic_fdw's own.
 EXPLAIN (VERBOSE, COSTS OFF)
 SELECT m.medication, m.dosage
   FROM patients p JOIN medication_statements m ON m.patient_id = p.id

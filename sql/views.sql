@@ -104,6 +104,9 @@ CREATE FOREIGN TABLE bad (id text) SERVER dataset
 CREATE FOREIGN TABLE bad (id text) SERVER dataset OPTIONS (view_definition 'not json');
 SELECT epic_fdw_view_ddl('{"resource": "Patient", "select": [{"column": [{"name": "1d", "path": "id"}]}]}', 'x', 'dataset');
 SELECT pg_temp.sqlstate_of($$SELECT epic_fdw_view_ddl('[]', 'x', 'dataset')$$);
+-- a path option may not name a constant no view defines
+CREATE FOREIGN TABLE bad (id text, x text OPTIONS (path 'identifier.where(system = %nope).value'))
+  SERVER dataset OPTIONS (resource 'Basic');
 -- a column that is not in the view
 CREATE FOREIGN TABLE bad (id text, nope text) SERVER dataset
   OPTIONS (view_definition '{"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}');
@@ -137,7 +140,12 @@ IMPORT FOREIGN SCHEMA views FROM SERVER dataset INTO v;
 ALTER SERVER dataset OPTIONS (ADD view_dir :'view_dir');
 IMPORT FOREIGN SCHEMA views LIMIT TO (patient_contacts) FROM SERVER dataset INTO v;
 \d v.patient_contacts
-IMPORT FOREIGN SCHEMA views EXCEPT (patient_contacts) FROM SERVER dataset INTO v;
+-- an invalid file fails the import, naming the file, unless LIMIT TO or
+-- EXCEPT leaves it out
+\set VERBOSITY terse
+IMPORT FOREIGN SCHEMA views FROM SERVER dataset INTO v;
+\set VERBOSITY default
+IMPORT FOREIGN SCHEMA views EXCEPT (patient_contacts, broken) FROM SERVER dataset INTO v;
 SELECT * FROM v.statement_dosages WHERE patient_id = 'eq081-VQEgP8drUUqCWzHfw3' ORDER BY id, dosage LIMIT 4;
 SELECT count(*) FROM v.patient_contacts WHERE patient_id = 'eq081-VQEgP8drUUqCWzHfw3';
 -- view_dir is for superusers

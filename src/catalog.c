@@ -372,9 +372,15 @@ epic_table_resolve(Oid relid)
 			snprintf(internal, sizeof(internal), "#%d", (int) att->attnum);
 			if (epic_view_add_column(t->view, internal, path, NULL, type_is_array(att->atttypid),
 									 true, errbuf, sizeof(errbuf), &errpos) < 0)
+			{
+				/* the message starts with the internal name: drop it */
+				const char *msg = strncmp(errbuf, "column \"#", 9) == 0 && strstr(errbuf, ": ") ?
+					strstr(errbuf, ": ") + 2 : errbuf;
+
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("invalid FHIRPath for column \"%s\": %s", col->name, errbuf)));
+						 errmsg("invalid FHIRPath for column \"%s\": %s", col->name, msg)));
+			}
 			col->slot = epic_view_slot(t->view, internal);
 		}
 	}
@@ -424,7 +430,7 @@ epic_table_resolve(Oid relid)
 								col->name, t->relname),
 						 t->builtin ?
 						 errhint("Built-in columns of %s are: %s; other columns need OPTIONS (path '...').",
-								 t->builtin, column_names(t->view)) :
+								 t->view->name ? t->view->name : t->builtin, column_names(t->view)) :
 						 errhint("The ViewDefinition's columns are: %s; other columns need OPTIONS (path '...').",
 								 column_names(t->view))));
 			ereport(ERROR,

@@ -209,6 +209,25 @@ check_path_option(const char *value)
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid FHIRPath in option \"path\": %s at position %d", errbuf, pos),
 				 errdetail("path: %s", value)));
+	{
+		/* a column's path may use %mrn_system (and %resource) only */
+		static const char *const names[] = {"mrn_system"};
+		static const char *const values[] = {""};
+		const EpicFpEnv env = {1, names, values, NULL};
+		const char *undefined = epic_fp_undefined_constant(e, &env);
+
+		if (undefined != NULL)
+		{
+			char	   *name = pstrdup(undefined);
+
+			epic_fp_free(e);
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid FHIRPath in option \"path\": constant %%%s is not defined", name),
+					 errhint("A column's path may use %%mrn_system and %%resource; constants of "
+							 "a ViewDefinition belong in its \"constant\" list.")));
+		}
+	}
 	epic_fp_free(e);
 }
 
