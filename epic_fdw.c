@@ -962,10 +962,10 @@ static void
 conversion_error_callback(void *arg)
 {
 	ConversionContext *cc = arg;
-	const void *idnode = epic_jansson_ops.member(cc->resource, "id");
+	const void *idnode = epic_page_ops->member(cc->resource, "id");
 	char		buf[64];
 	size_t		len = 0;
-	const char *id = idnode ? epic_jansson_ops.scalar(idnode, buf, sizeof(buf), &len) : NULL;
+	const char *id = idnode ? epic_page_ops->scalar(idnode, buf, sizeof(buf), &len) : NULL;
 
 	if (cc->col == NULL)
 	{
@@ -1061,10 +1061,10 @@ next_row(ForeignScanState *node, EpicScanState *st)
 		if (st->seen_ids != NULL)
 		{
 			/* with several requests, a resource may come back more than once */
-			const void *idnode = epic_jansson_ops.member(resource, "id");
+			const void *idnode = epic_page_ops->member(resource, "id");
 			char		buf[64];
 			size_t		len = 0;
-			const char *id = idnode ? epic_jansson_ops.scalar(idnode, buf, sizeof(buf), &len) : NULL;
+			const char *id = idnode ? epic_page_ops->scalar(idnode, buf, sizeof(buf), &len) : NULL;
 			bool		found = false;
 
 			if (id != NULL && len > 0 && len <= 64)
@@ -1080,7 +1080,7 @@ next_row(ForeignScanState *node, EpicScanState *st)
 		}
 
 		/* the resource's rows: where[] filters, forEach and friends */
-		if (epic_view_rows(st->table->view, &epic_jansson_ops, resource, &st->rows,
+		if (epic_view_rows(st->table->view, epic_page_ops, resource, &st->rows,
 						   errbuf, sizeof(errbuf)) != 0)
 		{
 			ConversionContext cc = {st, resource, NULL};

@@ -9,45 +9,61 @@
  * per scan (deduplicated), at WARNING when they mean that data was withheld
  * or failed and at DEBUG1 when they are informational.
  *
- * The parsed document is malloc'd by jansson; the EpicPage is palloc'd and a
- * memory context reset callback frees the document, so error paths never
- * leak it.
+ * Pages are parsed with json_page.c (fast, arena-allocated, keeps the
+ * server's text of every value); the document is malloc'd and a memory
+ * context reset callback frees it with the palloc'd EpicPage, so error
+ * paths never leak it.
  *
  *-------------------------------------------------------------------------
  */
 #include "epic_fdw.h"
 
-#include <jansson.h>
-
+#include "json_page.h"
 #include "utils/memutils.h"
+
+#define J (&epic_jdoc_ops)
 
 struct EpicPage
 {
-	json_t	   *root;
-	json_t	  **resources;		/* matched resources, in page order */
+	EpicJdoc   *doc;
+	const void **resources;		/* matched resources, in page order */
 	int			nresources;
-	json_t	  **outcomes;		/* OperationOutcome resources */
+	const void **outcomes;		/* OperationOutcome resources */
 	int			noutcomes;
 	const char *next;			/* next link URL, or NULL */
 	MemoryContextCallback cb;
 };
+
+const EpicJsonOps *const epic_page_ops = &epic_jdoc_ops;
 
 static void
 page_free_cb(void *arg)
 {
 	EpicPage   *page = arg;
 
-	if (page->root)
-		json_decref(page->root);
-	page->root = NULL;
+	epic_jdoc_free(page->doc);
+	page->doc = NULL;
 }
 
+/* A string member of obj (palloc'd copy), or NULL. */
 static const char *
-jstr(const json_t *obj, const char *key)
+jstr(const void *obj, const char *key)
 {
-	json_t	   *v = json_object_get(obj, key);
+	const void *v = obj ? J->member(obj, key) : NULL;
+	char		buf[64];
+	size_t		len;
+	const char *s;
 
-	return json_is_string(v) ? json_string_value(v) : NULL;
+	if (v == NULL || J->kind(v) != EPIC_JSON_STRING)
+		return NULL;
+	s = J->scalar(v, buf, sizeof(buf), &len);
+	return s ? pnstrdup(s, len) : NULL;
+}
+
+static bool
+is_kind(const void *node, EpicJsonKind k)
+{
+	return node != NULL && J->kind(node) == k;
 }
 
 /*
@@ -60,36 +76,39 @@ epic_page_parse(const char *body, size_t len, const char *resource, const char *
 {
 	EpicPage   *page = palloc0(sizeof(EpicPage));
 	char		errbuf[200];
-	json_t	   *entries;
-	json_t	   *links;
+	const void *root;
+	const void *entries;
+	const void *links;
 	const char *rt;
 	const char *type;
 	size_t		n;
 
-	page->root = epic_json_parse(body, len, errbuf, sizeof(errbuf));
+	errbuf[0] = '\0';
+	page->doc = epic_jdoc_parse(body, len, errbuf, sizeof(errbuf));
 	page->cb.func = page_free_cb;
 	page->cb.arg = page;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, &page->cb);
 
-	if (page->root == NULL)
+	if (page->doc == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("FHIR server returned invalid JSON"),
 				 errdetail("%s.", errbuf),
 				 errcontext("FHIR request: GET %s", display)));
-	if (!json_is_object(page->root))
+	root = epic_jdoc_root(page->doc);
+	if (!is_kind(root, EPIC_JSON_OBJECT))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("FHIR server returned JSON that is not a Bundle"),
 				 errcontext("FHIR request: GET %s", display)));
-	rt = jstr(page->root, "resourceType");
+	rt = jstr(root, "resourceType");
 	if (rt == NULL || strcmp(rt, "Bundle") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("FHIR server returned a %s instead of a search Bundle",
 						rt ? rt : "JSON object without resourceType"),
 				 errcontext("FHIR request: GET %s", display)));
-	type = jstr(page->root, "type");
+	type = jstr(root, "type");
 	if (type == NULL || strcmp(type, "searchset") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
@@ -97,24 +116,24 @@ epic_page_parse(const char *body, size_t len, const char *resource, const char *
 						type ? type : "(none)"),
 				 errcontext("FHIR request: GET %s", display)));
 
-	entries = json_object_get(page->root, "entry");
-	if (entries != NULL && !json_is_array(entries))
+	entries = J->member(root, "entry");
+	if (entries != NULL && !is_kind(entries, EPIC_JSON_ARRAY))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("FHIR Bundle has an \"entry\" that is not an array"),
 				 errcontext("FHIR request: GET %s", display)));
-	n = json_array_size(entries);
-	page->resources = palloc(sizeof(json_t *) * Max(n, 1));
-	page->outcomes = palloc(sizeof(json_t *) * Max(n, 1));
+	n = entries ? J->size(entries) : 0;
+	page->resources = palloc(sizeof(void *) * Max(n, 1));
+	page->outcomes = palloc(sizeof(void *) * Max(n, 1));
 	for (size_t i = 0; i < n; i++)
 	{
-		json_t	   *entry = json_array_get(entries, i);
-		json_t	   *res = json_object_get(entry, "resource");
-		json_t	   *search = json_object_get(entry, "search");
-		const char *mode = json_is_object(search) ? jstr(search, "mode") : NULL;
+		const void *entry = J->item(entries, i);
+		const void *res = J->member(entry, "resource");
+		const void *search = J->member(entry, "search");
+		const char *mode = is_kind(search, EPIC_JSON_OBJECT) ? jstr(search, "mode") : NULL;
 		const char *ert;
 
-		if (!json_is_object(res))
+		if (!is_kind(res, EPIC_JSON_OBJECT))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("FHIR Bundle entry %zu has no resource", i + 1),
@@ -145,10 +164,10 @@ epic_page_parse(const char *body, size_t len, const char *resource, const char *
 		page->resources[page->nresources++] = res;
 	}
 
-	links = json_object_get(page->root, "link");
-	for (size_t i = 0; i < json_array_size(links); i++)
+	links = J->member(root, "link");
+	for (size_t i = 0; links && i < J->size(links); i++)
 	{
-		json_t	   *link = json_array_get(links, i);
+		const void *link = J->item(links, i);
 		const char *rel = jstr(link, "relation");
 
 		if (rel && strcmp(rel, "next") == 0)
@@ -184,26 +203,26 @@ epic_page_next(EpicPage *page)
 
 /* Text of one issue: diagnostics, else details.text, else first coding display. */
 static const char *
-issue_text(const json_t *issue)
+issue_text(const void *issue)
 {
 	const char *s = jstr(issue, "diagnostics");
-	json_t	   *details = json_object_get(issue, "details");
+	const void *details = J->member(issue, "details");
 
-	if (s == NULL && json_is_object(details))
+	if (s == NULL && is_kind(details, EPIC_JSON_OBJECT))
 	{
 		s = jstr(details, "text");
 		if (s == NULL)
-			s = jstr(json_array_get(json_object_get(details, "coding"), 0), "display");
+			s = jstr(J->item(J->member(details, "coding"), 0), "display");
 	}
 	return s;
 }
 
 static const char *
-issue_coding_code(const json_t *issue)
+issue_coding_code(const void *issue)
 {
-	json_t	   *details = json_object_get(issue, "details");
+	const void *details = J->member(issue, "details");
 
-	return jstr(json_array_get(json_object_get(details, "coding"), 0), "code");
+	return jstr(J->item(J->member(details, "coding"), 0), "code");
 }
 
 /*
@@ -240,11 +259,11 @@ epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen)
 {
 	for (int i = 0; i < page->noutcomes; i++)
 	{
-		json_t	   *issues = json_object_get(page->outcomes[i], "issue");
+		const void *issues = J->member(page->outcomes[i], "issue");
 
-		for (size_t j = 0; j < json_array_size(issues); j++)
+		for (size_t j = 0; j < J->size(issues); j++)
 		{
-			json_t	   *issue = json_array_get(issues, j);
+			const void *issue = J->item(issues, j);
 			const char *severity = jstr(issue, "severity");
 			const char *code = jstr(issue, "code");
 			const char *ccode = issue_coding_code(issue);
@@ -288,27 +307,29 @@ epic_page_free(EpicPage *page)
 char *
 epic_outcome_text(const char *body, size_t len)
 {
-	json_t	   *root;
-	json_t	   *issues;
+	EpicJdoc   *doc;
+	const void *root;
+	const void *issues;
 	StringInfoData buf;
 	const char *rt;
 
 	if (len == 0)
 		return NULL;
-	root = epic_json_parse(body, len, NULL, 0);
-	if (root == NULL)
+	doc = epic_jdoc_parse(body, len, NULL, 0);
+	if (doc == NULL)
 		return NULL;
+	root = epic_jdoc_root(doc);
 	rt = jstr(root, "resourceType");
 	if (rt == NULL || strcmp(rt, "OperationOutcome") != 0)
 	{
-		json_decref(root);
+		epic_jdoc_free(doc);
 		return NULL;
 	}
 	initStringInfo(&buf);
-	issues = json_object_get(root, "issue");
-	for (size_t j = 0; j < json_array_size(issues); j++)
+	issues = J->member(root, "issue");
+	for (size_t j = 0; j < J->size(issues); j++)
 	{
-		json_t	   *issue = json_array_get(issues, j);
+		const void *issue = J->item(issues, j);
 		const char *text = issue_text(issue);
 		const char *ccode = issue_coding_code(issue);
 
@@ -320,7 +341,7 @@ epic_outcome_text(const char *body, size_t len)
 		if (ccode)
 			appendStringInfo(&buf, " (code %s)", ccode);
 	}
-	json_decref(root);
+	epic_jdoc_free(doc);
 	if (buf.len == 0)
 	{
 		pfree(buf.data);

@@ -16,6 +16,8 @@
  */
 #include "epic_fdw.h"
 
+#include "json_page.h"
+
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -120,7 +122,7 @@ item_kind(const EpicFpItem *item)
 	switch (item->kind)
 	{
 		case EPIC_FP_NODE:
-			return epic_jansson_ops.kind(item->node);
+			return epic_page_ops->kind(item->node);
 		case EPIC_FP_STRING:
 			return EPIC_JSON_STRING;
 		case EPIC_FP_NUMBER:
@@ -204,47 +206,37 @@ check_item(const EpicColumn *col, Oid type, const EpicFpItem *item)
 						"JSON string")));
 }
 
-/* Text of an item: scalars as themselves, objects/arrays as JSON. */
+/* Text of an item: scalars as themselves, objects/arrays as the server's JSON. */
 static char *
 item_text(const EpicFpItem *item, size_t *len, char *buf)
 {
-	const char *s = epic_fp_item_text(&epic_jansson_ops, item, buf, 64, len);
+	const char *s = epic_fp_item_text(epic_page_ops, item, buf, 64, len);
 
 	if (s == NULL && item->kind == EPIC_FP_NODE)
 	{
-		char	   *dump = epic_json_dump(item->node);
-		char	   *copy;
+		const char *raw;
 
-		if (dump == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		copy = pstrdup(dump);
-		free(dump);
-		*len = strlen(copy);
-		return copy;
+		epic_jdoc_raw(item->node, &raw, len);
+		return pnstrdup(raw, *len);
 	}
 	if (s == NULL)
 		return NULL;
 	return pnstrdup(s, *len);
 }
 
-/* jsonb from a JSON node (whole resource, or an object-typed path). */
+/* jsonb from a node of a page (a resource, or an object-typed path). */
 Datum
 epic_json_to_jsonb(const void *node)
 {
-	char	   *dump = epic_json_dump(node);
+	const char *raw;
+	size_t		len;
+	char	   *text;
 	Datum		d;
 
-	if (dump == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	PG_TRY();
-	{
-		d = DirectFunctionCall1(jsonb_in, CStringGetDatum(dump));
-	}
-	PG_FINALLY();
-	{
-		free(dump);
-	}
-	PG_END_TRY();
+	epic_jdoc_raw(node, &raw, &len);
+	text = pnstrdup(raw, len);
+	d = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+	pfree(text);
 	return d;
 }
 
@@ -356,7 +348,7 @@ epic_convert_cell(const EpicTable *t, const EpicColumn *col, const void *resourc
 	if (cell->column < 0 || cell->node == NULL)
 		return (Datum) 0;
 	vc = &t->view->columns[cell->column];
-	if (epic_view_cell(t->view, &epic_jansson_ops, resource, cell, &res,
+	if (epic_view_cell(t->view, epic_page_ops, resource, cell, &res,
 					   errbuf, sizeof(errbuf)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),

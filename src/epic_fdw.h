@@ -351,6 +351,9 @@ extern void epic_fhir_get_many(EpicConnection *conn, UserMapping *um,
  */
 typedef struct EpicPage EpicPage;	/* opaque: a parsed Bundle page */
 
+/* How page nodes (resources and everything in them) are read. */
+extern const EpicJsonOps *const epic_page_ops;
+
 typedef struct EpicOutcomeSeen
 {
 	List	   *keys;			/* issues already reported in this scan */

@@ -1414,6 +1414,26 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *name)
 	nl = strlen(name);
 	if (nl == 0 || nl > 64 || !islower((unsigned char) name[0]))
 		return;
+	if (ev->ops->member_at != NULL)
+	{
+		const char *key;
+		size_t		kl;
+
+		/* one pass over the members: name + a known type name */
+		for (size_t m = 0; ev->ops->member_at(obj, m, &key, &kl, &v); m++)
+		{
+			if (kl <= nl || memcmp(key, name, nl) != 0 || !isupper((unsigned char) key[nl]))
+				continue;
+			for (size_t i = 0; i < sizeof(fp_choice_types) / sizeof(fp_choice_types[0]); i++)
+				if (strlen(fp_choice_types[i]) == kl - nl &&
+					memcmp(fp_choice_types[i], key + nl, kl - nl) == 0)
+				{
+					add_value(ev, out, v, fp_choice_types[i]);
+					return;
+				}
+		}
+		return;
+	}
 	for (size_t i = 0; i < sizeof(fp_choice_types) / sizeof(fp_choice_types[0]); i++)
 	{
 		char		full[128];

@@ -63,6 +63,15 @@ typedef struct EpicJsonOps
 	 * 64), booleans give "true"/"false".  NULL for objects, arrays and null.
 	 */
 	const char *(*scalar) (const void *node, char *buf, size_t buflen, size_t *len);
+
+	/*
+	 * Optional (may be NULL): the i-th member of an object (its name, not
+	 * NUL-terminated, and its value); false past the last.  Choice elements
+	 * ("value" for valueQuantity...) are found in one pass with it, else by
+	 * trying each type name.
+	 */
+	bool		(*member_at) (const void *object, size_t i, const char **name, size_t *namelen,
+							  const void **value);
 } EpicJsonOps;
 
 /* One item of a FHIRPath collection. */

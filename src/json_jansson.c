@@ -101,7 +101,7 @@ jj_scalar(const void *node, char *buf, size_t buflen, size_t *len)
 }
 
 const EpicJsonOps epic_jansson_ops = {
-	jj_kind, jj_member, jj_size, jj_item, jj_scalar
+	jj_kind, jj_member, jj_size, jj_item, jj_scalar, NULL
 };
 
 void *
