@@ -156,7 +156,7 @@ tool() {
 		fail "$name"
 	fi
 }
-tool "valgrind (auth scan paging errors)" bash "$REPO/scripts/valgrind.sh" auth scan paging errors
+tool "valgrind (auth scan paging errors views)" bash "$REPO/scripts/valgrind.sh" auth scan paging errors views
 tool "fuzz (15 s per target)" bash "$REPO/scripts/fuzz.sh" 15
 tool "cppcheck and clang-tidy" bash "$REPO/scripts/lint.sh"
 
