@@ -104,13 +104,11 @@ typedef struct EpicScanState
 	Oid		   *runtime_types;
 	List	   *retrieved;		/* attnums to compute */
 	char	   *missing_required;
-	int			count;			/* _count */
 
 	/* the rows of the current resource (its view's rows), malloc'd */
 	EpicViewRows rows;
 	MemoryContextCallback free_cb;
 	const void *cur_resource;	/* whose rows those are */
-	int			next_row;
 
 	/* requests of this (re)scan, and paging */
 	MemoryContext scan_cxt;		/* lives as long as the scan */
@@ -118,41 +116,44 @@ typedef struct EpicScanState
 	MemoryContext page_cxt;		/* the current page, or NULL */
 	MemoryContext tuple_cxt;
 	List	   *requests;		/* relative requests (char *) */
-	int			request_index;	/* the one being read */
 	char	   *cache_key;
-	bool		page_cached;	/* st->page belongs to the cache */
-	int			pages_this_result;
 	EpicPage   *page;
-	int			next_index;
 	char	   *next_url;		/* in page_cxt */
-	bool		started;
-	bool		done;
 	HTAB	   *seen_ids;		/* ids already returned, when requests > 1 */
 
 	List	   *cache;			/* EpicCachedResult *, in scan_cxt */
 	Size		cache_bytes;
 
 	/* the next page, fetched while this one is read */
-	int			limit;			/* rows needed at most (LIMIT), or -1 */
 	int64		resources_fetched;	/* by this request so far */
 	EpicFhirAsync *prefetch;	/* in prefetch_cxt */
 	MemoryContext prefetch_cxt;
-	int			since_poll;
 
 	/* first pages of several requests, fetched concurrently */
 	MemoryContext batch_cxt;
 	EpicHttpResponse *batch;	/* responses of requests batch_start.. */
-	int			batch_start;
-	int			batch_end;
 
 	/* the fan-out side of a join: values of the key parameter */
-	int			key_index;		/* its runtime slot, or -1 */
 	List	   *key_values;		/* encoded values (char *) */
 
 	struct EpicJoinState *join; /* a join: this is the driving side */
 
 	EpicOutcomeSeen seen;
 	EpicScanStats stats;
+
+	int			count;			/* _count */
+	int			limit;			/* rows needed at most (LIMIT), or -1 */
+	int			next_row;		/* of rows */
+	int			request_index;	/* the one being read */
+	int			pages_this_result;
+	int			next_index;		/* of page */
+	int			since_poll;		/* resources read since the prefetch was polled */
+	int			batch_start;
+	int			batch_end;
+	int			key_index;		/* the key's runtime slot, or -1 */
+	bool		page_cached;	/* st->page belongs to the cache */
+	bool		started;
+	bool		done;
 } EpicScanState;
 
 /* A row of one side of a join (values at the scan tuple's positions). */

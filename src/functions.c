@@ -360,6 +360,7 @@ epic_fdw_view_ddl(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid ViewDefinition: %s", errbuf)));
+	table_name = NULL;
 	if (!PG_ARGISNULL(1))
 		table_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	else if (v->name != NULL)

@@ -241,7 +241,10 @@ dump_node(DumpBuf *b, const json_t *j, int depth)
 		default:
 			/* numbers (shortest round-trip text) and booleans */
 			t = jj_scalar(j, buf, sizeof(buf), &len);
-			dump_put(b, t, len);
+			if (t == NULL)
+				b->failed = 1;
+			else
+				dump_put(b, t, len);
 			break;
 	}
 }

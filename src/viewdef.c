@@ -1072,7 +1072,6 @@ gen_select(Gen *g, int si, const void *node, bool isnull, RowSet *out)
 		{
 			single[0] = NULL;
 			nctx = 1;
-			isnull = true;
 		}
 	}
 
