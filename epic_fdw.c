@@ -764,6 +764,7 @@ maybe_cache_page(EpicScanState *st, Size bytes)
 static void
 drop_prefetch(EpicScanState *st)
 {
+	epic_fhir_abandon(st->prefetch, &st->stats);
 	st->prefetch = NULL;
 	if (st->prefetch_cxt != NULL)
 		MemoryContextDelete(st->prefetch_cxt);	/* stops the transfer */
@@ -1155,6 +1156,7 @@ rescan_side(EpicScanState *st)
 {
 	release_page(st);
 	st->cur_resource = NULL;
+	epic_fhir_abandon(st->prefetch, &st->stats);
 	st->prefetch = NULL;
 	st->prefetch_cxt = NULL;
 	st->batch = NULL;
@@ -1189,6 +1191,8 @@ end_side(EpicScanState *st)
 {
 	if (st == NULL || st->rescan_cxt == NULL)
 		return;
+	epic_fhir_abandon(st->prefetch, &st->stats);
+	st->prefetch = NULL;
 	release_page(st);
 	MemoryContextDelete(st->rescan_cxt);
 	st->rescan_cxt = NULL;
@@ -1591,6 +1595,7 @@ join_build(ForeignScanState *node, EpicScanState *st)
 	HASHCTL		ctl;
 	HTAB	   *seen;
 	List	   *keys = NIL;
+	bool		unsendable = false;
 	int			cap = 64;
 	MemoryContext old;
 
@@ -1629,9 +1634,28 @@ join_build(ForeignScanState *node, EpicScanState *st)
 		old = MemoryContextSwitchTo(js->cxt);
 		if (epic_encode_datum(js->key, CStringGetTextDatum(r->key), TEXTOID, false, &enc) == EPIC_ENC_OK)
 			keys = list_concat(keys, enc);
+		else
+			unsendable = true;
 		MemoryContextSwitchTo(old);
 	}
-	if (keys == NIL)
+	if (js->nd == 0)
+		return;
+	if (unsendable)
+	{
+		/*
+		 * A key FHIR cannot express: search without the key parameter (a
+		 * superset, matched by key here), as a nested loop would; unless the
+		 * server requires the parameter.
+		 */
+		if (epic_table_param_required(f->table, js->key->name) &&
+			!epic_search_has_param(f->fixed_search, js->key->name))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
+					 errmsg("a search of %s requires the search parameter \"%s\", "
+							"but this value cannot be sent", f->resource, js->key->name)));
+		keys = NIL;
+	}
+	else if (keys == NIL)
 		return;
 
 	CHECK_FOR_INTERRUPTS();

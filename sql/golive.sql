@@ -106,6 +106,12 @@ SELECT count(*) FROM medication_statements WHERE patient_id = 'eq081-VQEgP8drUUq
 SET epic_fdw.audit_log_values = on;
 SELECT count(*) FROM patients WHERE id = 'erXuFYUfucBZaryVksYEcMg3';
 RESET epic_fdw.audit_log_values;
+-- a page fetched ahead but never read (a cursor closed early) is logged too
+BEGIN;
+DECLARE c CURSOR FOR SELECT id FROM medication_statements WHERE patient_id = 'eq081-VQEgP8drUUqCWzHfw3';
+FETCH 1 FROM c;
+CLOSE c;
+COMMIT;
 RESET epic_fdw.audit_log;
 SELECT * FROM pg_temp.audit_lines(:log_start);
 -- only superusers may change it

@@ -488,7 +488,8 @@ audit(const char *table, const char *display, bool ok, const EpicHttpResponse *r
 			(errmsg("epic_fdw audit: user=%s table=%s request=\"GET %s\" status=%s bytes=%d duration_ms=%.0f",
 					GetUserNameFromId(GetUserId(), true) ? GetUserNameFromId(GetUserId(), true) : "?",
 					table ? table : "-", request,
-					ok ? psprintf("%ld", resp->status) : "transport-error",
+					ok ? psprintf("%ld", resp->status) :
+					resp->xfer_error == EPIC_XFER_OK ? "abandoned" : "transport-error",
 					resp->body.len, resp->elapsed * 1000.0),
 			 errhidestmt(true),
 			 errhidecontext(true)));
@@ -664,6 +665,26 @@ epic_fhir_start(EpicConnection *conn, UserMapping *um, const EpicServerOptions *
 	return a;
 }
 
+/*
+ * A started GET that will not be read (a cursor closed, a LIMIT met, a
+ * rescan): it counts as a request, and the audit log records it as
+ * "abandoned".  The caller then deletes the memory context, which stops
+ * the transfer.
+ */
+void
+epic_fhir_abandon(EpicFhirAsync *a, EpicScanStats *stats)
+{
+	EpicHttpResponse empty;
+
+	if (a == NULL)
+		return;
+	memset(&empty, 0, sizeof(empty));
+	if (stats)
+		stats->requests++;
+	if (epic_audit_log)
+		audit(stats ? stats->table : NULL, a->display, false, &empty);
+}
+
 /* Let background transfers progress (cheap; call now and then). */
 void
 epic_fhir_poll(EpicConnection *conn)
@@ -753,7 +774,16 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 				/* stop the others first: this error ends the query */
 				for (int j = 0; j < next; j++)
 					if (xfers[j] != NULL)
+					{
+						EpicHttpResponse empty;
+
 						epic_http_abort(xfers[j]);
+						memset(&empty, 0, sizeof(empty));
+						if (stats)
+							stats->requests++;
+						if (epic_audit_log)
+							audit(stats ? stats->table : NULL, displays[j], false, &empty);
+					}
 				epic_raise_http_error(&resps[i], displays[i], "FHIR search");
 			}
 		}

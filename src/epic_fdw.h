@@ -336,6 +336,7 @@ extern EpicFhirAsync *epic_fhir_start(EpicConnection *conn, UserMapping *um,
 									  const EpicServerOptions *sopts,
 									  const char *url, const char *display);
 extern void epic_fhir_poll(EpicConnection *conn);
+extern void epic_fhir_abandon(EpicFhirAsync *a, EpicScanStats *stats);
 extern void epic_fhir_finish(EpicConnection *conn, UserMapping *um,
 							 const EpicServerOptions *sopts, EpicFhirAsync *a,
 							 const char *url, const char *display,
