@@ -2,14 +2,14 @@
 # Run the column-only SQL on FHIR v2 conformance tests through the FHIRPath
 # evaluator, outside PostgreSQL (see conformance_fhirpath.c).
 #   test/unit/run_conformance.sh [SHARED_DIR]
-# SHARED_DIR (default $EPIC_SHARED_DIR, else /work/shared) must hold
+# SHARED_DIR (default $EPIC_SHARED_DIR, else ../shared beside the repository) must hold
 # sql-on-fhir-v2/tests/*.json; without it the tier is skipped (exit 0).
 # The test files are read in place, never copied.
 # Prints "ok/not ok/skip" lines and a closing "N passed, N failed, N skipped".
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-shared=${1:-${EPIC_SHARED_DIR:-/work/shared}}
+shared=${1:-${EPIC_SHARED_DIR:-$root/../shared}}
 tests="$shared/sql-on-fhir-v2/tests"
 if [ ! -d "$tests" ]; then
 	echo "conformance tests not found at $tests: skipped"
