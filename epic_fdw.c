@@ -6,16 +6,17 @@
  *
  * Planning:  GetForeignRelSize resolves the table and classifies quals;
  *            GetForeignPaths adds a plain path and parameterized paths for
- *            join clauses on searchable columns; GetForeignPlan fixes the
- *            request and passes it to the executor through fdw_private.
- * Execution: the first IterateForeignScan builds the URL (runtime values
- *            from fdw_exprs), fetches a page, emits its resources one by
- *            one and follows the next link; ReScan starts over with new
- *            parameter values.  EXPLAIN without ANALYZE does no I/O.
+ *            join clauses on searchable columns; GetForeignJoinPaths a
+ *            join of two epic_fdw tables; GetForeignPlan fixes the requests
+ *            and passes them to the executor through fdw_private.
+ * Execution: in src/scan.c (requests, pages, prefetch, concurrent first
+ *            pages, view rows, joins); the callbacks here only dispatch.
+ *            EXPLAIN without ANALYZE does no I/O.
  *
  *-------------------------------------------------------------------------
  */
 #include "epic_fdw.h"
+#include "scan.h"
 
 #include <math.h>
 
@@ -58,18 +59,6 @@ PG_MODULE_MAGIC;
 #define EPIC_CONDITION_SELECTIVITY 0.001
 #define EPIC_PARAM_ROWS		10.0
 
-/* Indexes into ForeignScan.fdw_private (a List). */
-enum EpicScanPrivateIndex
-{
-	EpicPrivResource,			/* String: resource type */
-	EpicPrivFixedSearch,		/* String: table "search" option, or "" */
-	EpicPrivParams,				/* List of Lists, see param_to_list() */
-	EpicPrivRetrieved,			/* List of Integer attnums to compute */
-	EpicPrivMissingRequired,	/* String: required param not supplied, or "" */
-	EpicPrivCount,				/* Integer: _count to ask for */
-	EpicPrivLimit				/* Integer: rows the query needs at most, or -1 */
-};
-
 /* Planner state of one foreign base relation (baserel->fdw_private). */
 typedef struct EpicRelInfo
 {
@@ -80,124 +69,8 @@ typedef struct EpicRelInfo
 	List	   *local_only;		/* quals that cannot be pushed */
 } EpicRelInfo;
 
-/* A search result kept for rescans with the same request (joins). */
-typedef struct EpicCachedResult
-{
-	char	   *key;			/* the requests, newline-separated */
-	EpicPage   *page;			/* the result's only page */
-	MemoryContext cxt;			/* holds the page */
-} EpicCachedResult;
-
-/* Results up to this size in all are kept for repeated join keys. */
-#define EPIC_CACHE_BUDGET (16 * 1024 * 1024)
-
-/* Executor state. */
-typedef struct EpicScanState
-{
-	EpicTable  *table;
-	UserMapping *um;
-	EpicConnection *conn;
-	char	   *resource;
-	char	   *fixed_search;
-	List	   *params;			/* EpicSearchParam * */
-	List	   *runtime_states; /* ExprState * per fdw_exprs item */
-	Oid		   *runtime_types;
-	List	   *retrieved;		/* attnums to compute */
-	char	   *missing_required;
-
-	/* the rows of the current resource (its view's rows), malloc'd */
-	EpicViewRows rows;
-	MemoryContextCallback free_cb;
-	const void *cur_resource;	/* whose rows those are */
-
-	/* requests of this (re)scan, and paging */
-	MemoryContext scan_cxt;		/* lives as long as the scan */
-	MemoryContext rescan_cxt;	/* reset at each rescan */
-	MemoryContext page_cxt;		/* the current page, or NULL */
-	MemoryContext tuple_cxt;
-	List	   *requests;		/* relative requests (char *) */
-	char	   *cache_key;
-	EpicPage   *page;
-	char	   *next_url;		/* in page_cxt */
-	HTAB	   *seen_ids;		/* ids already returned, when requests > 1 */
-
-	List	   *cache;			/* EpicCachedResult *, in scan_cxt */
-	Size		cache_bytes;
-
-	/* the next page, fetched while this one is read */
-	int64		resources_fetched;	/* by this request so far */
-	EpicFhirAsync *prefetch;	/* in prefetch_cxt */
-	MemoryContext prefetch_cxt;
-
-	/* first pages of several requests, fetched concurrently */
-	MemoryContext batch_cxt;
-	EpicHttpResponse *batch;	/* responses of requests batch_start.. */
-
-	/* the fan-out side of a join: values of the key parameter */
-	List	   *key_values;		/* encoded values (char *) */
-
-	struct EpicJoinState *join; /* a join: this is the driving side */
-
-	EpicOutcomeSeen seen;
-	EpicScanStats stats;
-
-	int			count;			/* _count */
-	int			limit;			/* rows needed at most (LIMIT), or -1 */
-	int			next_row;		/* of rows */
-	int			request_index;	/* the one being read */
-	int			pages_this_result;
-	int			next_index;		/* of page */
-	int			since_poll;		/* resources read since the prefetch was polled */
-	int			batch_start;
-	int			batch_end;
-	int			key_index;		/* the key's runtime slot, or -1 */
-	bool		page_cached;	/* st->page belongs to the cache */
-	bool		started;
-	bool		done;
-} EpicScanState;
-
-/* A row of one side of a join (values at the scan tuple's positions). */
-typedef struct EpicJoinRow
-{
-	Datum	   *values;
-	bool	   *nulls;
-	char	   *key;			/* the join key as text; NULL: no match */
-	struct EpicJoinRow *next;	/* next fan-out row of the same key */
-} EpicJoinRow;
-
-typedef struct EpicJoinGroup
-{
-	char	   *key;			/* hash key (the entry's first field) */
-	EpicJoinRow *rows;
-	EpicJoinRow *last;
-} EpicJoinGroup;
-
-/* Executor state of a join of two epic_fdw tables (see join_build). */
-typedef struct EpicJoinState
-{
-	EpicScanState *f;			/* the fan-out side; the driving side owns this */
-	Index		d_relid;
-	Index		f_relid;
-	AttrNumber	d_attno;		/* driving column giving the key */
-	AttrNumber	f_attno;		/* fan-out column matched with it */
-	EpicSearchParam *key;		/* the fan-out side's key parameter */
-	int			ntl;			/* scan tuple: fdw_scan_tlist entries */
-	bool	   *tl_fanout;		/* entry k comes from the fan-out side */
-	AttrNumber *tl_attno;
-	MemoryContext cxt;			/* rows; reset at rescan */
-	bool		built;
-	EpicJoinRow **drows;
-	int			nd;
-	int			di;
-	HTAB	   *groups;			/* key -> EpicJoinGroup */
-	EpicJoinRow *dcur;
-	EpicJoinRow *fcur;
-} EpicJoinState;
-
 static ForeignScan *join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path,
 							  List *tlist, Plan *outer_plan);
-static EpicScanState *join_begin(ForeignScanState *node, int eflags);
-static TupleTableSlot *join_iterate(ForeignScanState *node, EpicScanState *st);
 
 /* ---------------------------------------------------------------------
  * Planning
@@ -380,43 +253,6 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		add_param_path(root, baserel, info, lfirst(lc), &seen_outer);
 }
 
-/* Serialise an EpicSearchParam for fdw_private (copyObject-able nodes). */
-static List *
-param_to_list(EpicSearchParam *p)
-{
-	List	   *values = NIL;
-	ListCell   *lc;
-
-	foreach(lc, p->values)
-		values = lappend(values, makeString(lfirst(lc)));
-	return list_make5(makeString(p->name), values,
-					  list_make3(makeInteger(p->runtime_index), makeInteger(p->param_id),
-								 makeInteger(p->form)),
-					  makeBoolean(p->is_list),
-					  list_make2(makeString(p->comparator ? p->comparator : ""),
-								 makeString(p->prefix ? p->prefix : "")));
-}
-
-static EpicSearchParam *
-param_from_list(List *l)
-{
-	EpicSearchParam *p = palloc0(sizeof(EpicSearchParam));
-	List	   *ints = lthird(l);
-	List	   *strs = list_nth(l, 4);
-	ListCell   *lc;
-
-	p->name = strVal(linitial(l));
-	foreach(lc, (List *) lsecond(l))
-		p->values = lappend(p->values, strVal(lfirst(lc)));
-	p->runtime_index = intVal(linitial(ints));
-	p->param_id = intVal(lsecond(ints));
-	p->form = (EpicValueForm) intVal(lthird(ints));
-	p->is_list = boolVal(lfourth(l));
-	p->comparator = strVal(linitial(strs))[0] ? strVal(linitial(strs)) : NULL;
-	p->prefix = strVal(lsecond(strs))[0] ? strVal(lsecond(strs)) : NULL;
-	return p;
-}
-
 /*
  * The _count to ask for: page_size, or LIMIT n when the scan alone answers
  * the query's LIMIT (one relation, no ORDER BY, grouping or other operation
@@ -500,7 +336,7 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 	missing = epic_table_missing_required(t, names, t->topts.search);
 	list_sort(params, epic_param_cmp);
 	foreach(lc, params)
-		param_lists = lappend(param_lists, param_to_list(lfirst(lc)));
+		param_lists = lappend(param_lists, epic_param_to_list(lfirst(lc)));
 
 	if (bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs))
 	{
@@ -557,57 +393,6 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
  * ---------------------------------------------------------------------
  */
 static void
-free_rows(void *arg)
-{
-	EpicScanState *st = arg;
-
-	epic_view_rows_free(&st->rows);
-}
-
-/* The state of one scanned relation, from its fdw_private list (priv). */
-static EpicScanState *
-begin_side(ForeignScanState *node, List *priv, Index scanrelid, int eflags)
-{
-	EState	   *estate = node->ss.ps.state;
-	RangeTblEntry *rte = exec_rt_fetch(scanrelid, estate);
-	EpicScanState *st = palloc0(sizeof(EpicScanState));
-	ListCell   *lc;
-	Oid			userid;
-
-	st->table = epic_table_resolve(rte->relid);
-	st->resource = strVal(list_nth(priv, EpicPrivResource));
-	st->fixed_search = strVal(list_nth(priv, EpicPrivFixedSearch));
-	foreach(lc, (List *) list_nth(priv, EpicPrivParams))
-		st->params = lappend(st->params, param_from_list(lfirst(lc)));
-	st->retrieved = (List *) list_nth(priv, EpicPrivRetrieved);
-	st->missing_required = strVal(list_nth(priv, EpicPrivMissingRequired));
-	if (st->missing_required[0] == '\0')
-		st->missing_required = NULL;
-	st->count = intVal(list_nth(priv, EpicPrivCount));
-	st->limit = intVal(list_nth(priv, EpicPrivLimit));
-	st->key_index = -1;
-	st->stats.table = st->table->relname;
-	st->scan_cxt = CurrentMemoryContext;
-	st->seen.cxt = CurrentMemoryContext;
-
-	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
-		return st;
-
-	userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-	st->um = GetUserMapping(userid, st->table->server->serverid);
-
-	st->free_cb.func = free_rows;
-	st->free_cb.arg = st;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, &st->free_cb);
-
-	st->rescan_cxt = AllocSetContextCreate(st->scan_cxt, "epic_fdw rescan",
-										   ALLOCSET_SMALL_SIZES);
-	st->tuple_cxt = AllocSetContextCreate(st->scan_cxt, "epic_fdw tuple",
-										  ALLOCSET_DEFAULT_SIZES);
-	return st;
-}
-
-static void
 epicBeginForeignScan(ForeignScanState *node, int eflags)
 {
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
@@ -618,9 +403,9 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 	int			i;
 
 	if (fsplan->scan.scanrelid == 0)
-		st = join_begin(node, eflags);
+		st = epic_join_begin(node, eflags);
 	else
-		st = begin_side(node, fsplan->fdw_private, fsplan->scan.scanrelid, eflags);
+		st = epic_scan_begin(node, fsplan->fdw_private, fsplan->scan.scanrelid, eflags);
 	node->fdw_state = st;
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
@@ -643,529 +428,18 @@ epicBeginForeignScan(ForeignScanState *node, int eflags)
 	}
 }
 
-/*
- * Build the requests of this (re)scan in rescan_cxt; returns false if a
- * runtime value is NULL or cannot be sent, in which case no row can match.
- */
-static bool
-build_requests(ForeignScanState *node, EpicScanState *st)
-{
-	int			n = list_length(st->runtime_states);
-	List	  **values;
-	ExprContext *econtext = node->ss.ps.ps_ExprContext;
-	ListCell   *lc;
-	MemoryContext old = MemoryContextSwitchTo(st->rescan_cxt);
-
-	values = palloc0(sizeof(List *) * Max(Max(1, n), st->key_index + 1));
-	if (st->key_index >= 0)
-		values[st->key_index] = st->key_values;
-	foreach(lc, st->params)
-	{
-		EpicSearchParam *p = lfirst(lc);
-		bool		isnull;
-		Datum		d;
-
-		if (p->runtime_index < 0 || p->runtime_index == st->key_index)
-			continue;
-		d = ExecEvalExpr(list_nth(st->runtime_states, p->runtime_index), econtext, &isnull);
-		switch (epic_encode_datum(p, d, st->runtime_types[p->runtime_index], isnull,
-								  &values[p->runtime_index]))
-		{
-			case EPIC_ENC_OK:
-				break;
-			case EPIC_ENC_NO_MATCH:
-				/* = NULL, or IN (NULL, ...) with no other value: no row */
-				MemoryContextSwitchTo(old);
-				return false;
-			case EPIC_ENC_UNSENDABLE:
-				/* not sent; the local check still applies */
-				values[p->runtime_index] = NIL;
-				if (st->missing_required == NULL &&
-					epic_table_param_required(st->table, p->name) &&
-					!epic_search_has_param(st->fixed_search, p->name))
-					ereport(ERROR,
-							(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
-							 errmsg("a search of %s requires the search parameter \"%s\", "
-									"but this value cannot be sent", st->resource, p->name)));
-				break;
-		}
-	}
-	st->requests = epic_build_queries(st->resource, st->fixed_search, st->params, values,
-									  st->count, st->table->sopts.or_lists);
-	st->request_index = 0;
-	st->seen_ids = NULL;
-	if (list_length(st->requests) > 1)
-	{
-		HASHCTL		ctl;
-
-		/* several requests may return the same resource: once per scan */
-		ctl.keysize = 65;		/* FHIR ids are at most 64 characters */
-		ctl.entrysize = 65;
-		ctl.hcxt = st->rescan_cxt;
-		st->seen_ids = hash_create("epic_fdw ids", 64, &ctl,
-								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	st->cache_key = NULL;
-	{
-		StringInfoData key;
-
-		initStringInfo(&key);
-		foreach(lc, st->requests)
-			appendStringInfo(&key, "%s\n", (char *) lfirst(lc));
-		st->cache_key = key.data;
-	}
-	MemoryContextSwitchTo(old);
-	return true;
-}
-
-/* Let go of the current page: delete it, unless the cache keeps it. */
-static void
-release_page(EpicScanState *st)
-{
-	if (st->page_cxt != NULL && !st->page_cached)
-		MemoryContextDelete(st->page_cxt);
-	st->page_cxt = NULL;
-	st->page = NULL;
-	st->page_cached = false;
-	st->next_url = NULL;
-	st->next_index = 0;
-	st->cur_resource = NULL;
-}
-
-/*
- * Keep the current page for rescans with the same request: only a result
- * that is one request of one page, within the cache's budget.
- */
-static void
-maybe_cache_page(EpicScanState *st, Size bytes)
-{
-	EpicCachedResult *e;
-
-	if (st->page_cached || st->page == NULL || st->next_url != NULL ||
-		list_length(st->requests) != 1 || st->pages_this_result != 1 ||
-		st->cache_bytes + bytes > EPIC_CACHE_BUDGET)
-		return;
-	e = MemoryContextAlloc(st->scan_cxt, sizeof(EpicCachedResult));
-	e->key = MemoryContextStrdup(st->scan_cxt, st->cache_key);
-	e->page = st->page;
-	e->cxt = st->page_cxt;
-	MemoryContextSetParent(e->cxt, st->scan_cxt);
-	{
-		MemoryContext old = MemoryContextSwitchTo(st->scan_cxt);
-
-		st->cache = lappend(st->cache, e);
-		MemoryContextSwitchTo(old);
-	}
-	st->cache_bytes += bytes;
-	st->page_cached = true;
-}
-
-/* Stop the prefetch, if any, and free what it fetched. */
-static void
-drop_prefetch(EpicScanState *st)
-{
-	epic_fhir_abandon(st->prefetch, &st->stats);
-	st->prefetch = NULL;
-	if (st->prefetch_cxt != NULL)
-		MemoryContextDelete(st->prefetch_cxt);	/* stops the transfer */
-	st->prefetch_cxt = NULL;
-}
-
-/*
- * Start fetching st->next_url in the background, unless a LIMIT is already
- * met by the resources fetched: at most one page ahead.
- */
-static void
-maybe_prefetch(EpicScanState *st)
-{
-	MemoryContext old;
-	const char *base = st->table->sopts.fhir_url;
-	size_t		blen = strlen(base);
-	const char *display;
-
-	drop_prefetch(st);
-	if (st->next_url == NULL || (st->limit >= 0 && st->resources_fetched >= st->limit))
-		return;
-	display = strncmp(st->next_url, base, blen) == 0 ? st->next_url + blen : st->next_url;
-	st->prefetch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
-											 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(st->prefetch_cxt);
-	st->prefetch = epic_fhir_start(st->conn, st->um, &st->table->sopts, st->next_url, display);
-	MemoryContextSwitchTo(old);
-	if (st->prefetch == NULL)
-		drop_prefetch(st);
-}
-
-/*
- * Make resp (a response in st->page_cxt, the current context) the current
- * page: check it, parse it, note its next link.
- */
-static void
-load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
-{
-	const char *next;
-	Size		bytes;
-
-	if (resp->status != 200)
-		epic_raise_http_error(resp, display, "FHIR search");
-	bytes = resp->body.len;
-	if (resp->content_type != NULL)
-	{
-		char	   *ct = asc_tolower(resp->content_type, strlen(resp->content_type));
-
-		if (strstr(ct, "json") == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-					 errmsg("FHIR server returned %s instead of FHIR JSON", resp->content_type),
-					 errhint("Check the server option \"fhir_url\": it must be the FHIR base URL."),
-					 errcontext("FHIR request: GET %s", display)));
-	}
-	st->page = epic_page_parse(resp->body.data, resp->body.len, st->resource, display);
-	pfree(resp->body.data);
-	st->stats.pages++;
-	st->pages_this_result++;
-	st->resources_fetched += epic_page_count(st->page);
-	epic_page_report_outcomes(st->page, &st->seen);
-
-	next = epic_page_next(st->page);
-	if (next != NULL)
-	{
-		if (!epic_url_same_origin(next, st->table->sopts.fhir_url))
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("FHIR server returned a next link to another origin"),
-					 errdetail("The next link \"%s\" does not share scheme, host and port with fhir_url; "
-							   "epic_fdw sends the access token only to the FHIR server.", next),
-					 errcontext("FHIR request: GET %s", display)));
-		st->next_url = pstrdup(next);
-	}
-	maybe_cache_page(st, bytes);
-	maybe_prefetch(st);
-}
-
-/*
- * Fetch the page at url (absolute) into st->page: the prefetched response
- * when it is that page, else a request now.
- */
-static void
-fetch_page(EpicScanState *st, const char *url, const char *display)
-{
-	EpicHttpResponse resp;
-	MemoryContext old;
-	EpicFhirAsync *a = st->prefetch;
-
-	release_page(st);
-	if (a != NULL)
-	{
-		/* the prefetch's context becomes the page's */
-		st->page_cxt = st->prefetch_cxt;
-		st->prefetch_cxt = NULL;
-		st->prefetch = NULL;
-	}
-	else
-		st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
-											 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(st->page_cxt);
-	epic_fhir_finish(st->conn, st->um, &st->table->sopts, a, url, display, &resp, &st->stats);
-	load_page(st, &resp, display);
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * Several requests (an IN list sent one value at a time): fetch the first
- * pages of the next few concurrently, max_concurrency at a time.
- */
-static bool
-batched_first_page(EpicScanState *st, const char *request)
-{
-	int			n = list_length(st->requests);
-	int			i = st->request_index;
-	MemoryContext old;
-
-	if (n <= 1 || st->table->sopts.max_concurrency <= 1)
-		return false;
-	if (st->batch == NULL || i < st->batch_start || i >= st->batch_end)
-	{
-		int			end = Min(n, i + 16 * st->table->sopts.max_concurrency);
-		char	  **urls = palloc(sizeof(char *) * (end - i));
-		char	  **displays = palloc(sizeof(char *) * (end - i));
-
-		if (st->batch_cxt != NULL)
-			MemoryContextDelete(st->batch_cxt);
-		st->batch = NULL;
-		st->batch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw batch",
-											  ALLOCSET_DEFAULT_SIZES);
-		old = MemoryContextSwitchTo(st->batch_cxt);
-		for (int k = i; k < end; k++)
-		{
-			displays[k - i] = list_nth(st->requests, k);
-			urls[k - i] = psprintf("%s%s", st->table->sopts.fhir_url, displays[k - i]);
-		}
-		st->batch = palloc0(sizeof(EpicHttpResponse) * (end - i));
-		epic_fhir_get_many(st->conn, st->um, &st->table->sopts, end - i, urls, displays,
-						   st->batch, &st->stats);
-		MemoryContextSwitchTo(old);
-		st->batch_start = i;
-		st->batch_end = end;
-	}
-	release_page(st);
-	drop_prefetch(st);
-	st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
-										 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(st->page_cxt);
-	load_page(st, &st->batch[i - st->batch_start], request);
-	MemoryContextSwitchTo(old);
-	return true;
-}
-
-/* Start request number st->request_index (or replay it from the cache). */
-static void
-start_request(EpicScanState *st)
-{
-	const char *request = list_nth(st->requests, st->request_index);
-	ListCell   *lc;
-	char	   *url;
-
-	st->pages_this_result = 0;
-	if (list_length(st->requests) == 1)
-		foreach(lc, st->cache)
-		{
-			EpicCachedResult *e = lfirst(lc);
-
-			if (strcmp(e->key, st->cache_key) == 0)
-			{
-				release_page(st);
-				st->page = e->page;
-				st->page_cxt = e->cxt;
-				st->page_cached = true;
-				return;
-			}
-		}
-	if (st->conn == NULL)
-		st->conn = epic_get_connection(st->um, st->table->server);
-	st->resources_fetched = 0;
-	if (batched_first_page(st, request))
-		return;
-	drop_prefetch(st);
-	url = psprintf("%s%s", st->table->sopts.fhir_url, request);
-	fetch_page(st, url, request);
-	pfree(url);
-}
-
-/* What errcontext shows while a column value is converted. */
-typedef struct ConversionContext
-{
-	EpicScanState *st;
-	const void *resource;
-	EpicColumn *col;
-} ConversionContext;
-
-static void
-conversion_error_callback(void *arg)
-{
-	ConversionContext *cc = arg;
-	const void *idnode = epic_page_ops->member(cc->resource, "id");
-	char		buf[64];
-	size_t		len = 0;
-	const char *id = idnode ? epic_page_ops->scalar(idnode, buf, sizeof(buf), &len) : NULL;
-
-	if (cc->col == NULL)
-	{
-		errcontext("foreign table \"%s\", FHIR resource %s/%.*s",
-				   cc->st->table->relname, cc->st->resource,
-				   id ? (int) Min(len, 64) : 9, id ? id : "(no id)");
-		return;
-	}
-	errcontext("column \"%s\" of foreign table \"%s\", FHIR resource %s/%.*s",
-			   cc->col->name, cc->st->table->relname, cc->st->resource,
-			   id ? (int) Min(len, 64) : 9, id ? id : "(no id)");
-}
-
-/*
- * Advance st to its next row (the view row st->next_row of
- * st->cur_resource); false at the end.
- */
-static bool
-next_row(ForeignScanState *node, EpicScanState *st)
-{
-	const void *resource;
-
-	if (st->done)
-		return false;
-
-	if (!st->started)
-	{
-		st->started = true;
-		if (st->missing_required)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
-					 errmsg("a search of %s requires the search parameter \"%s\"",
-							st->resource, st->missing_required),
-					 errdetail("No condition of the query supplies it, so the FHIR server would reject the search."),
-					 strcmp(st->missing_required, "patient") == 0 ?
-					 errhint("Add a condition such as WHERE patient_id = '...', or join to patients ON patient_id = patients.id.") :
-					 errhint("Add a condition on the column searched by \"%s\", or give the table OPTIONS (search '%s=...').",
-							 st->missing_required, st->missing_required)));
-		if (!build_requests(node, st))
-		{
-			st->done = true;
-			return false;
-		}
-		start_request(st);
-	}
-
-	for (;;)
-	{
-		char		errbuf[512];
-
-		/* the current resource's next row */
-		if (st->cur_resource != NULL && st->next_row < st->rows.nrows)
-			break;
-		st->cur_resource = NULL;
-
-		/* advance to a page with a resource left */
-		while (st->next_index >= epic_page_count(st->page))
-		{
-			if (st->next_url != NULL)
-			{
-				char	   *url = pstrdup(st->next_url);
-				const char *base = st->table->sopts.fhir_url;
-				size_t		blen = strlen(base);
-
-				/* show next links relative to the base, as the first request is */
-				char	   *display = pstrdup(strncmp(url, base, blen) == 0 ? url + blen : url);
-
-				CHECK_FOR_INTERRUPTS();
-				fetch_page(st, url, display);
-				pfree(url);
-				pfree(display);
-			}
-			else if (st->request_index + 1 < list_length(st->requests))
-			{
-				st->request_index++;
-				start_request(st);
-			}
-			else
-			{
-				release_page(st);
-				st->done = true;
-				return false;
-			}
-		}
-
-		resource = epic_page_resource(st->page, st->next_index++);
-		if (st->prefetch != NULL && ++st->since_poll >= 16)
-		{
-			/* keep the next page coming while this one is read */
-			st->since_poll = 0;
-			epic_fhir_poll(st->conn);
-		}
-		if (st->seen_ids != NULL)
-		{
-			/* with several requests, a resource may come back more than once */
-			const void *idnode = epic_page_ops->member(resource, "id");
-			char		buf[64];
-			size_t		len = 0;
-			const char *id = idnode ? epic_page_ops->scalar(idnode, buf, sizeof(buf), &len) : NULL;
-			bool		found = false;
-
-			if (id != NULL && len > 0 && len <= 64)
-			{
-				char		key[65];
-
-				memcpy(key, id, len);
-				key[len] = '\0';
-				hash_search(st->seen_ids, key, HASH_ENTER, &found);
-			}
-			if (found)
-				continue;
-		}
-
-		/* the resource's rows: where[] filters, forEach and friends */
-		if (epic_view_rows(st->table->view, epic_page_ops, resource, &st->rows,
-						   errbuf, sizeof(errbuf)) != 0)
-		{
-			ConversionContext cc = {st, resource, NULL};
-			ErrorContextCallback errcb;
-
-			errcb.callback = conversion_error_callback;
-			errcb.arg = &cc;
-			errcb.previous = error_context_stack;
-			error_context_stack = &errcb;
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("could not evaluate the ViewDefinition of foreign table \"%s\": %s",
-							st->table->relname, errbuf)));
-		}
-		st->cur_resource = resource;
-		st->next_row = 0;
-	}
-
-	return true;
-}
-
 static TupleTableSlot *
 epicIterateForeignScan(ForeignScanState *node)
 {
 	EpicScanState *st = node->fdw_state;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
-	ListCell   *lc;
-	MemoryContext old;
 
 	if (st->join != NULL)
-		return join_iterate(node, st);
+		return epic_join_iterate(node, st);
 	ExecClearTuple(slot);
-	if (!next_row(node, st))
-		return slot;
-
-	MemoryContextReset(st->tuple_cxt);
-	old = MemoryContextSwitchTo(st->tuple_cxt);
-	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	{
-		ConversionContext cc;
-		ErrorContextCallback errcb;
-		const EpicViewCell *row = &st->rows.cells[(size_t) st->next_row * (size_t) st->rows.width];
-
-		st->next_row++;
-		/* errors name the column and the resource (as oracle_fdw does) */
-		cc.st = st;
-		cc.resource = st->cur_resource;
-		cc.col = NULL;
-		errcb.callback = conversion_error_callback;
-		errcb.arg = &cc;
-		errcb.previous = error_context_stack;
-		error_context_stack = &errcb;
-		foreach(lc, st->retrieved)
-		{
-			int			attnum = lfirst_int(lc);
-
-			cc.col = &st->table->columns[attnum - 1];
-			slot->tts_values[attnum - 1] =
-				epic_convert_cell(st->table, cc.col, st->cur_resource, &row[cc.col->slot],
-								  &slot->tts_isnull[attnum - 1]);
-		}
-		error_context_stack = errcb.previous;
-	}
-	MemoryContextSwitchTo(old);
-	ExecStoreVirtualTuple(slot);
+	if (epic_scan_next_row(node, st))
+		epic_scan_store_row(st, slot);
 	return slot;
-}
-
-static void
-rescan_side(EpicScanState *st)
-{
-	release_page(st);
-	st->cur_resource = NULL;
-	epic_fhir_abandon(st->prefetch, &st->stats);
-	st->prefetch = NULL;
-	st->prefetch_cxt = NULL;
-	st->batch = NULL;
-	st->batch_cxt = NULL;
-	MemoryContextReset(st->rescan_cxt);
-	st->requests = NIL;
-	st->seen_ids = NULL;
-	st->started = false;
-	st->done = false;
 }
 
 static void
@@ -1173,30 +447,9 @@ epicReScanForeignScan(ForeignScanState *node)
 {
 	EpicScanState *st = node->fdw_state;
 
-	rescan_side(st);
+	epic_scan_rescan(st);
 	if (st->join != NULL)
-	{
-		rescan_side(st->join->f);
-		MemoryContextReset(st->join->cxt);
-		st->join->built = false;
-		st->join->groups = NULL;
-		st->join->drows = NULL;
-		st->join->nd = st->join->di = 0;
-		st->join->dcur = st->join->fcur = NULL;
-	}
-}
-
-static void
-end_side(EpicScanState *st)
-{
-	if (st == NULL || st->rescan_cxt == NULL)
-		return;
-	epic_fhir_abandon(st->prefetch, &st->stats);
-	st->prefetch = NULL;
-	release_page(st);
-	MemoryContextDelete(st->rescan_cxt);
-	st->rescan_cxt = NULL;
-	epic_view_rows_free(&st->rows);
+		epic_join_rescan(st);
 }
 
 static void
@@ -1207,8 +460,8 @@ epicEndForeignScan(ForeignScanState *node)
 	if (st == NULL)
 		return;
 	if (st->join != NULL)
-		end_side(st->join->f);
-	end_side(st);
+		epic_scan_end(st->join->f);
+	epic_scan_end(st);
 }
 
 static void
@@ -1467,247 +720,8 @@ join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *
 												  makeInteger(ji->d_attno),
 												  makeInteger(ji->f_attno),
 												  makeInteger(key->runtime_index)),
-									   param_to_list(key)),
+									   epic_param_to_list(key)),
 							scan_tlist, NIL, outer_plan);
-}
-
-static EpicScanState *
-join_begin(ForeignScanState *node, int eflags)
-{
-	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
-	List	   *priv = fsplan->fdw_private;
-	List	   *ids = lthird(priv);
-	EpicJoinState *js = palloc0(sizeof(EpicJoinState));
-	EpicScanState *st;
-	ListCell   *lc;
-	int			k = 0;
-
-	js->d_relid = intVal(list_nth(ids, 0));
-	js->f_relid = intVal(list_nth(ids, 1));
-	js->d_attno = intVal(list_nth(ids, 2));
-	js->f_attno = intVal(list_nth(ids, 3));
-	js->key = param_from_list(lfourth(priv));
-	st = begin_side(node, linitial(priv), js->d_relid, eflags);
-	st->join = js;
-	js->f = begin_side(node, lsecond(priv), js->f_relid, eflags);
-	js->f->key_index = intVal(list_nth(ids, 4));
-	js->ntl = list_length(fsplan->fdw_scan_tlist);
-	js->tl_fanout = palloc0(sizeof(bool) * Max(1, js->ntl));
-	js->tl_attno = palloc0(sizeof(AttrNumber) * Max(1, js->ntl));
-	foreach(lc, fsplan->fdw_scan_tlist)
-	{
-		Var		   *v = (Var *) ((TargetEntry *) lfirst(lc))->expr;
-
-		js->tl_fanout[k] = (v->varno == (int) js->f_relid);
-		js->tl_attno[k] = v->varattno;
-		k++;
-	}
-	js->cxt = AllocSetContextCreate(CurrentMemoryContext, "epic_fdw join",
-									ALLOCSET_DEFAULT_SIZES);
-	return st;
-}
-
-/*
- * The current row of side (next_row() said there is one) as an
- * EpicJoinRow in js->cxt: the scan tuple's columns of that side, and the
- * key column as text.
- */
-static EpicJoinRow *
-join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber key_attno)
-{
-	const EpicViewCell *cells = &side->rows.cells[(size_t) side->next_row * (size_t) side->rows.width];
-	EpicJoinRow *r;
-	ConversionContext cc;
-	ErrorContextCallback errcb;
-	MemoryContext old;
-	Datum		kd;
-	bool		knull;
-
-	r = MemoryContextAllocZero(js->cxt, sizeof(EpicJoinRow));
-	r->values = MemoryContextAllocZero(js->cxt, sizeof(Datum) * Max(1, js->ntl));
-	r->nulls = MemoryContextAlloc(js->cxt, sizeof(bool) * Max(1, js->ntl));
-	memset(r->nulls, true, sizeof(bool) * Max(1, js->ntl));
-	side->next_row++;
-
-	cc.st = side;
-	cc.resource = side->cur_resource;
-	cc.col = NULL;
-	errcb.callback = conversion_error_callback;
-	errcb.arg = &cc;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-	MemoryContextReset(side->tuple_cxt);
-	old = MemoryContextSwitchTo(side->tuple_cxt);
-	for (int k = 0; k < js->ntl; k++)
-	{
-		EpicColumn *col;
-		Datum		d;
-		int16		typlen;
-		bool		typbyval;
-
-		if (js->tl_fanout[k] != fanout)
-			continue;
-		col = &side->table->columns[js->tl_attno[k] - 1];
-		cc.col = col;
-		d = epic_convert_cell(side->table, col, side->cur_resource, &cells[col->slot],
-							  &r->nulls[k]);
-		if (!r->nulls[k])
-		{
-			get_typlenbyval(col->atttypid, &typlen, &typbyval);
-			MemoryContextSwitchTo(js->cxt);
-			r->values[k] = datumCopy(d, typbyval, typlen);
-			MemoryContextSwitchTo(side->tuple_cxt);
-		}
-	}
-	cc.col = &side->table->columns[key_attno - 1];
-	kd = epic_convert_cell(side->table, cc.col, side->cur_resource, &cells[cc.col->slot], &knull);
-	if (!knull)
-		r->key = MemoryContextStrdup(js->cxt, TextDatumGetCString(kd));
-	MemoryContextSwitchTo(old);
-	error_context_stack = errcb.previous;
-	return r;
-}
-
-/* Hash tables keyed by a pointer to a string of any length. */
-static uint32
-strptr_hash(const void *key, Size keysize)
-{
-	const char *s = *(const char *const *) key;
-
-	return hash_bytes((const unsigned char *) s, (int) strlen(s));
-}
-
-static int
-strptr_match(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
-/*
- * Read the driving side whole, then search the fan-out side for every
- * distinct key at once, grouping its rows by key.
- */
-static void
-join_build(ForeignScanState *node, EpicScanState *st)
-{
-	EpicJoinState *js = st->join;
-	EpicScanState *f = js->f;
-	HASHCTL		ctl;
-	HTAB	   *seen;
-	List	   *keys = NIL;
-	bool		unsendable = false;
-	int			cap = 64;
-	MemoryContext old;
-
-	js->built = true;
-	old = MemoryContextSwitchTo(js->cxt);
-	js->drows = palloc(sizeof(EpicJoinRow *) * cap);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(EpicJoinGroup);
-	ctl.hash = strptr_hash;
-	ctl.match = strptr_match;
-	ctl.hcxt = js->cxt;
-	js->groups = hash_create("epic_fdw join keys", 256, &ctl,
-							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	seen = hash_create("epic_fdw join key values", 256, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	MemoryContextSwitchTo(old);
-
-	while (next_row(node, st))
-	{
-		EpicJoinRow *r = join_side_row(js, st, false, js->d_attno);
-		List	   *enc = NIL;
-		bool		found;
-
-		if (r->key == NULL)
-			continue;
-		if (js->nd == cap)
-		{
-			cap *= 2;
-			js->drows = repalloc(js->drows, sizeof(EpicJoinRow *) * cap);
-		}
-		js->drows[js->nd++] = r;
-		hash_search(seen, &r->key, HASH_ENTER, &found);
-		if (found)
-			continue;
-		old = MemoryContextSwitchTo(js->cxt);
-		if (epic_encode_datum(js->key, CStringGetTextDatum(r->key), TEXTOID, false, &enc) == EPIC_ENC_OK)
-			keys = list_concat(keys, enc);
-		else
-			unsendable = true;
-		MemoryContextSwitchTo(old);
-	}
-	if (js->nd == 0)
-		return;
-	if (unsendable)
-	{
-		/*
-		 * A key FHIR cannot express: search without the key parameter (a
-		 * superset, matched by key here), as a nested loop would; unless the
-		 * server requires the parameter.
-		 */
-		if (epic_table_param_required(f->table, js->key->name) &&
-			!epic_search_has_param(f->fixed_search, js->key->name))
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
-					 errmsg("a search of %s requires the search parameter \"%s\", "
-							"but this value cannot be sent", f->resource, js->key->name)));
-		keys = NIL;
-	}
-	else if (keys == NIL)
-		return;
-
-	CHECK_FOR_INTERRUPTS();
-	f->key_values = keys;
-	while (next_row(node, f))
-	{
-		EpicJoinRow *r = join_side_row(js, f, true, js->f_attno);
-		EpicJoinGroup *g;
-		bool		found;
-
-		if (r->key == NULL)
-			continue;
-		g = hash_search(js->groups, &r->key, HASH_ENTER, &found);
-		if (!found)
-			g->rows = g->last = NULL;
-		if (g->last)
-			g->last->next = r;
-		else
-			g->rows = r;
-		g->last = r;
-	}
-}
-
-static TupleTableSlot *
-join_iterate(ForeignScanState *node, EpicScanState *st)
-{
-	EpicJoinState *js = st->join;
-	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
-
-	ExecClearTuple(slot);
-	if (!js->built)
-		join_build(node, st);
-	while (js->fcur == NULL)
-	{
-		EpicJoinGroup *g;
-
-		if (js->di >= js->nd)
-			return slot;
-		js->dcur = js->drows[js->di++];
-		g = js->groups ? hash_search(js->groups, &js->dcur->key, HASH_FIND, NULL) : NULL;
-		js->fcur = g ? g->rows : NULL;
-	}
-	for (int k = 0; k < js->ntl; k++)
-	{
-		EpicJoinRow *r = js->tl_fanout[k] ? js->fcur : js->dcur;
-
-		slot->tts_values[k] = r->values[k];
-		slot->tts_isnull[k] = r->nulls[k];
-	}
-	js->fcur = js->fcur->next;
-	ExecStoreVirtualTuple(slot);
-	return slot;
 }
 
 /* ---------------------------------------------------------------------

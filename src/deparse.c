@@ -815,3 +815,40 @@ epic_build_queries(const char *resource, const char *fixed_search,
 	}
 	return out;
 }
+
+/* Serialise an EpicSearchParam for fdw_private (copyObject-able nodes). */
+List *
+epic_param_to_list(EpicSearchParam *p)
+{
+	List	   *values = NIL;
+	ListCell   *lc;
+
+	foreach(lc, p->values)
+		values = lappend(values, makeString(lfirst(lc)));
+	return list_make5(makeString(p->name), values,
+					  list_make3(makeInteger(p->runtime_index), makeInteger(p->param_id),
+								 makeInteger(p->form)),
+					  makeBoolean(p->is_list),
+					  list_make2(makeString(p->comparator ? p->comparator : ""),
+								 makeString(p->prefix ? p->prefix : "")));
+}
+
+EpicSearchParam *
+epic_param_from_list(List *l)
+{
+	EpicSearchParam *p = palloc0(sizeof(EpicSearchParam));
+	List	   *ints = lthird(l);
+	List	   *strs = list_nth(l, 4);
+	ListCell   *lc;
+
+	p->name = strVal(linitial(l));
+	foreach(lc, (List *) lsecond(l))
+		p->values = lappend(p->values, strVal(lfirst(lc)));
+	p->runtime_index = intVal(linitial(ints));
+	p->param_id = intVal(lsecond(ints));
+	p->form = (EpicValueForm) intVal(lthird(ints));
+	p->is_list = boolVal(lfourth(l));
+	p->comparator = strVal(linitial(strs))[0] ? strVal(linitial(strs)) : NULL;
+	p->prefix = strVal(lsecond(strs))[0] ? strVal(lsecond(strs)) : NULL;
+	return p;
+}

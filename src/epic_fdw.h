@@ -234,6 +234,8 @@ extern List *epic_build_queries(const char *resource, const char *fixed_search,
 extern int	epic_param_cmp(const ListCell *a, const ListCell *b);
 extern bool epic_search_has_param(const char *search, const char *name);
 extern char *epic_redact_query(const char *request);
+extern List *epic_param_to_list(EpicSearchParam *p);
+extern EpicSearchParam *epic_param_from_list(List *l);
 
 /* ------------------------------------------------------------------------
  * http.c: the only file that includes curl.h
