@@ -199,14 +199,27 @@ def client_wall(sql_cmds, runs, label):
         cmd += ["-c", s]
     COMMANDS.append((label, " ".join(shlex.quote(x) for x in cmd) + " > /dev/null"))
     ms = []
+    rss = []
+    timer = ["/usr/bin/time", "-v", "-o", os.path.join(ENV.get("TMPDIR", "/tmp"), "bench_time.txt")]
+    if not os.path.exists(timer[0]):
+        timer = []
     with open(os.devnull, "w") as dn:
         subprocess.run(cmd, stdout=dn, check=True)  # warm-up (OS caches)
         for _ in range(runs):
             t0 = time.perf_counter()
-            subprocess.run(cmd, stdout=dn, check=True)
+            subprocess.run(timer + cmd, stdout=dn, check=True)
             ms.append((time.perf_counter() - t0) * 1000)
+            if timer:
+                # the whole psql process as /usr/bin/time -v saw it
+                with open(timer[3]) as f:
+                    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", f.read())
+                if m:
+                    rss.append(int(m.group(1)))
     log("%s: median %.0f ms" % (label, statistics.median(ms)))
-    return {"wall": stats(ms)}
+    out = {"wall": stats(ms)}
+    if rss:
+        out["client_peak_rss_kb"] = int(statistics.median(rss))
+    return out
 
 
 # -- scenarios -----------------------------------------------------------------------
@@ -483,7 +496,9 @@ def write_report(t_total):
             ratio(w["median"], tp)))
     w = s["client"]["wall"]
     p("| epic_fdw: `SELECT * FROM patients` to `psql -A -t > /dev/null` (whole psql process, "
-      "new session each run) | %d | %s | — | %s | %s |" % (
+      "new session each run%s) | %d | %s | — | %s | %s |" % (
+          ", under `/usr/bin/time -v`: psql's peak RSS %d kB" % s["client"]["client_peak_rss_kb"]
+          if s["client"].get("client_peak_rss_kb") else "",
           N_PAT, row3(w), ratio(w["median"], tt), ratio(w["median"], tp)))
     w = s["session"]["wall"]
     p("| (of which: new psql session + discovery + token + 1 request: `SELECT id FROM "

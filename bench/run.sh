@@ -43,11 +43,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 epic_install_deps
-if ! dpkg -s postgresql-plpython3-15 >/dev/null 2>&1; then
-	epic_log "installing postgresql-plpython3-15"
+if ! dpkg -s postgresql-plpython3-15 >/dev/null 2>&1 || ! dpkg -s time >/dev/null 2>&1; then
+	epic_log "installing postgresql-plpython3-15 and time"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >/dev/null
-	apt-get install -y -qq --no-install-recommends postgresql-plpython3-15 >/dev/null
+	apt-get install -y -qq --no-install-recommends postgresql-plpython3-15 time >/dev/null
 fi
 epic_build_install
 
