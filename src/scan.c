@@ -320,7 +320,7 @@ batched_first_page(EpicScanState *st, const char *request)
 		return false;
 	if (st->batch == NULL || i < st->batch_start || i >= st->batch_end)
 	{
-		int			end = Min(n, i + 16 * st->table->sopts.max_concurrency);
+		int			end = Min(n, i + 32 * st->table->sopts.max_concurrency);
 		char	  **urls = palloc(sizeof(char *) * (end - i));
 		char	  **displays = palloc(sizeof(char *) * (end - i));
 
