@@ -78,6 +78,21 @@ SELECT * FROM patient_details WHERE id = 'erXuFYUfucBZaryVksYEcMg3';
 \set QUIET on
 
 \echo
+\echo '== A SQL on FHIR ViewDefinition as a table: one row per name of the patient'
+\echo
+SELECT epic_fdw_view_ddl('{
+  "name": "patient_names", "resource": "Patient",
+  "select": [
+    {"column": [{"name": "id", "path": "getResourceKey()", "type": "id"}]},
+    {"forEach": "name",
+     "column": [{"name": "use", "path": "use", "type": "code"},
+                {"name": "full_name", "path": "iif(text.exists(), text, given.combine(family).join(\u0027 \u0027))", "type": "string"}]}]}',
+  NULL, 'epic') \gexec
+\set QUIET off
+SELECT * FROM patient_names WHERE id = 'erXuFYUfucBZaryVksYEcMg3' ORDER BY use;
+\set QUIET on
+
+\echo
 \echo '== What the FHIR server did (EXPLAIN ANALYZE counters)'
 \echo
 \set QUIET off
