@@ -391,8 +391,30 @@ typedef struct ConversionContext
 {
 	EpicScanState *st;
 	const void *resource;
-	EpicColumn *col;
+	EpicColumn *col;			/* the column being converted, or NULL */
+	ErrorContextCallback errcb;
 } ConversionContext;
+
+static void conversion_error_callback(void *arg);
+
+/* Errors from here on name the table and resource (and cc->col when set). */
+static void
+push_conversion(ConversionContext *cc, EpicScanState *st, const void *resource)
+{
+	cc->st = st;
+	cc->resource = resource;
+	cc->col = NULL;
+	cc->errcb.callback = conversion_error_callback;
+	cc->errcb.arg = cc;
+	cc->errcb.previous = error_context_stack;
+	error_context_stack = &cc->errcb;
+}
+
+static void
+pop_conversion(ConversionContext *cc)
+{
+	error_context_stack = cc->errcb.previous;
+}
 
 static void
 conversion_error_callback(void *arg)
@@ -519,13 +541,9 @@ epic_scan_next_row(ForeignScanState *node, EpicScanState *st)
 		if (epic_view_rows(st->table->view, epic_page_ops, resource, &st->rows,
 						   errbuf, sizeof(errbuf)) != 0)
 		{
-			ConversionContext cc = {st, resource, NULL};
-			ErrorContextCallback errcb;
+			ConversionContext cc;
 
-			errcb.callback = conversion_error_callback;
-			errcb.arg = &cc;
-			errcb.previous = error_context_stack;
-			error_context_stack = &errcb;
+			push_conversion(&cc, st, resource);
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("could not evaluate the ViewDefinition of foreign table \"%s\": %s",
@@ -615,7 +633,6 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 	const EpicViewCell *cells = &side->rows.cells[(size_t) side->next_row * (size_t) side->rows.width];
 	EpicJoinRow *r;
 	ConversionContext cc;
-	ErrorContextCallback errcb;
 	MemoryContext old;
 	Datum		kd;
 	bool		knull;
@@ -626,13 +643,7 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 	memset(r->nulls, true, sizeof(bool) * Max(1, js->ntl));
 	side->next_row++;
 
-	cc.st = side;
-	cc.resource = side->cur_resource;
-	cc.col = NULL;
-	errcb.callback = conversion_error_callback;
-	errcb.arg = &cc;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
+	push_conversion(&cc, side, side->cur_resource);
 	MemoryContextReset(side->tuple_cxt);
 	old = MemoryContextSwitchTo(side->tuple_cxt);
 	for (int k = 0; k < js->ntl; k++)
@@ -661,7 +672,7 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 	if (!knull)
 		r->key = MemoryContextStrdup(js->cxt, TextDatumGetCString(kd));
 	MemoryContextSwitchTo(old);
-	error_context_stack = errcb.previous;
+	pop_conversion(&cc);
 	return r;
 }
 
@@ -819,18 +830,11 @@ epic_scan_store_row(EpicScanState *st, TupleTableSlot *slot)
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	{
 		ConversionContext cc;
-		ErrorContextCallback errcb;
 		const EpicViewCell *row = &st->rows.cells[(size_t) st->next_row * (size_t) st->rows.width];
 
 		st->next_row++;
 		/* errors name the column and the resource (as oracle_fdw does) */
-		cc.st = st;
-		cc.resource = st->cur_resource;
-		cc.col = NULL;
-		errcb.callback = conversion_error_callback;
-		errcb.arg = &cc;
-		errcb.previous = error_context_stack;
-		error_context_stack = &errcb;
+		push_conversion(&cc, st, st->cur_resource);
 		foreach(lc, st->retrieved)
 		{
 			int			attnum = lfirst_int(lc);
@@ -840,7 +844,7 @@ epic_scan_store_row(EpicScanState *st, TupleTableSlot *slot)
 				epic_convert_cell(st->table, cc.col, st->cur_resource, &row[cc.col->slot],
 								  &slot->tts_isnull[attnum - 1]);
 		}
-		error_context_stack = errcb.previous;
+		pop_conversion(&cc);
 	}
 	MemoryContextSwitchTo(old);
 	ExecStoreVirtualTuple(slot);
