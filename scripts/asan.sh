@@ -130,15 +130,7 @@ fi
 rm -rf "$REPO/results"
 make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" installcheck REGRESS="${tests[*]}" \
 	>"$STATE/regress.out" 2>&1
-grep -E '^(test| *[a-z_]+ +\.\.\.|ok|not ok)' "$STATE/regress.out" || true
-while read -r name result; do
-	if [ "$result" = ok ]; then pass "regress (ASan): $name"; else fail "regress (ASan): $name"; fi
-done < <(sed -nE 's/^(test )?([a-z_0-9]+) +\.\.\. +(ok|FAILED|failed).*/\2 \3/p' "$STATE/regress.out")
-if [ -f "$REPO/regression.diffs" ]; then
-	cat "$REPO/regression.diffs"
-	cp "$REPO/regression.diffs" "$STATE/"
-fi
-grep -qE 'tests passed|tests failed' "$STATE/regress.out" || { cat "$STATE/regress.out"; fail "pg_regress did not run"; }
+epic_regress_results "regress (ASan)" "$STATE/regress.out"
 
 # stop the server so every backend has exited (and flushed any report)
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGROOT/data" -m fast -w stop >/dev/null 2>&1 || true

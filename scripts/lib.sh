@@ -131,6 +131,21 @@ epic_cleanup() {
 passed=0
 failed=0
 failures=()
+# epic_regress_results LABEL FILE: one ok/FAILED line per pg_regress test in
+# FILE (the output of make installcheck), and the diffs when any failed.
+epic_regress_results() {
+	local label=$1 out=$2 name result
+	grep -E '^(test| *[a-z_]+ +\.\.\.|ok|not ok)' "$out" || true
+	while read -r name result; do
+		if [ "$result" = ok ]; then pass "$label: $name"; else fail "$label: $name"; fi
+	done < <(sed -nE 's/^(test )?([a-z_0-9]+) +\.\.\. +(ok|FAILED|failed).*/\2 \3/p' "$out")
+	if [ -f "$REPO/regression.diffs" ]; then
+		cat "$REPO/regression.diffs"
+		cp "$REPO/regression.diffs" "$(dirname "$out")/"
+	fi
+	grep -qE 'tests passed|tests failed' "$out" || { cat "$out"; fail "pg_regress did not run"; }
+}
+
 pass() { passed=$((passed + 1)); echo "ok - $*"; }
 fail() { failed=$((failed + 1)); failures+=("$*"); echo "FAILED - $*"; }
 

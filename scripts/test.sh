@@ -46,31 +46,32 @@ else
 fi
 make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null || { fail "make install"; exit 1; }
 
-# --- unit tests (outside PostgreSQL) ---------------------------------------
-for t in "$REPO"/test/unit/run*.sh; do
-	out=$(bash "$t" 2>&1)
+# counted LABEL COMMAND...: a test program that prints "ok"/"not ok"/"skip"
+# lines and a final "N passed, N failed": one ok or FAILED line for it, with
+# the lines that did not pass shown.
+counted() {
+	local label=$1 out rc line
+	shift
+	out=$("$@" 2>&1)
 	rc=$?
-	echo "$out" | grep -E '^(not ok|ok)' | grep -v '^ok' || true
+	echo "$out" | grep -E '^(not ok|skip)' || true
 	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
 	if [ $rc -eq 0 ] && [ -n "$line" ]; then
-		pass "unit: $(basename "$t"): $line"
+		pass "$label: $line"
 	else
 		echo "$out" | tail -n 20
-		fail "unit: $(basename "$t")"
+		fail "$label"
 	fi
+}
+
+# --- unit tests (outside PostgreSQL) ---------------------------------------
+for t in "$REPO"/test/unit/run*.sh; do
+	counted "unit: $(basename "$t")" bash "$t"
 done
 
 # --- the sandbox's own tests (search semantics, fault injection) -----------
 for t in selftest.py test_dataset.py test_faults.py test_record.py; do
-	out=$($PY "$REPO/test/sandbox/$t" 2>&1)
-	rc=$?
-	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-	if [ $rc -eq 0 ] && [ -n "$line" ]; then
-		pass "sandbox: $t: $line"
-	else
-		echo "$out" | tail -n 20
-		fail "sandbox: $t"
-	fi
+	counted "sandbox: $t" "$PY" "$REPO/test/sandbox/$t"
 done
 
 # --- sandbox, cluster, pg_regress ------------------------------------------
@@ -83,30 +84,13 @@ EPIC_PG_OPTS="-c log_min_messages=debug5 -c log_min_error_statement=panic" epic_
 
 rm -rf "$REPO/results"
 make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" installcheck >"$STATE/regress.out" 2>&1
-cat "$STATE/regress.out" | grep -E '^(test| *[a-z_]+ +\.\.\.|ok|not ok)' || true
-while read -r name result; do
-	if [ "$result" = ok ]; then pass "regress: $name"; else fail "regress: $name"; fi
-done < <(sed -nE 's/^(test )?([a-z_0-9]+) +\.\.\. +(ok|FAILED|failed).*/\2 \3/p' "$STATE/regress.out")
-if [ -f "$REPO/regression.diffs" ]; then
-	cat "$REPO/regression.diffs"
-	cp "$REPO/regression.diffs" "$STATE/"
-fi
-grep -qE 'tests passed|tests failed' "$STATE/regress.out" || fail "pg_regress did not run"
+epic_regress_results "regress" "$STATE/regress.out"
 
 # --- the SQL on FHIR v2 conformance suite through epic_fdw ------------------
 # (the suite is not part of the project: run when EPIC_SHARED_DIR has it)
 suite="${EPIC_SHARED_DIR:-}/sql-on-fhir-v2/tests"
 if [ -n "${EPIC_SHARED_DIR:-}" ] && [ -d "$suite" ]; then
-	out=$($PY "$REPO/test/conformance/run.py" "$suite" 2>&1)
-	rc=$?
-	echo "$out" | grep -E '^(not ok|skip)' || true
-	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-	if [ $rc -eq 0 ] && [ -n "$line" ]; then
-		pass "SQL on FHIR conformance through epic_fdw: $line"
-	else
-		echo "$out" | tail -n 20
-		fail "SQL on FHIR conformance through epic_fdw"
-	fi
+	counted "SQL on FHIR conformance through epic_fdw" "$PY" "$REPO/test/conformance/run.py" "$suite"
 else
 	echo "SQL on FHIR conformance suite not found: skipped (set EPIC_SHARED_DIR)"
 fi
