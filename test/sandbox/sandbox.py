@@ -672,6 +672,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- control --------------------------------------------------------------------------
 
+    def set_state_int(self, params, param, attr):
+        """Set the sandbox state's `attr` from the non-negative integer query parameter `param`."""
+        st = self.server.state
+        try:
+            value = int(params[param])
+            if value < 0:
+                raise ValueError
+        except (KeyError, ValueError):
+            return self.send_json(400, {"error": "%s must be a non-negative integer" % param})
+        with st.lock:
+            setattr(st, attr, value)
+        return self.send_json(200, {"ok": True, attr: value})
+
     def control(self, method, name, query):
         st = self.server.state
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -687,25 +700,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 entries = copy.deepcopy(st.log)
             return self.send_json(200, entries)
         if method == "POST" and name == "token-lifetime":
-            try:
-                seconds = int(params["seconds"])
-                if seconds < 0:
-                    raise ValueError
-            except (KeyError, ValueError):
-                return self.send_json(400, {"error": "seconds must be a non-negative integer"})
-            with st.lock:
-                st.token_lifetime = seconds
-            return self.send_json(200, {"ok": True, "token_lifetime": seconds})
+            return self.set_state_int(params, "seconds", "token_lifetime")
         if method == "POST" and name == "latency":
-            try:
-                ms = int(params["ms"])
-                if ms < 0:
-                    raise ValueError
-            except (KeyError, ValueError):
-                return self.send_json(400, {"error": "ms must be a non-negative integer"})
-            with st.lock:
-                st.latency_ms = ms
-            return self.send_json(200, {"ok": True, "latency_ms": ms})
+            return self.set_state_int(params, "ms", "latency_ms")
         if method == "POST" and name == "expire-pages":
             n = sum(ds.expire_pages() for ds in st.all_datasets())
             return self.send_json(200, {"ok": True, "expired": n})
@@ -741,15 +738,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n, released = st.clear_faults()
             return self.send_json(200, {"ok": True, "cleared": n, "released": released})
         if method == "POST" and name == "revoke-after":
-            try:
-                n = int(params["n"])
-                if n < 0:
-                    raise ValueError
-            except (KeyError, ValueError):
-                return self.send_json(400, {"error": "n must be a non-negative integer"})
-            with st.lock:
-                st.revoke_after = n
-            return self.send_json(200, {"ok": True, "revoke_after": n})
+            return self.set_state_int(params, "n", "revoke_after")
         return self.send_json(404, {"error": "unknown control endpoint %s %s" % (method, name)})
 
     def control_dataset(self, method, params):
