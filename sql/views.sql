@@ -51,6 +51,26 @@ CREATE FOREIGN TABLE contacts (patient_id text, system text, value text, use tex
 SELECT * FROM contacts WHERE patient_id IN ('erXuFYUfucBZaryVksYEcMg3', 'eAB3mDIBBcyUKviyzrxsnAw3')
  ORDER BY 1, 2, 3;
 
+-- %rowIndex numbers the items of the nearest forEach from 0 (0 on the row of
+-- NULLs of a forEachOrNull without items); epic_fdw_view_ddl gives an untyped
+-- column the type its path always has (boolean, integer, numeric, ...) and
+-- text otherwise
+SELECT epic_fdw_view_ddl('{
+  "resource": "Patient",
+  "select": [{"column": [{"name": "patient_id", "path": "getResourceKey()"},
+                         {"name": "has_phone", "path": "telecom.where(system = ''phone'').exists()"},
+                         {"name": "contacts", "path": "telecom.count()"},
+                         {"name": "gender", "path": "gender"}]},
+             {"forEachOrNull": "telecom",
+              "column": [{"name": "position", "path": "%rowIndex"},
+                         {"name": "rank", "path": "%rowIndex + 1"},
+                         {"name": "value", "path": "value"}]}]}', 'telecom_positions', 'dataset') \gexec
+SELECT column_name, data_type FROM information_schema.columns
+ WHERE table_name = 'telecom_positions' ORDER BY ordinal_position;
+SELECT patient_id, has_phone, contacts, position, rank, value FROM telecom_positions
+ WHERE patient_id IN ('erXuFYUfucBZaryVksYEcMg3', 'eAB3mDIBBcyUKviyzrxsnAw3')
+ ORDER BY patient_id, position;
+
 -- unionAll: phones and e-mail addresses as one column, with constants;
 -- a nested select repeats the parent's values
 CREATE FOREIGN TABLE reach (id text, kind text, contact text, home boolean)

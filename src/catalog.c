@@ -237,12 +237,12 @@ implied_search_param(EpicColumn *col)
 
 /* The SQL type of a built-in column (from its FHIR type and collection). */
 static Oid
-builtin_sql_type(const EpicViewColumn *vc)
+builtin_sql_type(const EpicView *v, const EpicViewColumn *vc)
 {
 	Oid			typid;
 	int32		typmod;
 
-	parseTypeString(epic_view_sql_type(vc->type, vc->collection), &typid, &typmod, false);
+	parseTypeString(epic_view_column_sql_type(v, vc), &typid, &typmod, false);
 	return typid;
 }
 
@@ -472,7 +472,7 @@ epic_table_resolve(Oid relid)
 					 errdetail("Its value comes from inside a forEach, repeat or unionAll, not from the resource as a whole.")));
 		if (t->builtin != NULL && t->topts.view_definition == NULL && col->vcol->name[0] != '#')
 		{
-			Oid			want = builtin_sql_type(col->vcol);
+			Oid			want = builtin_sql_type(t->view, col->vcol);
 
 			if (att->atttypid != want && att->atttypid != TEXTOID && att->atttypid != JSONOID &&
 				att->atttypid != JSONBOID)
@@ -506,7 +506,7 @@ epic_view_ddl(const EpicView *v, const char *json, const char *table_name,
 	for (int i = 0; i < v->nslots; i++)
 	{
 		const EpicViewColumn *c = &v->columns[v->slot_column[i]];
-		const char *type = c->ansi_type ? c->ansi_type : epic_view_sql_type(c->type, c->collection);
+		const char *type = c->ansi_type ? c->ansi_type : epic_view_column_sql_type(v, c);
 
 		if (c->ansi_type != NULL)
 		{

@@ -345,7 +345,7 @@ epic_convert_cell(const EpicTable *t, const EpicColumn *col, const void *resourc
 	const EpicViewColumn *vc;
 
 	*isnull = true;
-	if (cell->column < 0 || cell->node == NULL)
+	if (epic_view_cell_null(t->view, cell))
 		return (Datum) 0;
 	vc = &t->view->columns[cell->column];
 	if (epic_view_cell(t->view, epic_page_ops, resource, cell, &res,

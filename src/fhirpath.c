@@ -1119,6 +1119,7 @@ typedef struct FpEval
 	int			depth;
 	EpicFpResult *owner;		/* the final result: owns derived strings */
 	long		pushes;			/* items produced so far (FP_MAX_PUSHES) */
+	long		row_index;		/* %rowIndex */
 } FpEval;
 
 #define FP_MAX_DEPTH 200
@@ -1875,9 +1876,16 @@ fp_env_index(const EpicFpEnv *env, const char *name)
 
 /* %resource and %rootResource: the resource the evaluation started from */
 static bool
-fp_builtin_constant(const char *name)
+fp_resource_constant(const char *name)
 {
 	return strcmp(name, "resource") == 0 || strcmp(name, "rootResource") == 0;
+}
+
+/* the constants every evaluation has: those, and %rowIndex */
+static bool
+fp_builtin_constant(const char *name)
+{
+	return fp_resource_constant(name) || strcmp(name, "rowIndex") == 0;
 }
 
 static void
@@ -2395,8 +2403,13 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 					else
 						push_string(ev, out, v, strlen(v));
 				}
-				else if (fp_builtin_constant(n->name) && ev->root != NULL)
-					push_node(ev, out, ev->root);
+				else if (fp_resource_constant(n->name))
+				{
+					if (ev->root != NULL)
+						push_node(ev, out, ev->root);
+				}
+				else if (strcmp(n->name, "rowIndex") == 0)
+					push_number(ev, out, (double) ev->row_index, true);
 				break;
 			}
 		case FP_THIS:
@@ -2549,10 +2562,19 @@ epic_fp_eval_in(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root
 				const void *focus, const EpicFpEnv *env, EpicFpResult *out,
 				char *errbuf, size_t errlen)
 {
+	return epic_fp_eval_row(expr, ops, root, focus, env, 0, out, errbuf, errlen);
+}
+
+int
+epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
+				 const void *focus, const EpicFpEnv *env, long row_index,
+				 EpicFpResult *out, char *errbuf, size_t errlen)
+{
 	FpEval		ev;
 	EpicFpItem	ctx;
 
 	memset(&ev, 0, sizeof(ev));
+	ev.row_index = row_index;
 	ev.ops = ops;
 	ev.root = root;
 	ev.env = env;
@@ -2604,4 +2626,347 @@ const char *
 epic_fp_undefined_constant(const EpicFpExpr *expr, const EpicFpEnv *env)
 {
 	return undefined_constant(expr->root, env);
+}
+
+static bool
+uses_constant(const FpNode *n, const char *name)
+{
+	if (n == NULL)
+		return false;
+	if (n->kind == FP_CONST && strcmp(n->name, name) == 0)
+		return true;
+	if (uses_constant(n->focus, name))
+		return true;
+	for (int i = 0; i < n->nargs; i++)
+		if (uses_constant(n->args[i], name))
+			return true;
+	return false;
+}
+
+bool
+epic_fp_uses_constant(const EpicFpExpr *expr, const char *name)
+{
+	return uses_constant(expr->root, name);
+}
+
+/* ---------------------------------------------------------------------
+ * Static types
+ *
+ * The type an expression's items have whatever the resource, where the
+ * expression alone decides it: literals, operators and functions, %constants,
+ * ofType(X), choice elements named with their type (valueQuantity), and the
+ * elements of FHIR's general-purpose datatypes (Quantity.value is a decimal).
+ * Elements of resources are not modelled: their type is unknown (NULL).
+ * ---------------------------------------------------------------------
+ */
+
+/* elements of FHIR datatypes whose type is the same in STU3 and R4 */
+static const struct
+{
+	const char *type;
+	const char *element;
+	const char *element_type;
+}			fp_datatype_elements[] =
+{
+	{"Quantity", "value", "decimal"},
+	{"Quantity", "comparator", "code"},
+	{"Quantity", "unit", "string"},
+	{"Quantity", "system", "uri"},
+	{"Quantity", "code", "code"},
+	{"Money", "value", "decimal"},
+	{"Money", "currency", "code"},
+	{"Range", "low", "Quantity"},
+	{"Range", "high", "Quantity"},
+	{"Ratio", "numerator", "Quantity"},
+	{"Ratio", "denominator", "Quantity"},
+	{"Period", "start", "dateTime"},
+	{"Period", "end", "dateTime"},
+	{"Coding", "system", "uri"},
+	{"Coding", "version", "string"},
+	{"Coding", "code", "code"},
+	{"Coding", "display", "string"},
+	{"Coding", "userSelected", "boolean"},
+	{"CodeableConcept", "coding", "Coding"},
+	{"CodeableConcept", "text", "string"},
+	{"Identifier", "use", "code"},
+	{"Identifier", "type", "CodeableConcept"},
+	{"Identifier", "system", "uri"},
+	{"Identifier", "value", "string"},
+	{"Identifier", "period", "Period"},
+	{"Identifier", "assigner", "Reference"},
+	{"HumanName", "use", "code"},
+	{"HumanName", "text", "string"},
+	{"HumanName", "family", "string"},
+	{"HumanName", "given", "string"},
+	{"HumanName", "prefix", "string"},
+	{"HumanName", "suffix", "string"},
+	{"HumanName", "period", "Period"},
+	{"Address", "use", "code"},
+	{"Address", "type", "code"},
+	{"Address", "text", "string"},
+	{"Address", "line", "string"},
+	{"Address", "city", "string"},
+	{"Address", "district", "string"},
+	{"Address", "state", "string"},
+	{"Address", "postalCode", "string"},
+	{"Address", "country", "string"},
+	{"Address", "period", "Period"},
+	{"ContactPoint", "system", "code"},
+	{"ContactPoint", "value", "string"},
+	{"ContactPoint", "use", "code"},
+	{"ContactPoint", "rank", "positiveInt"},
+	{"ContactPoint", "period", "Period"},
+	{"Reference", "reference", "string"},
+	{"Reference", "identifier", "Identifier"},
+	{"Reference", "display", "string"},
+	{"Attachment", "contentType", "code"},
+	{"Attachment", "language", "code"},
+	{"Attachment", "data", "base64Binary"},
+	{"Attachment", "size", "unsignedInt"},
+	{"Attachment", "hash", "base64Binary"},
+	{"Attachment", "title", "string"},
+	{"Attachment", "creation", "dateTime"},
+	{"Annotation", "time", "dateTime"},
+	{"Extension", "url", "uri"},
+	{"Meta", "versionId", "id"},
+	{"Meta", "lastUpdated", "instant"},
+	{"Meta", "security", "Coding"},
+	{"Meta", "tag", "Coding"},
+	{"Narrative", "status", "code"},
+	{"SampledData", "origin", "Quantity"},
+	{"SampledData", "period", "decimal"},
+	{"SampledData", "factor", "decimal"},
+	{"SampledData", "lowerLimit", "decimal"},
+	{"SampledData", "upperLimit", "decimal"},
+	{"SampledData", "dimensions", "positiveInt"},
+	{"SampledData", "data", "string"},
+};
+
+/* the Quantity profiles: the elements of a Quantity */
+static const char *const fp_quantity_types[] = {
+	"SimpleQuantity", "Age", "Count", "Distance", "Duration", "MoneyQuantity",
+};
+
+/* names of choice elements ([x]) in STU3 and R4 resources and datatypes */
+static const char *const fp_choice_prefixes[] = {
+	"value", "effective", "onset", "abatement", "deceased", "multipleBirth",
+	"occurrence", "performed", "medication", "born", "asNeeded", "serviced",
+	"answer", "defaultValue", "rate", "dose", "timing", "collected",
+	"reported", "allowed",
+};
+
+static bool
+fp_is_numeric_type(const char *t)
+{
+	return t != NULL && (strcmp(t, "integer") == 0 || strcmp(t, "decimal") == 0 ||
+						 strcmp(t, "positiveInt") == 0 || strcmp(t, "unsignedInt") == 0 ||
+						 strcmp(t, "integer64") == 0);
+}
+
+static bool
+fp_is_string_type(const char *t)
+{
+	static const char *const s[] = {
+		"string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown",
+	};
+
+	for (size_t i = 0; t != NULL && i < sizeof(s) / sizeof(s[0]); i++)
+		if (strcmp(t, s[i]) == 0)
+			return true;
+	return false;
+}
+
+static const char *const fp_primitive_types[] = {
+	"boolean", "integer", "string", "decimal", "uri", "url", "canonical",
+	"base64Binary", "instant", "date", "dateTime", "time", "code", "oid", "id",
+	"markdown", "unsignedInt", "positiveInt", "uuid", "integer64",
+};
+
+/*
+ * A type name as written (ofType(String), System.Integer, a choice suffix
+ * "DateTime") -> the FHIR type name from the tables above, or NULL.
+ */
+static const char *
+fp_canonical_type(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(fp_primitive_types) / sizeof(fp_primitive_types[0]); i++)
+		if (type_name_eq(name, len, fp_primitive_types[i]))
+			return fp_primitive_types[i];
+	for (size_t i = 0; i < sizeof(fp_choice_types) / sizeof(fp_choice_types[0]); i++)
+		if (strlen(fp_choice_types[i]) == len && memcmp(fp_choice_types[i], name, len) == 0)
+			return fp_choice_types[i];
+	return NULL;
+}
+
+/* The type of element name of a value of type t, or NULL. */
+static const char *
+fp_member_type(const char *t, const char *name)
+{
+	size_t		nl = strlen(name);
+
+	if (t != NULL && !islower((unsigned char) t[0]))
+	{
+		/* a complex type: every element has id and extension */
+		if (strcmp(name, "id") == 0)
+			return "string";
+		if (strcmp(name, "extension") == 0 || strcmp(name, "modifierExtension") == 0)
+			return "Extension";
+		for (size_t i = 0; i < sizeof(fp_quantity_types) / sizeof(fp_quantity_types[0]); i++)
+			if (strcmp(t, fp_quantity_types[i]) == 0)
+				t = "Quantity";
+		for (size_t i = 0; i < sizeof(fp_datatype_elements) / sizeof(fp_datatype_elements[0]); i++)
+			if (strcmp(fp_datatype_elements[i].type, t) == 0 &&
+				strcmp(fp_datatype_elements[i].element, name) == 0)
+				return fp_datatype_elements[i].element_type;
+	}
+	/* a choice element named with its type: valueQuantity, onsetDateTime */
+	for (size_t i = 0; i < sizeof(fp_choice_prefixes) / sizeof(fp_choice_prefixes[0]); i++)
+	{
+		size_t		pl = strlen(fp_choice_prefixes[i]);
+
+		if (nl > pl && memcmp(name, fp_choice_prefixes[i], pl) == 0 &&
+			isupper((unsigned char) name[pl]))
+			return fp_canonical_type(name + pl, nl - pl);
+	}
+	return NULL;
+}
+
+static const char *
+fp_same_type(const char *a, const char *b)
+{
+	return (a != NULL && b != NULL && strcmp(a, b) == 0) ? a : NULL;
+}
+
+/* the type of arithmetic on a and b: integer, decimal, or NULL */
+static const char *
+fp_numeric_result(const char *a, const char *b, bool division)
+{
+	if (!fp_is_numeric_type(a) || !fp_is_numeric_type(b))
+		return NULL;
+	if (division || strcmp(a, "decimal") == 0 || strcmp(b, "decimal") == 0)
+		return "decimal";
+	return "integer";
+}
+
+static const char *
+static_type(const FpNode *n, const char *ctx, const EpicFpEnv *env)
+{
+	const char *ft;
+
+	if (n == NULL)
+		return ctx;
+	switch (n->kind)
+	{
+		case FP_STRING:
+			return n->littype ? n->littype : "string";
+		case FP_NUMBER:
+			return is_integral_text(n->name, n->namelen) ? "integer" : "decimal";
+		case FP_BOOL:
+			return "boolean";
+		case FP_CONST:
+			{
+				int			i = fp_env_index(env, n->name);
+
+				if (i >= 0)
+				{
+					EpicFpItemKind k = env->kinds ? env->kinds[i] : EPIC_FP_STRING;
+					const char *v = env->values[i];
+
+					if (v == NULL)
+						return NULL;
+					if (k == EPIC_FP_BOOL)
+						return "boolean";
+					if (k == EPIC_FP_NUMBER)
+						return is_integral_text(v, strlen(v)) ? "integer" : "decimal";
+					return "string";
+				}
+				return strcmp(n->name, "rowIndex") == 0 ? "integer" : NULL;
+			}
+		case FP_THIS:
+			return ctx;
+		case FP_MEMBER:
+			ft = n->focus ? static_type(n->focus, ctx, env) : ctx;
+			return fp_member_type(ft, n->name);
+		case FP_INDEX:
+			return static_type(n->focus, ctx, env);
+		case FP_EQ:
+		case FP_NE:
+		case FP_AND:
+		case FP_OR:
+		case FP_LT:
+		case FP_GT:
+		case FP_LE:
+		case FP_GE:
+			return "boolean";
+		case FP_ADD:
+			{
+				const char *a = static_type(n->args[0], ctx, env);
+				const char *b = static_type(n->args[1], ctx, env);
+
+				if (fp_is_string_type(a) && fp_is_string_type(b))
+					return "string";
+				return fp_numeric_result(a, b, false);
+			}
+		case FP_SUB:
+		case FP_MUL:
+		case FP_DIV:
+			return fp_numeric_result(static_type(n->args[0], ctx, env),
+									 static_type(n->args[1], ctx, env),
+									 n->kind == FP_DIV);
+		case FP_CONCAT:
+			return "string";
+		case FP_UNION:
+			return fp_same_type(static_type(n->args[0], ctx, env),
+								static_type(n->args[1], ctx, env));
+		case FP_NEG:
+			ft = static_type(n->args[0], ctx, env);
+			return fp_is_numeric_type(ft) ? ft : NULL;
+		case FP_FUNC:
+			break;
+	}
+
+	/* functions */
+	ft = n->focus ? static_type(n->focus, ctx, env) : ctx;
+	switch (n->func)
+	{
+		case FN_WHERE:
+		case FN_FIRST:
+		case FN_LAST:
+		case FN_DISTINCT:
+			return ft;
+		case FN_EXISTS:
+		case FN_EMPTY:
+		case FN_NOT:
+			return "boolean";
+		case FN_COUNT:
+			return "integer";
+		case FN_JOIN:
+		case FN_GET_RESOURCE_KEY:
+		case FN_GET_REFERENCE_KEY:
+			return "string";
+		case FN_EXTENSION:
+			return "Extension";
+		case FN_OFTYPE:
+			return (n->nargs == 1 && n->args[0]->kind == FP_STRING)
+				? fp_canonical_type(n->args[0]->name, n->args[0]->namelen) : NULL;
+		case FN_LOW_BOUNDARY:
+		case FN_HIGH_BOUNDARY:
+			return (ft != NULL && strcmp(ft, "decimal") == 0) ? ft : NULL;
+		case FN_IIF:
+			if (n->nargs < 3)
+				return static_type(n->args[1], ft, env);
+			return fp_same_type(static_type(n->args[1], ft, env),
+								static_type(n->args[2], ft, env));
+		case FN_SELECT:
+			return static_type(n->args[0], ft, env);
+		case FN_COMBINE:
+			return fp_same_type(ft, static_type(n->args[0], ctx, env));
+	}
+	return NULL;
+}
+
+const char *
+epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *env)
+{
+	return static_type(expr->root, NULL, env);
 }

@@ -126,7 +126,7 @@ typedef struct EpicFpResult
  * a string) gives each value's nature: EPIC_FP_STRING, EPIC_FP_NUMBER (the
  * text of an integer or decimal) or EPIC_FP_BOOL ("true"/"false").
  * %resource and %rootResource name the evaluation's root unless env defines
- * them.
+ * them; %rowIndex is the integer given to epic_fp_eval_row (else 0).
  */
 typedef struct EpicFpEnv
 {
@@ -161,6 +161,13 @@ extern int	epic_fp_eval(const EpicFpExpr *expr, const EpicJsonOps *ops, const vo
 extern int	epic_fp_eval_in(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 							const void *focus, const EpicFpEnv *env, EpicFpResult *out,
 							char *errbuf, size_t errlen);
+/*
+ * The same with %rowIndex = row_index (epic_fp_eval_in: 0).  A NULL focus is
+ * an empty context.
+ */
+extern int	epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
+							 const void *focus, const EpicFpEnv *env, long row_index,
+							 EpicFpResult *out, char *errbuf, size_t errlen);
 /* Frees res's items and derived strings; res is left empty and reusable. */
 extern void epic_fp_result_free(EpicFpResult *res);
 
@@ -173,6 +180,18 @@ extern const char *epic_fp_item_text(const EpicJsonOps *ops, const EpicFpItem *i
 
 /* The first %constant expr names that env does not define, or NULL. */
 extern const char *epic_fp_undefined_constant(const EpicFpExpr *expr, const EpicFpEnv *env);
+
+/* Does expr mention %name anywhere? */
+extern bool epic_fp_uses_constant(const EpicFpExpr *expr, const char *name);
+
+/*
+ * The FHIR type every item of expr has whatever the resource ("boolean",
+ * "decimal", "Quantity", ...), when the expression alone decides it: from
+ * literals, operators, functions, env's constants, ofType(), choice elements
+ * named with their type (valueQuantity) and the elements of FHIR's general
+ * purpose datatypes.  NULL when unknown (e.g. an element of a resource).
+ */
+extern const char *epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *env);
 
 /* If expr is a plain member path ("a.b.c") return it, else NULL (for pushdown). */
 extern const char *epic_fp_text(const EpicFpExpr *expr);

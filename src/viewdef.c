@@ -301,6 +301,7 @@ compile_column(Compiler *c, int sel, const void *obj)
 		free(tv);
 	}
 	col->expr = compile_path(c, col->path, what);
+	col->uses_row_index = col->expr && epic_fp_uses_constant(col->expr, "rowIndex");
 }
 
 static int	compile_select(Compiler *c, const void *obj, int parent, int depth);
@@ -785,6 +786,8 @@ epic_view_add_column(EpicView *view, const char *name, const char *path, const c
 	view->columns[ci].first_only = first_only;
 	snprintf(what, sizeof(what), "column \"%s\"", name);
 	view->columns[ci].expr = compile_path(&c, path, what);
+	view->columns[ci].uses_row_index =
+		view->columns[ci].expr && epic_fp_uses_constant(view->columns[ci].expr, "rowIndex");
 	if (!c.failed)
 		finish_slots(&c);
 	if (c.failed)
@@ -932,6 +935,7 @@ rowset_add(Gen *g, RowSet *rs)
 	{
 		row[i].column = -1;
 		row[i].node = NULL;
+		row[i].index = 0;
 	}
 	rs->n++;
 	return row;
@@ -1047,8 +1051,15 @@ repeat_nodes(Gen *g, const EpicViewSelect *s, const void *node, int depth,
 	}
 }
 
+/*
+ * The rows of selection si on node.  index is node's %rowIndex: its position
+ * in the collection the nearest forEach, forEachOrNull or repeat above made
+ * (0 at the resource, and for the row of NULLs of a forEachOrNull without
+ * items).  A selection that iterates numbers its own items from 0; one that
+ * does not (a plain select, a unionAll branch) keeps index.
+ */
 static void
-gen_select(Gen *g, int si, const void *node, bool isnull, RowSet *out)
+gen_select(Gen *g, int si, const void *node, bool isnull, int index, RowSet *out)
 {
 	const EpicViewSelect *s = &g->view->selects[si];
 	const void **ctx = NULL;
@@ -1079,6 +1090,7 @@ gen_select(Gen *g, int si, const void *node, bool isnull, RowSet *out)
 	{
 		const void *cn = ctx ? ctx[c] : single[0];
 		bool		cnull = (cn == NULL);
+		int			cindex = ctx ? c : (s->kind == EPIC_VIEW_PLAIN ? index : 0);
 		RowSet		rows = {0};
 		EpicViewCell *r = rowset_add(g, &rows);
 
@@ -1090,12 +1102,13 @@ gen_select(Gen *g, int si, const void *node, bool isnull, RowSet *out)
 
 			r[col->slot].column = s->cols[i];
 			r[col->slot].node = cn;
+			r[col->slot].index = cindex;
 		}
 		for (int i = 0; i < s->nchildren && !g->failed; i++)
 		{
 			RowSet		child = {0};
 
-			gen_select(g, s->children[i], cn, cnull, &child);
+			gen_select(g, s->children[i], cn, cnull, cindex, &child);
 			rowset_cross(g, &rows, &child);
 			free(child.cells);
 		}
@@ -1110,7 +1123,7 @@ gen_select(Gen *g, int si, const void *node, bool isnull, RowSet *out)
 				/* a NULL context gives the first branch's one row of NULLs */
 				if (cnull && b > 0)
 					break;
-				gen_select(g, s->unions[b], cn, cnull, &branch);
+				gen_select(g, s->unions[b], cn, cnull, cindex, &branch);
 				rowset_append(g, &u, &branch);
 				free(branch.cells);
 			}
@@ -1192,7 +1205,7 @@ epic_view_rows(const EpicView *view, const EpicJsonOps *ops, const void *resourc
 	g.width = view->nslots;
 	g.errbuf = errbuf;
 	g.errlen = errlen;
-	gen_select(&g, 0, resource, false, &rs);
+	gen_select(&g, 0, resource, false, 0, &rs);
 	if (!g.failed && rs.n > 0)
 	{
 		size_t		need = (size_t) rs.n * (size_t) Max1(g.width);
@@ -1226,17 +1239,25 @@ epic_view_rows_free(EpicViewRows *rows)
 	memset(rows, 0, sizeof(*rows));
 }
 
+bool
+epic_view_cell_null(const EpicView *view, const EpicViewCell *cell)
+{
+	return cell->column < 0 ||
+		(cell->node == NULL && !view->columns[cell->column].uses_row_index);
+}
+
 int
 epic_view_cell(const EpicView *view, const EpicJsonOps *ops, const void *resource,
 			   const EpicViewCell *cell, EpicFpResult *res, char *errbuf, size_t errlen)
 {
-	if (cell->column < 0 || cell->node == NULL)
+	if (epic_view_cell_null(view, cell))
 	{
 		res->count = 0;
 		return 0;
 	}
-	return epic_fp_eval_in(view->columns[cell->column].expr, ops, resource, cell->node,
-						   &view->env, res, errbuf, errlen);
+	/* a NULL node (forEachOrNull without items) is an empty focus */
+	return epic_fp_eval_row(view->columns[cell->column].expr, ops, resource, cell->node,
+							&view->env, cell->index, res, errbuf, errlen);
 }
 
 /* ---------------------------------------------------------------------
@@ -1302,4 +1323,19 @@ epic_view_sql_type(const char *fhir_type, bool collection)
 	if (strcmp(sql, "time without time zone") == 0)
 		return "time without time zone[]";
 	return "jsonb[]";
+}
+
+const char *
+epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col)
+{
+	const char *t = col->type;
+
+	if (t == NULL && col->expr != NULL)
+	{
+		/* untyped: the type the path gives, if it is a primitive one */
+		t = epic_fp_static_type(col->expr, &view->env);
+		if (t != NULL && strcmp(epic_view_sql_type(t, false), "jsonb") == 0)
+			t = NULL;
+	}
+	return epic_view_sql_type(t, col->collection);
 }

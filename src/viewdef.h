@@ -51,6 +51,7 @@ typedef struct EpicViewColumn
 	int			slot;			/* output position */
 	bool		resource_level; /* evaluated once per resource (no forEach,
 								 * repeat or unionAll above it) */
+	bool		uses_row_index; /* the path mentions %rowIndex */
 } EpicViewColumn;
 
 typedef struct EpicViewSelect
@@ -98,7 +99,8 @@ typedef struct EpicView
 typedef struct EpicViewCell
 {
 	int			column;			/* column instance, -1 when unset */
-	const void *node;			/* NULL: SQL NULL */
+	int			index;			/* %rowIndex of node */
+	const void *node;			/* NULL: no node (see epic_view_cell_null) */
 } EpicViewCell;
 
 /* The rows of one resource; reuse across resources (zero-initialise). */
@@ -148,6 +150,13 @@ extern int	epic_view_rows(const EpicView *view, const EpicJsonOps *ops, const vo
 extern void epic_view_rows_free(EpicViewRows *rows);
 
 /*
+ * Is the cell SQL NULL whatever the resource?  True when no column fills it,
+ * or when it has no node (a forEachOrNull without items) and its path does
+ * not use %rowIndex (that one is evaluated on an empty focus, giving 0).
+ */
+extern bool epic_view_cell_null(const EpicView *view, const EpicViewCell *cell);
+
+/*
  * Evaluate the column filling cell on resource; res is empty for a NULL
  * cell.  Returns 0 or -1 (errbuf).
  */
@@ -157,5 +166,12 @@ extern int	epic_view_cell(const EpicView *view, const EpicJsonOps *ops, const vo
 
 /* The SQL type name for a FHIR type (NULL: untyped) per the documented table. */
 extern const char *epic_view_sql_type(const char *fhir_type, bool collection);
+
+/*
+ * The SQL type of a column: that of its FHIR type; for an untyped column,
+ * that of the primitive type its path always gives (epic_fp_static_type:
+ * "id.exists()" is boolean), else text.
+ */
+extern const char *epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col);
 
 #endif							/* EPIC_VIEWDEF_H */

@@ -85,9 +85,12 @@ parse_only(const char *text)
 	}
 	{
 		const char *t = epic_fp_text(e);
+		const char *st = epic_fp_static_type(e, &env);	/* walks the whole tree */
 
 		if (t != NULL)
 			sink += strlen(t);
+		if (st != NULL)
+			sink += strlen(st);
 	}
 	epic_fp_free(e);
 }

@@ -542,7 +542,7 @@ convert_cell(const FuzzTable *t, const void *resource, const EpicViewCell *cell,
 	ColType		ct;
 	char		errbuf[256];
 
-	if (cell->column < 0 || cell->node == NULL)
+	if (epic_view_cell_null(t->view, cell))
 		return 0;				/* NULL */
 	vc = &t->view->columns[cell->column];
 	ct = t->types[cell->column];

@@ -199,7 +199,7 @@ view_rows(const EpicView *v, const void *resource, EpicViewRows *rows, EpicFpRes
 			if (epic_view_cell(v, &epic_jansson_ops, resource, cell, res,
 							   errbuf, sizeof(errbuf)) != 0)
 				continue;		/* an evaluation error (e.g. too deep) */
-			if ((cell->column < 0 || cell->node == NULL) && res->count != 0)
+			if (epic_view_cell_null(v, cell) && res->count != 0)
 				abort();		/* a NULL cell has no items */
 			consume(res);
 		}
@@ -235,6 +235,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (errpos != 0)
 		abort();
 	check_view(v);
+	/* every column has an SQL type: its own, the one its path gives, or text */
+	for (int i = 0; i < v->ncolumns; i++)
+		if (epic_view_column_sql_type(v, &v->columns[i]) == NULL)
+			abort();
 	for (int i = 0; i < NRESOURCES; i++)
 		view_rows(v, resources[i], &rows, &res);
 

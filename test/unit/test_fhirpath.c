@@ -548,6 +548,27 @@ main(void)
 		epic_fp_free(u);
 	}
 
+	/* %rowIndex: 0 unless the caller gives the row's index */
+	expect(doc, "%rowIndex", "0");
+	{
+		EpicFpExpr *r = epic_fp_parse("%rowIndex * 2", errbuf, sizeof(errbuf), NULL);
+		EpicFpResult res = {0};
+
+		check(r && epic_fp_eval_row(r, &epic_jansson_ops, doc, doc, &env, 7, &res,
+									errbuf, sizeof(errbuf)) == 0 &&
+			  res.count == 1 && res.items[0].kind == EPIC_FP_NUMBER &&
+			  res.items[0].len == 2 && memcmp(res.items[0].str, "14", 2) == 0,
+			  "epic_fp_eval_row: %rowIndex is the given index (7 * 2 = 14)");
+		check(r && epic_fp_eval_row(r, &epic_jansson_ops, doc, NULL, &env, 3, &res,
+									errbuf, sizeof(errbuf)) == 0 && res.count == 1,
+			  "%rowIndex is defined on an empty focus");
+		check(r && epic_fp_undefined_constant(r, &env) == NULL, "%rowIndex is always defined");
+		check(r && epic_fp_uses_constant(r, "rowIndex") && !epic_fp_uses_constant(r, "resource"),
+			  "epic_fp_uses_constant finds %rowIndex, and only it");
+		epic_fp_result_free(&res);
+		epic_fp_free(r);
+	}
+
 	/* plain paths are recognised (pushdown uses them) */
 	{
 		EpicFpExpr *e1 = epic_fp_parse("name.family", errbuf, sizeof(errbuf), NULL);

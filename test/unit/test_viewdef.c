@@ -113,7 +113,7 @@ rows_of(const EpicView *v, const void *resource)
 				appends(out, sizeof(out), ",");
 			if (cell->column >= 0 && v->columns[cell->column].slot != s)
 				appends(out, sizeof(out), "<wrong slot>");
-			if (cell->column < 0 || cell->node == NULL)
+			if (epic_view_cell_null(v, cell))
 			{
 				appends(out, sizeof(out), "NULL");
 				continue;
@@ -933,6 +933,144 @@ test_sql_type(void)
 	}
 }
 
+/* %rowIndex: the position of a row's node in the collection it came from */
+static void
+test_row_index(void)
+{
+	expect_rows("%rowIndex at the resource level is 0",
+				VIEW("Patient", "\"select\": [{\"column\": [" COL("id", "id") ", " COL("i", "%rowIndex") "]}]"),
+				patient, "p1,0");
+	expect_rows("%rowIndex counts forEach items from 0",
+				VIEW("Patient", "\"select\": [{\"column\": [" COL("id", "id") "]},"
+					 " {\"forEach\": \"name\", \"column\": [" COL("i", "%rowIndex") ", " COL("f", "family") "]}]"),
+				patient, "p1,0,Lopez;p1,1,Lo");
+	expect_rows("%rowIndex in arithmetic",
+				VIEW("Patient", "\"select\": [{\"forEach\": \"telecom\", \"column\": [" COL("n", "%rowIndex + 1") "]}]"),
+				patient, "1;2;3");
+	expect_rows("nested forEach: each level numbers its own items",
+				VIEW("Patient", "\"select\": [{\"forEach\": \"name\", \"column\": [" COL("ni", "%rowIndex") "],"
+					 " \"select\": [{\"forEach\": \"given\", \"column\": [" COL("gi", "%rowIndex") ", " COL("g", "$this") "]}]}]"),
+				patient, "0,0,Camila;0,1,Maria;1,0,Cami");
+	expect_rows("forEachOrNull without items: %rowIndex is 0, the other columns NULL",
+				VIEW("Patient", "\"select\": [{\"column\": [" COL("id", "id") "]},"
+					 " {\"forEachOrNull\": \"name\", \"column\": [" COL("i", "%rowIndex") ", " COL("f", "family") "]}]"),
+				bare_patient, "p2,0,NULL");
+	expect_rows("repeat numbers the flattened items depth first",
+				VIEW("Questionnaire", "\"select\": [{\"repeat\": [\"item\"], \"column\": ["
+					 COL("i", "%rowIndex") ", " COL("l", "linkId") "]}]"),
+				questionnaire, "0,1;1,1.1;2,1.2;3,1.2.1;4,1.2.1.1;5,2");
+	expect_rows("unionAll branches that iterate number their own items; plain ones keep the enclosing index",
+				VIEW("Patient", "\"select\": [{\"forEach\": \"name\", \"column\": [" COL("ni", "%rowIndex") "],"
+					 " \"unionAll\": [{\"forEach\": \"given\", \"column\": [" COL("i", "%rowIndex") ", " COL("v", "$this") "]},"
+					 "               {\"column\": [" COL("i", "%rowIndex") ", " COL("v", "family") "]}]}]"),
+				patient, "0,0,Camila;0,1,Maria;0,0,Lopez;1,0,Cami;1,1,Lo");
+	expect_rows("a view constant named rowIndex wins",
+				"{\"resourceType\": \"ViewDefinition\", \"resource\": \"Patient\","
+				" \"constant\": [{\"name\": \"rowIndex\", \"valueString\": \"mine\"}],"
+				" \"select\": [{\"forEach\": \"name\", \"column\": [" COL("i", "%rowIndex") "]}]}",
+				patient, "mine;mine");
+}
+
+/* untyped columns: the SQL type the path alone decides */
+static void
+test_column_type(void)
+{
+	static const struct
+	{
+		const char *path;
+		const char *sql;
+	}			cases[] =
+	{
+		{"id", "text"},
+		{"active", "text"},		/* an element of a resource: not modelled */
+		{"name.exists()", "boolean"},
+		{"name.family = 'Lopez'", "boolean"},
+		{"gender != 'male' and active", "boolean"},
+		{"name.count()", "integer"},
+		{"%rowIndex", "integer"},
+		{"%rowIndex + 1", "integer"},
+		{"1.5", "numeric"},
+		{"2 * 3", "integer"},
+		{"6 / 3", "numeric"},
+		{"-(2)", "integer"},
+		{"'a' + 'b'", "text"},
+		{"name.given.join(' ')", "text"},
+		{"getResourceKey()", "text"},
+		{"@2020-01-02", "date"},
+		{"@2020-01-02T10:00:00Z", "timestamp with time zone"},
+		{"valueQuantity.value", "numeric"},
+		{"value.ofType(Quantity).value", "numeric"},
+		{"value.ofType(Range).low.value + value.ofType(Range).high.value", "numeric"},
+		{"value.ofType(Range).low.value - 1", "numeric"},
+		{"valueQuantity.unit", "text"},
+		{"valueBoolean", "boolean"},
+		{"valueInteger", "integer"},
+		{"effectiveDateTime", "timestamp with time zone"},
+		{"effectivePeriod.start", "timestamp with time zone"},
+		{"deceasedBoolean.not()", "boolean"},
+		{"valueString", "text"},
+		{"value.ofType(integer)", "integer"},
+		{"value.ofType(FHIR.boolean)", "boolean"},
+		{"value.ofType(System.Decimal)", "numeric"},
+		{"valueQuantity", "text"},		/* complex: text, as without a type */
+		{"valueCodeableConcept.coding.userSelected", "boolean"},
+		{"code.coding.userSelected", "text"},	/* code: a resource element */
+		{"contact.telecom.rank", "text"},	/* contact is a resource element */
+		{"telecom.rank", "text"},
+		{"iif(active, 1, 2)", "integer"},
+		{"iif(active, 1, 'x')", "text"},
+		{"valueQuantity.value | valueQuantity.value", "numeric"},
+		{"valueQuantity.value.first()", "numeric"},
+		{"valueQuantity.value.lowBoundary()", "numeric"},
+		{"birthDate.lowBoundary()", "text"},
+		{"recordedDate", "text"},		/* not a choice element: not guessed */
+		{"%mrn_system", "text"},
+		{"%n", "integer"},
+		{"%d", "numeric"},
+		{"%b", "boolean"},
+		{"extension('u').valueDecimal", "numeric"},
+		{"name.select(family = 'Lopez')", "boolean"},
+	};
+	char		what[1200];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		char		json[1024];
+		char		err[512];
+		int			pos;
+		EpicView   *v;
+		const char *got;
+
+		snprintf(json, sizeof(json),
+				 "{\"resourceType\": \"ViewDefinition\", \"resource\": \"Observation\","
+				 " \"constant\": [{\"name\": \"n\", \"valueInteger\": 3},"
+				 " {\"name\": \"d\", \"valueDecimal\": 1.5}, {\"name\": \"b\", \"valueBoolean\": true}],"
+				 " \"select\": [{\"column\": [{\"name\": \"c\", \"path\": \"%s\"}]}]}", cases[i].path);
+		v = compile(json, err, sizeof(err), &pos);
+		got = v ? epic_view_column_sql_type(v, &v->columns[0]) : err;
+		snprintf(what, sizeof(what), "untyped column \"%s\" is %s%s%s", cases[i].path, cases[i].sql,
+				 strcmp(got, cases[i].sql) ? "   GOT " : "", strcmp(got, cases[i].sql) ? got : "");
+		check(v != NULL && strcmp(got, cases[i].sql) == 0, what);
+		epic_view_free(v);
+	}
+
+	/* a declared type always wins, and collection gives an array */
+	{
+		char		err[512];
+		int			pos;
+		EpicView   *v = compile(VIEW("Observation", "\"select\": [{\"column\": ["
+										 "{\"name\": \"a\", \"path\": \"name.exists()\", \"type\": \"string\"},"
+										 "{\"name\": \"b\", \"path\": \"component.valueQuantity.value\", \"collection\": true}]}]"),
+								err, sizeof(err), &pos);
+
+		check(v != NULL && strcmp(epic_view_column_sql_type(v, &v->columns[0]), "text") == 0,
+			  "a declared type wins over the path's");
+		check(v != NULL && strcmp(epic_view_column_sql_type(v, &v->columns[1]), "numeric[]") == 0,
+			  "an untyped collection of decimals is numeric[]");
+		epic_view_free(v);
+	}
+}
+
 static void
 test_add_column(void)
 {
@@ -1167,6 +1305,8 @@ main(int argc, char **argv)
 	test_metadata();
 	test_rows_reuse();
 	test_sql_type();
+	test_row_index();
+	test_column_type();
 	test_add_column();
 	test_builtin_views(argc, argv);
 	test_limits();
