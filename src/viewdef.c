@@ -1332,9 +1332,17 @@ epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col)
 
 	if (t == NULL && col->expr != NULL)
 	{
-		/* untyped: the type the path gives, if it is a primitive one */
+		/*
+		 * untyped: the type the path gives if it is boolean or a number.  Not
+		 * a date or time: as text a partial date ("2020-03") is kept, where a
+		 * date or timestamptz column would make it NULL.
+		 */
+		const char *sql;
+
 		t = epic_fp_static_type(col->expr, &view->env);
-		if (t != NULL && strcmp(epic_view_sql_type(t, false), "jsonb") == 0)
+		sql = t ? epic_view_sql_type(t, false) : NULL;
+		if (sql == NULL || (strcmp(sql, "boolean") != 0 && strcmp(sql, "integer") != 0 &&
+							strcmp(sql, "bigint") != 0 && strcmp(sql, "numeric") != 0))
 			t = NULL;
 	}
 	return epic_view_sql_type(t, col->collection);

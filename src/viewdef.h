@@ -169,8 +169,8 @@ extern const char *epic_view_sql_type(const char *fhir_type, bool collection);
 
 /*
  * The SQL type of a column: that of its FHIR type; for an untyped column,
- * that of the primitive type its path always gives (epic_fp_static_type:
- * "id.exists()" is boolean), else text.
+ * that of the boolean or numeric type its path always gives
+ * (epic_fp_static_type: "id.exists()" is boolean), else text.
  */
 extern const char *epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col);
 
