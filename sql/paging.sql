@@ -36,6 +36,12 @@ SELECT count(*) FROM (VALUES ('egqBHVfQlt4Bw3XGXoxVxHg3'), ('egqBHVfQlt4Bw3XGXox
 SELECT id FROM patients WHERE city = 'GARLAND';
 \! $EPIC_CTL log
 
+-- a server whose next link repeats a page of the search (a paging loop):
+-- an error once the link comes again, not the same rows for ever
+\! $EPIC_CTL reset
+SELECT id FROM patients WHERE city = 'MANHATTAN';
+\! $EPIC_CTL log
+
 -- a cursor closed early stops fetching: one page for the first row, and at
 -- most the next one, fetched ahead while the first is read (of 4 pages)
 \! $EPIC_CTL reset

@@ -23,6 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/formatting.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -205,6 +206,16 @@ drop_prefetch(EpicScanState *st)
 	st->prefetch_cxt = NULL;
 }
 
+/* url as the audit log and EXPLAIN show it: relative to the FHIR base */
+static const char *
+relative_url(EpicScanState *st, const char *url)
+{
+	const char *base = st->table->sopts.fhir_url;
+	size_t		blen = strlen(base);
+
+	return strncmp(url, base, blen) == 0 ? url + blen : url;
+}
+
 /*
  * Start fetching st->next_url in the background, unless a LIMIT is already
  * met by the resources fetched: at most one page ahead.
@@ -213,14 +224,12 @@ static void
 maybe_prefetch(EpicScanState *st)
 {
 	MemoryContext old;
-	const char *base = st->table->sopts.fhir_url;
-	size_t		blen = strlen(base);
 	const char *display;
 
 	drop_prefetch(st);
 	if (st->next_url == NULL || (st->limit >= 0 && st->resources_fetched >= st->limit))
 		return;
-	display = strncmp(st->next_url, base, blen) == 0 ? st->next_url + blen : st->next_url;
+	display = relative_url(st, st->next_url);
 	st->prefetch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
 											 ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(st->prefetch_cxt);
@@ -228,6 +237,37 @@ maybe_prefetch(EpicScanState *st)
 	MemoryContextSwitchTo(old);
 	if (st->prefetch == NULL)
 		drop_prefetch(st);
+}
+
+/*
+ * A next link this request already followed would return the same pages
+ * again, for ever: a server's paging loop is an error, not endless rows.
+ * The links are remembered by a 64-bit hash of their text.
+ */
+static void
+check_next_link(EpicScanState *st, const char *next, const char *display)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) next, (int) strlen(next), 0);
+	bool		found;
+
+	if (st->links == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(uint64);
+		ctl.hcxt = st->rescan_cxt;
+		st->links = hash_create("epic_fdw next links", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	hash_search(st->links, &h, HASH_ENTER, &found);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("FHIR server returned a next link this search already followed"),
+				 errdetail("Following \"%s\" again would return the same pages for ever.",
+						   relative_url(st, next)),
+				 errcontext("FHIR request: GET %s", display)));
 }
 
 /*
@@ -271,6 +311,7 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 					 errdetail("The next link \"%s\" does not share scheme, host and port with fhir_url; "
 							   "epic_fdw sends the access token only to the FHIR server.", next),
 					 errcontext("FHIR request: GET %s", display)));
+		check_next_link(st, next, display);
 		st->next_url = pstrdup(next);
 	}
 	maybe_cache_page(st, bytes);
@@ -361,6 +402,9 @@ start_request(EpicScanState *st)
 	char	   *url;
 
 	st->pages_this_result = 0;
+	if (st->links != NULL)
+		hash_destroy(st->links);
+	st->links = NULL;
 	if (list_length(st->requests) == 1)
 		foreach(lc, st->cache)
 		{
@@ -485,11 +529,9 @@ epic_scan_next_row(ForeignScanState *node, EpicScanState *st)
 			if (st->next_url != NULL)
 			{
 				char	   *url = pstrdup(st->next_url);
-				const char *base = st->table->sopts.fhir_url;
-				size_t		blen = strlen(base);
 
 				/* show next links relative to the base, as the first request is */
-				char	   *display = pstrdup(strncmp(url, base, blen) == 0 ? url + blen : url);
+				char	   *display = pstrdup(relative_url(st, url));
 
 				CHECK_FOR_INTERRUPTS();
 				fetch_page(st, url, display);
@@ -569,6 +611,7 @@ epic_scan_rescan(EpicScanState *st)
 	MemoryContextReset(st->rescan_cxt);
 	st->requests = NIL;
 	st->seen_ids = NULL;
+	st->links = NULL;
 	st->started = false;
 	st->done = false;
 }

@@ -92,6 +92,8 @@ typedef struct EpicScanState
 	int			next_row;		/* of rows */
 	int			request_index;	/* the one being read */
 	int			pages_this_result;
+	struct HTAB *links;			/* hashes of the next links this request
+								 * followed (a server's paging loop) */
 	int			next_index;		/* of page */
 	int			since_poll;		/* resources read since the prefetch was polled */
 	int			batch_start;
