@@ -475,7 +475,20 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 
 	ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
 	if (st->missing_required)
-		ExplainPropertyText("FHIR Missing Parameter", st->missing_required, es);
+	{
+		/* alternatives "category|code" as "category or code" */
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		for (const char *p = st->missing_required; *p; p++)
+		{
+			if (*p == '|')
+				appendStringInfoString(&buf, " or ");
+			else
+				appendStringInfoChar(&buf, *p);
+		}
+		ExplainPropertyText("FHIR Missing Parameter", buf.data, es);
+	}
 	if (st->join != NULL)
 	{
 		EpicScanState *f = st->join->f;

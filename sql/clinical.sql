@@ -35,8 +35,22 @@ SELECT id FROM r4.medication_requests
 SELECT count(*) FILTER (WHERE status = 'active') AS active, count(*) AS all_statuses
   FROM r4.medication_requests WHERE patient_id = :camila;
 
--- observations: Epic requires patient and category
+-- observations: Epic requires patient, and category (R4: or code); _id alone
+-- is enough
 SELECT * FROM r4.observations WHERE patient_id = :camila;
+SELECT * FROM ds.observations WHERE patient_id = :camila AND code = '718-7';
+\! $EPIC_CTL reset
+SELECT code, category, display FROM r4.observations
+ WHERE patient_id = :olivia AND code = '718-7';
+SELECT count(*) = (SELECT count(*) FROM r4.observations
+                    WHERE patient_id = :olivia AND category = 'laboratory' AND code = '718-7')
+       AS same_as_with_category
+  FROM r4.observations WHERE patient_id = :olivia AND code = '718-7';
+SELECT o.id = x.id AS found_by_id, o.code
+  FROM (SELECT id FROM r4.observations WHERE patient_id = :olivia AND category = 'vital-signs'
+         ORDER BY id LIMIT 1) x
+  JOIN LATERAL (SELECT id, code FROM r4.observations WHERE id = x.id) o ON true;
+\! $EPIC_CTL log | grep -c "Observation?"
 SELECT category, code, display, value_quantity, unit, value_string, effective, status
   FROM r4.observations WHERE patient_id = :olivia AND category = 'vital-signs'
  ORDER BY effective, code LIMIT 6;

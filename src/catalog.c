@@ -246,24 +246,63 @@ builtin_sql_type(const EpicView *v, const EpicViewColumn *vc)
 	return typid;
 }
 
+/* Is alternative (len bytes of a requirement) in names or search? */
+static bool
+alternative_given(const char *alt, size_t len, List *names, const char *search)
+{
+	char	   *name = pnstrdup(alt, len);
+	bool		found = epic_search_has_param(search, name);
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp((const char *) lfirst(lc), name) == 0)
+			found = true;
+	pfree(name);
+	return found;
+}
+
+/*
+ * The first requirement of the view (a parameter name, or alternatives
+ * "category|code" any of which will do) that names and search do not meet,
+ * or NULL.
+ */
 const char *
 epic_table_missing_required(const EpicTable *t, List *names, const char *search)
 {
 	for (int i = 0; i < t->view->nrequired; i++)
 	{
 		const char *req = t->view->required[i];
-		bool		found = epic_search_has_param(search, req);
-		ListCell   *lc;
+		const char *p = req;
+		bool		met = false;
 
-		foreach(lc, names)
-			if (strcmp((const char *) lfirst(lc), req) == 0)
-				found = true;
-		if (!found)
+		while (!met)
+		{
+			const char *bar = strchr(p, '|');
+
+			met = alternative_given(p, bar ? (size_t) (bar - p) : strlen(p), names, search);
+			if (bar == NULL)
+				break;
+			p = bar + 1;
+		}
+		if (!met)
 			return req;
 	}
 	return NULL;
 }
 
+/* Is name one of the alternatives of requirement req? */
+static bool
+requirement_names(const char *req, const char *name)
+{
+	size_t		nl = strlen(name);
+
+	for (const char *p = req; p != NULL; p = strchr(p, '|') ? strchr(p, '|') + 1 : NULL)
+		if (strncmp(p, name, nl) == 0 && (p[nl] == '\0' || p[nl] == '|'))
+			return true;
+	return false;
+}
+
+/* Is name a requirement of its own (without alternatives)? */
 bool
 epic_table_param_required(const EpicTable *t, const char *name)
 {
@@ -271,6 +310,41 @@ epic_table_param_required(const EpicTable *t, const char *name)
 		if (strcmp(t->view->required[i], name) == 0)
 			return true;
 	return false;
+}
+
+/* Does some requirement name it, alone or as an alternative? */
+bool
+epic_table_param_wanted(const EpicTable *t, const char *name)
+{
+	for (int i = 0; i < t->view->nrequired; i++)
+		if (requirement_names(t->view->required[i], name))
+			return true;
+	return false;
+}
+
+/*
+ * A requirement for messages: "\"patient\"", "\"patient\" or \"_id\"",
+ * "\"category\", \"code\" or \"_id\"";
+ * palloc'd.
+ */
+char *
+epic_requirement_text(const char *req)
+{
+	StringInfoData buf;
+	const char *p = req;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		const char *bar = strchr(p, '|');
+		size_t		len = bar ? (size_t) (bar - p) : strlen(p);
+
+		appendStringInfo(&buf, "%s\"%.*s\"", p == req ? "" : bar ? ", " : " or ", (int) len, p);
+		if (bar == NULL)
+			break;
+		p = bar + 1;
+	}
+	return buf.data;
 }
 
 /*

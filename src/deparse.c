@@ -371,7 +371,7 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 	col = &t->columns[var->varattno - 1];
 	if (col->name == NULL || col->search_param == NULL || col->search_type == EPIC_SP_NONE)
 		return 0;
-	if (!epic_pushdown && !epic_table_param_required(t, col->search_param))
+	if (!epic_pushdown && !epic_table_param_wanted(t, col->search_param))
 		return 0;
 	if (any_of_array != col->is_array)
 		return 0;

@@ -499,13 +499,15 @@ epic_scan_next_row(ForeignScanState *node, EpicScanState *st)
 		if (st->missing_required)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
-					 errmsg("a search of %s requires the search parameter \"%s\"",
-							st->resource, st->missing_required),
+					 errmsg("a search of %s requires the search parameter %s",
+							st->resource, epic_requirement_text(st->missing_required)),
 					 errdetail("No condition of the query supplies it, so the FHIR server would reject the search."),
-					 strcmp(st->missing_required, "patient") == 0 ?
+					 strncmp(st->missing_required, "patient", 7) == 0 &&
+					 (st->missing_required[7] == '\0' || st->missing_required[7] == '|') ?
 					 errhint("Add a condition such as WHERE patient_id = '...', or join to patients ON patient_id = patients.id.") :
-					 errhint("Add a condition on the column searched by \"%s\", or give the table OPTIONS (search '%s=...').",
-							 st->missing_required, st->missing_required)));
+					 errhint("Add a condition on the column searched by \"%.*s\", or give the table OPTIONS (search '%.*s=...').",
+							 (int) strcspn(st->missing_required, "|"), st->missing_required,
+							 (int) strcspn(st->missing_required, "|"), st->missing_required)));
 		if (!build_requests(node, st))
 		{
 			st->done = true;

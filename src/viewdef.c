@@ -7,6 +7,7 @@
  */
 #include "viewdef.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,28 @@ get_array(Compiler *c, const void *obj, const char *name, const char *what)
 }
 
 /* SQL on FHIR column names: a letter, then letters, digits and _. */
+/* "name" or "name|name|...": search parameter names (letters, digits, _ - .) */
+static bool
+valid_requirement(const char *s)
+{
+	bool		empty = true;
+
+	for (; s != NULL && *s; s++)
+	{
+		if (*s == '|')
+		{
+			if (empty)
+				return false;
+			empty = true;
+		}
+		else if (isalnum((unsigned char) *s) || *s == '_' || *s == '-' || *s == '.')
+			empty = false;
+		else
+			return false;
+	}
+	return s != NULL && !empty;
+}
+
 static bool
 valid_name(const char *s)
 {
@@ -685,7 +708,13 @@ epic_view_compile(const EpicJsonOps *ops, const void *doc, const EpicFpEnv *extr
 		if (url != NULL && strcmp(url, REQUIRED_PARAM_URL) == 0)
 		{
 			char	   *val = need_string(&c, e, "valueString", "an extension", false);
-			char	  **r = c.failed ? NULL :
+			char	  **r;
+
+			/* one name, or alternatives any of which will do: "category|code" */
+			if (!c.failed && !valid_requirement(val))
+				fail(&c, "%s: \"%s\" is not a search parameter name, or names separated by \"|\"",
+					 REQUIRED_PARAM_URL, val);
+			r = c.failed ? NULL :
 				realloc(c.view->required, sizeof(char *) * (size_t) (c.view->nrequired + 1));
 
 			if (r != NULL)

@@ -585,6 +585,21 @@ test_compile_errors(void)
 
 	expect_compile_error("no resource", "{\"select\": [{\"column\": [" COL("x", "id") "]}]}",
 						 "the ViewDefinition has no \"resource\"", 0);
+#define REQ(V) VIEW("Observation", "\"extension\": [{\"url\": \"urn:epic_fdw:required-search-param\"," \
+						   " \"valueString\": \"" V "\"}], \"select\": [{\"column\": [" COL("x", "id") "]}]")
+	expect_compile_error("a required parameter with a space", REQ("patient id"),
+						 "is not a search parameter name, or names separated by \"|\"", 0);
+	expect_compile_error("an empty alternative", REQ("category||code"), "is not a search parameter name", 0);
+	expect_compile_error("a trailing bar", REQ("category|"), "is not a search parameter name", 0);
+	expect_compile_error("an empty required parameter", REQ(""), "is not a search parameter name", 0);
+	{
+		EpicView   *v = compile(REQ("category|code|_id"), err, sizeof(err), &pos);
+
+		check(v != NULL && v->nrequired == 1 && strcmp(v->required[0], "category|code|_id") == 0,
+			  "alternatives of a required parameter are kept as written");
+		epic_view_free(v);
+	}
+#undef REQ
 	expect_compile_error("an empty resource", VIEW("", "\"select\": [{\"column\": [" COL("x", "id") "]}]"),
 						 "\"resource\" is empty", 0);
 	expect_compile_error("a resource that is not a string",
