@@ -184,6 +184,13 @@ extern char *epic_view_ddl_free(EpicView *v, const char *json, const char *table
 extern EpicTable *epic_table_resolve(Oid relid);
 
 /* ------------------------------------------------------------------------
+ * import.c: IMPORT FOREIGN SCHEMA fhir / views
+ * ------------------------------------------------------------------------
+ */
+struct ImportForeignSchemaStmt;
+extern List *epic_import_foreign_schema(struct ImportForeignSchemaStmt *stmt, Oid serverOid);
+
+/* ------------------------------------------------------------------------
  * deparse.c: pushdown of WHERE conditions into FHIR search parameters
  * ------------------------------------------------------------------------
  */
