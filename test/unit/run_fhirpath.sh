@@ -4,18 +4,6 @@
 #   VALGRIND=1 test/unit/run_fhirpath.sh  run under valgrind --leak-check=full
 # Prints "ok N - ..." lines and a closing "N passed, N failed".
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-CC=${CC:-gcc}
-CFLAGS=${CFLAGS:-"-std=gnu11 -Wall -Wextra -Werror -O2 -g"}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM
-# shellcheck disable=SC2086
-$CC $CFLAGS -I"$root/src" -o "$tmp/test_fhirpath" \
-	"$root/src/fhirpath.c" "$root/src/json_jansson.c" "$here/test_fhirpath.c" -ljansson
-if [ "${VALGRIND:-0}" = 1 ]; then
-	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
-		--error-exitcode=1 "$tmp/test_fhirpath"
-else
-	"$tmp/test_fhirpath"
-fi
+. "$(dirname "$0")/common.sh"
+unit_build test_fhirpath "$root/src/fhirpath.c" "$root/src/json_jansson.c" "$here/test_fhirpath.c" -ljansson
+unit_run test_fhirpath

@@ -12,18 +12,7 @@
 #include "fhirpath.h"
 #include "json_jansson.h"
 
-static int	passed,
-			failed;
-
-static void
-check(int cond, const char *what)
-{
-	if (cond)
-		passed++;
-	else
-		failed++;
-	printf("%s %d - %s\n", cond ? "ok" : "not ok", passed + failed, what);
-}
+#include "unit_check.h"
 
 static const char *patient =
 "{\"resourceType\": \"Patient\", \"id\": \"p1\","
@@ -582,6 +571,5 @@ main(void)
 	}
 
 	epic_json_free(doc);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return unit_summary();
 }

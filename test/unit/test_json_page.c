@@ -11,17 +11,7 @@
 #include "json_jansson.h"
 #include "json_page.h"
 
-static int	passed,
-			failed;
-
-static void
-check(int cond, const char *what)
-{
-	if (cond)
-		printf("ok %d - %s\n", ++passed + failed, what);
-	else
-		printf("not ok %d - %s\n", passed + ++failed, what);
-}
+#include "unit_check.h"
 
 #define J (&epic_jdoc_ops)
 
@@ -251,6 +241,5 @@ main(int argc, char **argv)
 	}
 	for (int a = 1; a < argc; a++)
 		compare_file(argv[a]);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return unit_summary();
 }

@@ -20,18 +20,7 @@
 #include "json_jansson.h"
 #include "viewdef.h"
 
-static int	passed,
-			failed;
-
-static void
-check(int cond, const char *what)
-{
-	if (cond)
-		passed++;
-	else
-		failed++;
-	printf("%s %d - %s\n", cond ? "ok" : "not ok", passed + failed, what);
-}
+#include "unit_check.h"
 
 /* %mrn_system, as catalog.c defines it for every view */
 static const char *env_names[] = {"mrn_system"};
@@ -1327,6 +1316,5 @@ main(int argc, char **argv)
 	test_add_column();
 	test_builtin_views(argc, argv);
 	test_limits();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return unit_summary();
 }
