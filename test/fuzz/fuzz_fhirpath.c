@@ -18,44 +18,12 @@
 
 #include "fhirpath.h"
 #include "json_jansson.h"
+#include "fuzz_consume.h"
 
 static const char *env_names[] = {"mrn_system", "unset", "ucum"};
 static const char *env_values[] = {"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14", NULL,
 	"http://unitsofmeasure.org"};
 static const EpicFpEnv env = {3, env_names, env_values, NULL};
-
-static volatile size_t sink;
-
-/* Read every item's text, as a column conversion would. */
-static void
-consume(const EpicFpResult *res)
-{
-	for (int i = 0; i < res->count; i++)
-	{
-		char		buf[64];
-		size_t		len = 0;
-		const char *s = epic_fp_item_text(&epic_jansson_ops, &res->items[i], buf,
-										  sizeof(buf), &len);
-
-		if (s != NULL)
-		{
-			/* touch every byte, so ASan sees a bad length */
-			size_t		h = 0;
-
-			for (size_t k = 0; k < len; k++)
-				h = h * 31 + (unsigned char) s[k];
-			sink += h;
-		}
-		else if (res->items[i].kind == EPIC_FP_NODE)
-		{
-			char	   *dump = epic_json_dump(res->items[i].node);
-
-			if (dump != NULL)
-				sink += strlen(dump);
-			free(dump);
-		}
-	}
-}
 
 static void
 eval_on(const EpicFpExpr *e, const void *ctx, const EpicFpEnv *envp, EpicFpResult *res)

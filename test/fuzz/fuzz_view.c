@@ -23,6 +23,7 @@
 
 #include "fhirpath.h"
 #include "json_jansson.h"
+#include "fuzz_consume.h"
 #include "viewdef.h"
 
 static const char *const resources_text[] = {
@@ -58,8 +59,6 @@ static const char *const resources_text[] = {
 #define NRESOURCES ((int) (sizeof(resources_text) / sizeof(resources_text[0])))
 
 static void *resources[NRESOURCES];
-static volatile size_t sink;
-
 static void
 load_resources(void)
 {
@@ -79,37 +78,6 @@ load_resources(void)
 			fprintf(stderr, "fixed resource %d does not parse: %s\n", i, errbuf);
 			abort();
 		}
-	}
-}
-
-static void
-consume(const EpicFpResult *res)
-{
-	for (int i = 0; i < res->count; i++)
-	{
-		char		buf[64];
-		size_t		len = 0;
-		const char *s = epic_fp_item_text(&epic_jansson_ops, &res->items[i], buf,
-										  sizeof(buf), &len);
-
-		if (s != NULL)
-		{
-			size_t		h = 0;
-
-			for (size_t k = 0; k < len; k++)
-				h = h * 31 + (unsigned char) s[k];
-			sink += h;
-		}
-		else if (res->items[i].kind == EPIC_FP_NODE)
-		{
-			char	   *dump = epic_json_dump(res->items[i].node);
-
-			if (dump != NULL)
-				sink += strlen(dump);
-			free(dump);
-		}
-		else
-			abort();			/* a computed scalar always has a text */
 	}
 }
 
