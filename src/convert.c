@@ -142,29 +142,6 @@ kind_name(EpicJsonKind k)
 	return names[k];
 }
 
-/* The JSON nature a FHIR primitive type has; EPIC_JSON_NULL: any. */
-static EpicJsonKind
-fhir_type_kind(const char *type)
-{
-	static const char *const numbers[] = {"integer", "positiveInt", "unsignedInt",
-	"integer64", "decimal"};
-	static const char *const strings[] = {"string", "code", "id", "uri", "url", "canonical",
-		"oid", "uuid", "markdown", "base64Binary", "xhtml", "date", "dateTime", "instant",
-	"time"};
-
-	if (type == NULL)
-		return EPIC_JSON_NULL;
-	if (strcmp(type, "boolean") == 0)
-		return EPIC_JSON_TRUE;
-	for (size_t i = 0; i < lengthof(numbers); i++)
-		if (strcmp(type, numbers[i]) == 0)
-			return EPIC_JSON_NUMBER;
-	for (size_t i = 0; i < lengthof(strings); i++)
-		if (strcmp(type, strings[i]) == 0)
-			return EPIC_JSON_STRING;
-	return EPIC_JSON_NULL;
-}
-
 /*
  * Is the item of a JSON type the column can take?  A view column with a
  * FHIR primitive type needs that type's JSON form (strings for string,
@@ -178,7 +155,7 @@ static void
 check_item(const EpicColumn *col, Oid type, const EpicFpItem *item)
 {
 	EpicJsonKind k = item_kind(item);
-	EpicJsonKind want = fhir_type_kind(col->vcol->type);
+	EpicJsonKind want = epic_view_type_json_kind(col->vcol->type);
 	bool		ok;
 
 	if (type == JSONBOID || type == JSONOID)

@@ -1322,6 +1322,28 @@ static const struct
 	{"xhtml", "text"},
 };
 
+EpicJsonKind
+epic_view_type_json_kind(const char *type)
+{
+	static const char *const numbers[] = {"integer", "positiveInt", "unsignedInt",
+	"integer64", "decimal"};
+	static const char *const strings[] = {"string", "code", "id", "uri", "url", "canonical",
+		"oid", "uuid", "markdown", "base64Binary", "xhtml", "date", "dateTime", "instant",
+	"time"};
+
+	if (type == NULL)
+		return EPIC_JSON_NULL;
+	if (strcmp(type, "boolean") == 0)
+		return EPIC_JSON_TRUE;
+	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
+		if (strcmp(type, numbers[i]) == 0)
+			return EPIC_JSON_NUMBER;
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		if (strcmp(type, strings[i]) == 0)
+			return EPIC_JSON_STRING;
+	return EPIC_JSON_NULL;
+}
+
 const char *
 epic_view_sql_type(const char *fhir_type, bool collection)
 {

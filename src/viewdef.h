@@ -164,6 +164,13 @@ extern int	epic_view_cell(const EpicView *view, const EpicJsonOps *ops, const vo
 						   const EpicViewCell *cell, EpicFpResult *res,
 						   char *errbuf, size_t errlen);
 
+/*
+ * The JSON kind a value of a FHIR primitive type has (EPIC_JSON_TRUE for
+ * boolean, EPIC_JSON_NUMBER, EPIC_JSON_STRING); EPIC_JSON_NULL for NULL or
+ * a complex type: any kind.
+ */
+extern EpicJsonKind epic_view_type_json_kind(const char *fhir_type);
+
 /* The SQL type name for a FHIR type (NULL: untyped) per the documented table. */
 extern const char *epic_view_sql_type(const char *fhir_type, bool collection);
 

@@ -386,35 +386,12 @@ item_kind(const EpicFpItem *item)
 	abort();					/* an item of no known kind is a bug */
 }
 
-/* convert.c fhir_type_kind: the JSON nature of a FHIR primitive type; NULL: any */
-static EpicJsonKind
-fhir_type_kind(const char *type)
-{
-	static const char *const numbers[] = {"integer", "positiveInt", "unsignedInt",
-	"integer64", "decimal"};
-	static const char *const strings[] = {"string", "code", "id", "uri", "url", "canonical",
-		"oid", "uuid", "markdown", "base64Binary", "xhtml", "date", "dateTime", "instant",
-	"time"};
-
-	if (type == NULL)
-		return EPIC_JSON_NULL;
-	if (strcmp(type, "boolean") == 0)
-		return EPIC_JSON_TRUE;
-	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
-		if (strcmp(type, numbers[i]) == 0)
-			return EPIC_JSON_NUMBER;
-	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
-		if (strcmp(type, strings[i]) == 0)
-			return EPIC_JSON_STRING;
-	return EPIC_JSON_NULL;
-}
-
 /* convert.c check_item: 0 if the JSON type fits the column, -1 (ERROR) if not */
 static int
 check_item(const EpicViewColumn *vc, SqlType type, const EpicFpItem *item)
 {
 	EpicJsonKind k = item_kind(item);
-	EpicJsonKind want = fhir_type_kind(vc->type);
+	EpicJsonKind want = epic_view_type_json_kind(vc->type);
 
 	if (type == T_JSONB || type == T_JSON)
 		return (want == EPIC_JSON_NULL || k == want ||
