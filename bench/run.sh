@@ -43,11 +43,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 epic_install_deps
-if ! dpkg -s postgresql-plpython3-15 >/dev/null 2>&1 || ! dpkg -s time >/dev/null 2>&1; then
-	epic_log "installing postgresql-plpython3-15 and time"
+# PL/Python for the baseline, time -v for whole processes, git for the
+# commit RESULTS.md names
+if ! dpkg -s postgresql-plpython3-15 time git >/dev/null 2>&1; then
+	epic_log "installing postgresql-plpython3-15, time and git"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >/dev/null
-	apt-get install -y -qq --no-install-recommends postgresql-plpython3-15 time >/dev/null
+	apt-get install -y -qq --no-install-recommends postgresql-plpython3-15 time git >/dev/null
 fi
 epic_build_install
 
