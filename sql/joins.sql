@@ -21,6 +21,28 @@ SELECT m.medication, m.dosage
 \! $EPIC_CTL count fhir Patient
 \! $EPIC_CTL count fhir MedicationStatement
 
+-- the same join inside subqueries the planner keeps (each has a LIMIT): the
+-- final plan renumbers their tables, and the join still reads the right ones
+EXPLAIN (COSTS OFF)
+SELECT * FROM (SELECT 'first' AS k, m.medication FROM patients p
+                 JOIN medication_statements m ON m.patient_id = p.id
+                WHERE p.phone = '469-555-5555' AND p.birthdate = '1987-09-12' AND p.gender = 'female'
+                ORDER BY 2 LIMIT 1) a
+UNION ALL
+SELECT * FROM (SELECT 'last', m.medication FROM patients p
+                 JOIN medication_statements m ON m.patient_id = p.id
+                WHERE p.phone = '469-555-5555' AND p.birthdate = '1987-09-12' AND p.gender = 'female'
+                ORDER BY 2 DESC LIMIT 1) b;
+SELECT * FROM (SELECT 'first' AS k, m.medication FROM patients p
+                 JOIN medication_statements m ON m.patient_id = p.id
+                WHERE p.phone = '469-555-5555' AND p.birthdate = '1987-09-12' AND p.gender = 'female'
+                ORDER BY 2 LIMIT 1) a
+UNION ALL
+SELECT * FROM (SELECT 'last', m.medication FROM patients p
+                 JOIN medication_statements m ON m.patient_id = p.id
+                WHERE p.phone = '469-555-5555' AND p.birthdate = '1987-09-12' AND p.gender = 'female'
+                ORDER BY 2 DESC LIMIT 1) b;
+
 -- a local table of patient ids joined to patients: one _id search each
 CREATE TEMP TABLE callers (patient_id text, called_at date);
 INSERT INTO callers VALUES ('erXuFYUfucBZaryVksYEcMg3', '2026-11-01'),

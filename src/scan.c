@@ -641,9 +641,20 @@ epic_join_begin(ForeignScanState *node, int eflags)
 	EpicScanState *st;
 	ListCell   *lc;
 	int			k = 0;
+	Index		rtoffset;
 
 	js->d_relid = intVal(list_nth(ids, 0));
 	js->f_relid = intVal(list_nth(ids, 1));
+
+	/*
+	 * The planner's numbers of the two tables: when the join sits in a
+	 * subquery that was not pulled up, setrefs.c moved the range table (and
+	 * fs_relids and the scan tlist's Vars with it) by an offset that the
+	 * numbers kept in fdw_private did not get, as in postgres_fdw.
+	 */
+	rtoffset = (Index) bms_next_member(fsplan->fs_relids, -1) - Min(js->d_relid, js->f_relid);
+	js->d_relid += rtoffset;
+	js->f_relid += rtoffset;
 	js->d_attno = intVal(list_nth(ids, 2));
 	js->f_attno = intVal(list_nth(ids, 3));
 	js->key = epic_param_from_list(lfourth(priv));
@@ -773,6 +784,8 @@ join_build(ForeignScanState *node, EpicScanState *st)
 		List	   *enc = NIL;
 		bool		found;
 
+		CHECK_FOR_INTERRUPTS();
+
 		if (r->key == NULL)
 			continue;
 		if (js->nd == cap)
@@ -819,6 +832,8 @@ join_build(ForeignScanState *node, EpicScanState *st)
 		EpicJoinGroup *g;
 		bool		found;
 
+		CHECK_FOR_INTERRUPTS();
+
 		if (r->key == NULL)
 			continue;
 		g = hash_search(js->groups, &r->key, HASH_ENTER, &found);
@@ -845,6 +860,7 @@ epic_join_iterate(ForeignScanState *node, EpicScanState *st)
 	{
 		EpicJoinGroup *g;
 
+		CHECK_FOR_INTERRUPTS();
 		if (js->di >= js->nd)
 			return slot;
 		js->dcur = js->drows[js->di++];
