@@ -258,7 +258,8 @@ discover_token_url(EpicConnection *conn, const EpicServerOptions *sopts, EpicSca
 	if (!epic_url_is_https(result))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("discovered token endpoint is not an https:// URL: \"%s\"", result)));
+				 errmsg("discovered token endpoint is not an https:// URL: \"%s\"", result),
+				 errhint("Set the server option \"token_url\" to the https:// token endpoint.")));
 	return MemoryContextStrdup(TopMemoryContext, result);
 }
 
@@ -703,13 +704,31 @@ epic_fhir_finish(EpicConnection *conn, UserMapping *um, const EpicServerOptions 
 {
 	bool		ok;
 
-	if (a == NULL || strcmp(a->url, url) != 0)
+	if (a != NULL && strcmp(a->url, url) != 0)
+	{
+		/* fetched ahead for another page: stop it, and count it */
+		epic_http_abort(a->xfer);
+		epic_fhir_abandon(a, stats);
+		a = NULL;
+	}
+	if (a == NULL)
 	{
 		epic_fhir_get(conn, um, sopts, url, display, resp, stats);
 		return;
 	}
 	epic_http_wait(conn->http, &a->xfer, 1, false);
 	ok = epic_http_finish(a->xfer);
+	if (!ok && a->resp.xfer_error == EPIC_XFER_TIMEOUT)
+	{
+		/*
+		 * The timeout counts from the start, and nobody waited for this
+		 * transfer while the previous page was read (a cursor may pause for
+		 * long): ask again now, as a request of its own.
+		 */
+		epic_fhir_abandon(a, stats);
+		epic_fhir_get(conn, um, sopts, url, display, resp, stats);
+		return;
+	}
 	*resp = a->resp;
 	settle(conn, um, sopts, a->url, a->display, ok, resp, stats);
 }

@@ -356,6 +356,7 @@ epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResp
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("refusing to send a request over a non-HTTPS URL"),
+				 errhint("epic_fdw sends tokens only over https://: check the server options \"fhir_url\" and \"token_url\"."),
 				 errcontext("FHIR request: %s %s", req->method, req->display)));
 
 	memset(resp, 0, sizeof(*resp));
@@ -603,9 +604,25 @@ bool
 epic_http_try(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResponse *resp)
 {
 	EpicHttpXfer *x = epic_http_start(client, req, resp);
+	bool		ok = false;
 
-	epic_http_wait(client, &x, 1, false);
-	return epic_http_finish(x);
+	/*
+	 * A cancel (or any error) while waiting: stop the transfer now.  Its
+	 * memory context may outlive the error (a caught error, as in
+	 * epic_fdw_check), and resp may be on the caller's stack.
+	 */
+	PG_TRY();
+	{
+		epic_http_wait(client, &x, 1, false);
+		ok = epic_http_finish(x);
+	}
+	PG_CATCH();
+	{
+		epic_http_abort(x);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return ok;
 }
 
 /* Raise the ERROR for a transport failure reported by epic_http_try(). */
