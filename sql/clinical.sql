@@ -69,6 +69,16 @@ SELECT count(*) > 0 AS has_vitals,
                     WHERE patient_id = :olivia AND category = 'vital-signs') AS same_count
   FROM r4.vitals WHERE patient_id = :olivia;
 
+-- a required parameter whose run-time value FHIR cannot express (an empty
+-- string), with no other alternative given: a clear error before any request
+SET plan_cache_mode = force_generic_plan;
+PREPARE conds(text) AS SELECT count(*) FROM ds.conditions WHERE patient_id = $1;
+\! $EPIC_CTL reset
+EXECUTE conds('');
+\! $EPIC_CTL count fhir Condition
+DEALLOCATE conds;
+RESET plan_cache_mode;
+
 -- conditions: clinical status is a code in STU3, a CodeableConcept in R4
 SELECT clinical_status, verification_status, category, code, display, onset, abatement, recorded
   FROM r4.conditions WHERE patient_id = :camila ORDER BY onset NULLS LAST, code;

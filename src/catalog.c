@@ -47,13 +47,15 @@ load_builtins(void)
 {
 	MemoryContext old;
 	int			n = 0;
+	BuiltinInfo *info;
 
 	if (builtins != NULL)
 		return;
 	while (epic_builtin_views[n].file != NULL)
 		n++;
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	builtins = palloc0(sizeof(BuiltinInfo) * Max(1, n));
+	/* published only when complete: an error on the way leaves none loaded */
+	info = palloc0(sizeof(BuiltinInfo) * Max(1, n));
 	for (int i = 0; i < n; i++)
 	{
 		char		errbuf[256];
@@ -69,21 +71,22 @@ load_builtins(void)
 		if (doc == NULL)
 			elog(ERROR, "built-in view %s does not parse: %s", epic_builtin_views[i].file, errbuf);
 		str = ops->scalar(ops->member(doc, "name"), buf, sizeof(buf), &len);
-		builtins[i].name = pnstrdup(str, len);
+		info[i].name = pnstrdup(str, len);
 		str = ops->scalar(ops->member(doc, "resource"), buf, sizeof(buf), &len);
-		builtins[i].resource = pnstrdup(str, len);
+		info[i].resource = pnstrdup(str, len);
 		versions = ops->member(doc, "fhirVersion");
 		for (size_t k = 0; versions && k < ops->size(versions); k++)
 		{
 			str = ops->scalar(ops->item(versions, k), buf, sizeof(buf), &len);
 			if (str && len >= 2 && strncmp(str, "3.", 2) == 0)
-				builtins[i].stu3 = true;
+				info[i].stu3 = true;
 			if (str && len >= 2 && strncmp(str, "4.", 2) == 0)
-				builtins[i].r4 = true;
+				info[i].r4 = true;
 		}
-		builtins[i].json = epic_builtin_views[i].json;
+		info[i].json = epic_builtin_views[i].json;
 		epic_json_free(doc);
 	}
+	builtins = info;
 	nbuiltins = n;
 	MemoryContextSwitchTo(old);
 }
@@ -298,16 +301,6 @@ requirement_names(const char *req, const char *name)
 
 	for (const char *p = req; p != NULL; p = strchr(p, '|') ? strchr(p, '|') + 1 : NULL)
 		if (strncmp(p, name, nl) == 0 && (p[nl] == '\0' || p[nl] == '|'))
-			return true;
-	return false;
-}
-
-/* Is name a requirement of its own (without alternatives)? */
-bool
-epic_table_param_required(const EpicTable *t, const char *name)
-{
-	for (int i = 0; i < t->view->nrequired; i++)
-		if (strcmp(t->view->required[i], name) == 0)
 			return true;
 	return false;
 }

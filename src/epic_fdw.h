@@ -168,13 +168,11 @@ typedef struct EpicTable
  * Required search parameters: a view's requirement is a name, or alternatives
  * ("category|code") any of which will do.  epic_table_missing_required gives
  * the first requirement names and search do not meet, or NULL;
- * epic_table_param_required whether name is a requirement on its own;
  * epic_table_param_wanted whether any requirement names it;
  * epic_requirement_text a requirement for messages ("category" or "code").
  */
 extern const char *epic_table_missing_required(const EpicTable *t, List *names,
 											   const char *search);
-extern bool epic_table_param_required(const EpicTable *t, const char *name);
 extern bool epic_table_param_wanted(const EpicTable *t, const char *name);
 extern char *epic_requirement_text(const char *req);
 extern char *epic_view_ddl(const EpicView *v, const char *json, const char *table_name,

@@ -89,6 +89,7 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 	List	  **values;
 	ExprContext *econtext = node->ss.ps.ps_ExprContext;
 	ListCell   *lc;
+	const char *unsent = NULL;
 	MemoryContext old = MemoryContextSwitchTo(st->rescan_cxt);
 
 	values = palloc0(sizeof(List *) * Max(Max(1, n), st->key_index + 1));
@@ -115,15 +116,32 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 			case EPIC_ENC_UNSENDABLE:
 				/* not sent; the local check still applies */
 				values[p->runtime_index] = NIL;
-				if (st->missing_required == NULL &&
-					epic_table_param_required(st->table, p->name) &&
-					!epic_search_has_param(st->fixed_search, p->name))
-					ereport(ERROR,
-							(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
-							 errmsg("a search of %s requires the search parameter \"%s\", "
-									"but this value cannot be sent", st->resource, p->name)));
+				unsent = p->name;
 				break;
 		}
+	}
+	if (unsent != NULL && st->missing_required == NULL)
+	{
+		/* without the values that cannot be sent, is every requirement met? */
+		List	   *sent = NIL;
+		const char *missing;
+
+		foreach(lc, st->params)
+		{
+			EpicSearchParam *p = lfirst(lc);
+
+			if (p->runtime_index < 0 || p->runtime_index == st->key_index ||
+				values[p->runtime_index] != NIL)
+				sent = lappend(sent, (char *) p->name);
+		}
+		missing = epic_table_missing_required(st->table, sent, st->fixed_search);
+		if (missing != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
+					 errmsg("a search of %s requires the search parameter %s, "
+							"but the value of \"%s\" cannot be sent",
+							st->resource, epic_requirement_text(missing), unsent),
+					 errhint("Compare the column with a value FHIR search can express, or add a condition on another of the parameters.")));
 	}
 	st->requests = epic_build_queries(st->resource, st->fixed_search, st->params, values,
 									  st->count, st->table->sopts.or_lists);
@@ -813,12 +831,25 @@ join_build(ForeignScanState *node, EpicScanState *st)
 		 * superset, matched by key here), as a nested loop would; unless the
 		 * server requires the parameter.
 		 */
-		if (epic_table_param_required(f->table, js->key->name) &&
-			!epic_search_has_param(f->fixed_search, js->key->name))
+		List	   *names = NIL;
+		ListCell   *lc;
+		const char *missing;
+
+		foreach(lc, f->params)
+		{
+			EpicSearchParam *p = lfirst(lc);
+
+			if (strcmp(p->name, js->key->name) != 0)
+				names = lappend(names, (char *) p->name);
+		}
+		missing = epic_table_missing_required(f->table, names, f->fixed_search);
+		if (missing != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
-					 errmsg("a search of %s requires the search parameter \"%s\", "
-							"but this value cannot be sent", f->resource, js->key->name)));
+					 errmsg("a search of %s requires the search parameter %s, "
+							"but the value of \"%s\" cannot be sent",
+							f->resource, epic_requirement_text(missing), js->key->name),
+					 errhint("Join on values FHIR search can express, or add a condition on another of the parameters.")));
 		keys = NIL;
 	}
 	else if (keys == NIL)
