@@ -209,11 +209,13 @@ read_ident(FpParser *ps, size_t *len)
 		}
 		*len = (size_t) (end - start - 1);
 		s = malloc(*len + 1);
-		if (s)
+		if (s == NULL)
 		{
-			memcpy(s, start + 1, *len);
-			s[*len] = '\0';
+			fp_fail(ps, start, "out of memory%s", NULL);
+			return NULL;
 		}
+		memcpy(s, start + 1, *len);
+		s[*len] = '\0';
 		ps->p = end + 1;
 		return s;
 	}
@@ -418,6 +420,58 @@ parse_invocation(FpParser *ps, FpNode *focus)
 	return n;
 }
 
+
+/* The value of 4 hex digits at p, or -1. */
+static long
+hex4(const char *p)
+{
+	long		v = 0;
+
+	for (int i = 0; i < 4; i++)
+	{
+		char		h = p[i];
+
+		if (h >= '0' && h <= '9')
+			v = v * 16 + (h - '0');
+		else if (h >= 'a' && h <= 'f')
+			v = v * 16 + (h - 'a' + 10);
+		else if (h >= 'A' && h <= 'F')
+			v = v * 16 + (h - 'A' + 10);
+		else
+			return -1;
+	}
+	return v;
+}
+
+/* Code point cp (not a surrogate, <= 0x10FFFF) as UTF-8 in out; its length. */
+static int
+utf8_encode(long cp, char *out)
+{
+	if (cp < 0x80)
+	{
+		out[0] = (char) cp;
+		return 1;
+	}
+	if (cp < 0x800)
+	{
+		out[0] = (char) (0xC0 | (cp >> 6));
+		out[1] = (char) (0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000)
+	{
+		out[0] = (char) (0xE0 | (cp >> 12));
+		out[1] = (char) (0x80 | ((cp >> 6) & 0x3F));
+		out[2] = (char) (0x80 | (cp & 0x3F));
+		return 3;
+	}
+	out[0] = (char) (0xF0 | (cp >> 18));
+	out[1] = (char) (0x80 | ((cp >> 12) & 0x3F));
+	out[2] = (char) (0x80 | ((cp >> 6) & 0x3F));
+	out[3] = (char) (0x80 | (cp & 0x3F));
+	return 4;
+}
+
 static FpNode *
 parse_string_literal(FpParser *ps)
 {
@@ -436,6 +490,8 @@ parse_string_literal(FpParser *ps)
 	for (;;)
 	{
 		char		c = *ps->p;
+		char		utf8[4];
+		int			nbytes = 0;
 
 		if (c == '\0')
 		{
@@ -446,7 +502,32 @@ parse_string_literal(FpParser *ps)
 		ps->p++;
 		if (c == '\'')
 			break;
-		if (c == '\\')
+		if (c == '\\' && *ps->p == 'u')
+		{
+			/* \uXXXX (a surrogate pair as two): the code point in UTF-8 */
+			const char *esc = ps->p - 1;
+			long		cp = hex4(ps->p + 1);
+
+			if (cp >= 0xD800 && cp <= 0xDBFF && ps->p[5] == '\\' && ps->p[6] == 'u')
+			{
+				long		lo = hex4(ps->p + 7);
+
+				if (lo >= 0xDC00 && lo <= 0xDFFF)
+				{
+					cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+					ps->p += 6;
+				}
+			}
+			if (cp < 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0)
+			{
+				fp_fail(ps, esc, "invalid \\u escape in a string literal%s", NULL);
+				free(s);
+				return NULL;
+			}
+			ps->p += 5;
+			nbytes = utf8_encode(cp, utf8);
+		}
+		else if (c == '\\')
 		{
 			char		e = *ps->p;
 
@@ -471,7 +552,9 @@ parse_string_literal(FpParser *ps)
 					c = e;		/* \' \" \` \\ \/ */
 			}
 		}
-		if (len + 2 > cap)
+		if (nbytes == 0)
+			utf8[nbytes++] = c;
+		if (len + (size_t) nbytes + 1 > cap)
 		{
 			char	   *ns = realloc(s, cap * 2);
 
@@ -484,7 +567,8 @@ parse_string_literal(FpParser *ps)
 			s = ns;
 			cap *= 2;
 		}
-		s[len++] = c;
+		memcpy(s + len, utf8, (size_t) nbytes);
+		len += (size_t) nbytes;
 	}
 	s[len] = '\0';
 	n = new_node(ps, FP_STRING);
@@ -2837,7 +2921,10 @@ fp_same_type(const char *a, const char *b)
 	return (a != NULL && b != NULL && strcmp(a, b) == 0) ? a : NULL;
 }
 
-/* the type of arithmetic on a and b: integer, decimal, or NULL */
+/*
+ * The type of arithmetic on a and b: decimal, or NULL; integer64 for
+ * integers (the sum or product of two 32-bit integers can pass 32 bits).
+ */
 static const char *
 fp_numeric_result(const char *a, const char *b, bool division)
 {
@@ -2845,7 +2932,7 @@ fp_numeric_result(const char *a, const char *b, bool division)
 		return NULL;
 	if (division || strcmp(a, "decimal") == 0 || strcmp(b, "decimal") == 0)
 		return "decimal";
-	return "integer";
+	return "integer64";
 }
 
 static const char *

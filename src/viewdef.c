@@ -1007,13 +1007,13 @@ rowset_append(Gen *g, RowSet *a, const RowSet *b)
 
 /* Append the items of expr on node to *nodes; they must be elements. */
 static void
-eval_nodes(Gen *g, const EpicFpExpr *expr, const char *what, const void *node,
+eval_nodes(Gen *g, const EpicFpExpr *expr, const char *what, const void *node, int index,
 		   const void ***nodes, int *n)
 {
 	EpicFpResult res = {0};
 
-	if (epic_fp_eval_in(expr, g->ops, g->resource, node, &g->view->env, &res,
-						g->errbuf, g->errlen) != 0)
+	if (epic_fp_eval_row(expr, g->ops, g->resource, node, &g->view->env, index, &res,
+						 g->errbuf, g->errlen) != 0)
 	{
 		g->failed = true;
 		epic_fp_result_free(&res);
@@ -1042,7 +1042,7 @@ eval_nodes(Gen *g, const EpicFpExpr *expr, const char *what, const void *node,
 
 /* repeat: the items of every path, applied again to each item, depth first */
 static void
-repeat_nodes(Gen *g, const EpicViewSelect *s, const void *node, int depth,
+repeat_nodes(Gen *g, const EpicViewSelect *s, const void *node, int index, int depth,
 			 const void ***nodes, int *n)
 {
 	if (depth > VIEW_MAX_REPEAT_DEPTH)
@@ -1055,7 +1055,7 @@ repeat_nodes(Gen *g, const EpicViewSelect *s, const void *node, int depth,
 		const void **level = NULL;
 		int			nlevel = 0;
 
-		eval_nodes(g, s->repeat[p], "repeat", node, &level, &nlevel);
+		eval_nodes(g, s->repeat[p], "repeat", node, index, &level, &nlevel);
 		for (int i = 0; i < nlevel && !g->failed; i++)
 		{
 			const void **a;
@@ -1074,7 +1074,7 @@ repeat_nodes(Gen *g, const EpicViewSelect *s, const void *node, int depth,
 			}
 			a[(*n)++] = level[i];
 			*nodes = a;
-			repeat_nodes(g, s, level[i], depth + 1, nodes, n);
+			repeat_nodes(g, s, level[i], index, depth + 1, nodes, n);
 		}
 		free(level);
 	}
@@ -1103,11 +1103,11 @@ gen_select(Gen *g, int si, const void *node, bool isnull, int index, RowSet *out
 		nctx = 1;
 	}
 	else if (s->kind == EPIC_VIEW_REPEAT)
-		repeat_nodes(g, s, node, 0, &ctx, &nctx);
+		repeat_nodes(g, s, node, index, 0, &ctx, &nctx);
 	else
 	{
 		eval_nodes(g, s->iter, s->kind == EPIC_VIEW_FOREACH ? "forEach" : "forEachOrNull",
-				   node, &ctx, &nctx);
+				   node, index, &ctx, &nctx);
 		if (nctx == 0 && s->kind == EPIC_VIEW_FOREACH_OR_NULL)
 		{
 			single[0] = NULL;
@@ -1376,8 +1376,9 @@ epic_view_sql_type(const char *fhir_type, bool collection)
 	return "jsonb[]";
 }
 
-const char *
-epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col)
+/* A column's FHIR type: declared, else the boolean or numeric type its path gives */
+static const char *
+column_fhir_type(const EpicView *view, const EpicViewColumn *col)
 {
 	const char *t = col->type;
 
@@ -1395,6 +1396,27 @@ epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col)
 		if (sql == NULL || (strcmp(sql, "boolean") != 0 && strcmp(sql, "integer") != 0 &&
 							strcmp(sql, "bigint") != 0 && strcmp(sql, "numeric") != 0))
 			t = NULL;
+	}
+	return t;
+}
+
+const char *
+epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col)
+{
+	const char *t = column_fhir_type(view, col);
+
+	/* the unionAll branches sharing the slot must agree, else text */
+	for (int i = 0; i < view->ncolumns; i++)
+	{
+		const EpicViewColumn *o = &view->columns[i];
+		const char *ot;
+
+		if (o == col || o->slot != col->slot)
+			continue;
+		ot = column_fhir_type(view, o);
+		if (o->collection != col->collection ||
+			(t == NULL) != (ot == NULL) || (t != NULL && strcmp(t, ot) != 0))
+			return epic_view_sql_type(NULL, col->collection);
 	}
 	return epic_view_sql_type(t, col->collection);
 }

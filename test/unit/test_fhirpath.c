@@ -537,6 +537,16 @@ main(void)
 		epic_fp_free(u);
 	}
 
+	/* \uXXXX escapes in string literals are code points, in UTF-8 */
+	expect(doc, "'a\\u0041'", "aA");
+	expect(doc, "'caf\\u00e9'", "caf\xc3\xa9");
+	expect(doc, "'\\u20AC'", "\xe2\x82\xac");
+	expect(doc, "'\\uD83D\\uDE00'", "\xf0\x9f\x98\x80");
+	expect(doc, "'it\\'s'", "it's");
+	expect_parse_error("'x\\u12'", 3, "invalid \\u escape");
+	expect_parse_error("'\\uDE00'", 2, "invalid \\u escape");
+	expect_parse_error("'\\u0000'", 2, "invalid \\u escape");
+
 	/* %rowIndex: 0 unless the caller gives the row's index */
 	expect(doc, "%rowIndex", "0");
 	{

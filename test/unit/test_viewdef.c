@@ -968,6 +968,10 @@ test_row_index(void)
 					 " \"unionAll\": [{\"forEach\": \"given\", \"column\": [" COL("i", "%rowIndex") ", " COL("v", "$this") "]},"
 					 "               {\"column\": [" COL("i", "%rowIndex") ", " COL("v", "family") "]}]}]"),
 				patient, "0,0,Camila;0,1,Maria;0,0,Lopez;1,0,Cami;1,1,Lo");
+	expect_rows("a forEach path sees its parent's %rowIndex",
+				VIEW("Patient", "\"select\": [{\"forEach\": \"name\", \"column\": [" COL("f", "family") "],"
+					 " \"select\": [{\"forEach\": \"%resource.name[%rowIndex].given\", \"column\": [" COL("g", "$this") "]}]}]"),
+				patient, "Lopez,Camila;Lopez,Maria;Lo,Cami");
 	expect_rows("a view constant named rowIndex wins",
 				"{\"resourceType\": \"ViewDefinition\", \"resource\": \"Patient\","
 				" \"constant\": [{\"name\": \"rowIndex\", \"valueString\": \"mine\"}],"
@@ -992,9 +996,9 @@ test_column_type(void)
 		{"gender != 'male' and active", "boolean"},
 		{"name.count()", "integer"},
 		{"%rowIndex", "integer"},
-		{"%rowIndex + 1", "integer"},
+		{"%rowIndex + 1", "bigint"},	/* integer arithmetic can pass 32 bits */
 		{"1.5", "numeric"},
-		{"2 * 3", "integer"},
+		{"2 * 3", "bigint"},
 		{"6 / 3", "numeric"},
 		{"-(2)", "integer"},
 		{"'a' + 'b'", "text"},
@@ -1057,6 +1061,25 @@ test_column_type(void)
 		snprintf(what, sizeof(what), "untyped column \"%s\" is %s%s%s", cases[i].path, cases[i].sql,
 				 strcmp(got, cases[i].sql) ? "   GOT " : "", strcmp(got, cases[i].sql) ? got : "");
 		check(v != NULL && strcmp(got, cases[i].sql) == 0, what);
+		epic_view_free(v);
+	}
+
+	/* unionAll branches: one type when they agree, else text */
+	{
+		char		err[512];
+		int			pos;
+		EpicView   *v = compile(VIEW("Patient", "\"select\": [{\"unionAll\": ["
+										 "{\"column\": [" COL("n", "name.count()") "]},"
+										 "{\"column\": [" COL("n", "telecom.count()") "]}]},"
+										 "{\"unionAll\": [{\"column\": [" COL("m", "name.count()") "]},"
+										 "{\"column\": [" COL("m", "name.family.first()") "]}]}]"),
+								err, sizeof(err), &pos);
+
+		check(v != NULL && strcmp(epic_view_column_sql_type(v, &v->columns[0]), "integer") == 0,
+			  "unionAll branches that agree (integer, integer) give their type");
+		check(v != NULL && strcmp(epic_view_column_sql_type(v, &v->columns[2]), "text") == 0 &&
+			  strcmp(epic_view_column_sql_type(v, &v->columns[3]), "text") == 0,
+			  "unionAll branches that differ (integer, untyped) give text");
 		epic_view_free(v);
 	}
 
