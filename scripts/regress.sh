@@ -4,15 +4,23 @@
 #
 #   bash scripts/regress.sh [test ...]      default: the whole REGRESS list
 #
-# The install goes into the system PostgreSQL, so the whole run holds an
-# exclusive lock (/tmp/epic_fdw_install.lock): two checkouts on one machine
-# take turns instead of replacing each other's epic_fdw.so under a running
-# backend.  Prints the diffs of failed tests and "N passed, N failed" last.
+# The install goes into the PostgreSQL of $PGBIN (default: the system one), so
+# the whole run holds an exclusive lock per installation
+# (/tmp/epic_fdw_install.<hash of PGBIN>.lock): two checkouts on one machine take
+# turns instead of replacing each other's epic_fdw.so under a running backend.
+# To run side by side, give each checkout its own copy of the PostgreSQL tree
+# (PostgreSQL is relocatable):
+#   P=/tmp/pg-mine; mkdir -p $P/usr/lib/postgresql $P/usr/share/postgresql $P/usr/include
+#   cp -a /usr/lib/postgresql/15 $P/usr/lib/postgresql/
+#   cp -a /usr/share/postgresql/15 $P/usr/share/postgresql/
+#   ln -s /usr/include/postgresql $P/usr/include/postgresql
+#   PGBIN=$P/usr/lib/postgresql/15/bin bash scripts/regress.sh scan
+# Prints the diffs of failed tests and "N passed, N failed" last.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-exec 9>/tmp/epic_fdw_install.lock
+exec 9>"/tmp/epic_fdw_install.$(echo "$PGBIN" | md5sum | cut -c1-12).lock"
 flock 9
 
 finish() {
