@@ -5,8 +5,10 @@
 #   bash scripts/asan.sh [test ...]        default: the REGRESS list of the Makefile
 #                                          but for RSS-measuring tests (see below)
 #
-# Builds the extension with COPT='-fsanitize=address -fno-omit-frame-pointer'
-# and installs it, starts the HTTPS sandbox and a throwaway cluster with
+# Builds the extension with COPT='-fsanitize=address -fno-omit-frame-pointer
+# -DEPIC_FAULT_INJECTION' (the test-only settings epic_fdw.fault_*, which
+# sql/faultinject.sql uses: by default it runs after the REGRESS list) and
+# installs it, starts the HTTPS sandbox and a throwaway cluster with
 # scripts/lib.sh, the postmaster running with libasan preloaded (plus a tiny
 # -z initfirst shim that initialises ASan before any other library
 # constructor: a plain LD_PRELOAD=libasan makes Debian's postgres hang at
@@ -53,7 +55,7 @@ chmod 755 "$STATE"
 epic_log "building epic_fdw with AddressSanitizer"
 make -C "$REPO" -s clean >/dev/null 2>&1
 if make -C "$REPO" PG_CONFIG="$PGBIN/pg_config" \
-	COPT='-fsanitize=address -fno-omit-frame-pointer' >"$STATE/build.log" 2>&1 &&
+	COPT='-fsanitize=address -fno-omit-frame-pointer -DEPIC_FAULT_INJECTION' >"$STATE/build.log" 2>&1 &&
 	make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" install >>"$STATE/build.log" 2>&1; then
 	:
 else
@@ -126,6 +128,8 @@ if [ ${#tests[@]} -eq 0 ]; then
 			tests+=("$t")
 		fi
 	done
+	# allocation failures and failing curl calls: this build only
+	tests+=(faultinject)
 fi
 rm -rf "$REPO/results"
 make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" installcheck REGRESS="${tests[*]}" \

@@ -325,23 +325,31 @@ epic_outcome_text(const char *body, size_t len)
 		epic_jdoc_free(doc);
 		return NULL;
 	}
-	initStringInfo(&buf);
-	issues = J->member(root, "issue");
-	for (size_t j = 0; j < J->size(issues); j++)
+	/* the document is malloc'd: freed on an error (out of memory) too */
+	PG_TRY();
 	{
-		const void *issue = J->item(issues, j);
-		const char *text = issue_text(issue);
-		const char *ccode = issue_coding_code(issue);
+		initStringInfo(&buf);
+		issues = J->member(root, "issue");
+		for (size_t j = 0; j < J->size(issues); j++)
+		{
+			const void *issue = J->item(issues, j);
+			const char *text = issue_text(issue);
+			const char *ccode = issue_coding_code(issue);
 
-		if (text == NULL)
-			continue;
-		if (buf.len)
-			appendStringInfoString(&buf, "; ");
-		appendStringInfoString(&buf, text);
-		if (ccode)
-			appendStringInfo(&buf, " (code %s)", ccode);
+			if (text == NULL)
+				continue;
+			if (buf.len)
+				appendStringInfoString(&buf, "; ");
+			appendStringInfoString(&buf, text);
+			if (ccode)
+				appendStringInfo(&buf, " (code %s)", ccode);
+		}
 	}
-	epic_jdoc_free(doc);
+	PG_FINALLY();
+	{
+		epic_jdoc_free(doc);
+	}
+	PG_END_TRY();
 	if (buf.len == 0)
 	{
 		pfree(buf.data);

@@ -12,6 +12,14 @@
  * entries of exactly the server or mapping that changed (as postgres_fdw's
  * connection.c does).
  *
+ * An entry in use by an open scan (epic_acquire_connection, up to
+ * epic_release_connection or the end of the transaction) never loses its
+ * HTTP client: a scan may have transfers in flight on it (a prefetch, a
+ * cursor between fetches).  An invalidation drops the token and the
+ * discovered endpoint at once and marks the client stale; the client is
+ * replaced when no scan uses it any more.  http.c frees a client only once
+ * no transfer is attached to it, whatever the order of cleanup on abort.
+ *
  *-------------------------------------------------------------------------
  */
 #include "epic_fdw.h"
@@ -45,6 +53,8 @@
 #define ASSERTION_LIFETIME 240
 /* Used when the token response has no expires_in. */
 #define DEFAULT_TOKEN_LIFETIME 300
+/* A longer expires_in is taken as this (seconds; one year). */
+#define MAX_TOKEN_LIFETIME (366L * 24 * 3600)
 
 struct EpicConnection
 {
@@ -56,7 +66,9 @@ struct EpicConnection
 	char	   *token_url;		/* discovered endpoint, TopMemoryContext */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
-	bool		invalidated;
+	bool		invalidated;	/* options changed: drop token and endpoint */
+	bool		http_stale;		/* replace the client once unused */
+	int			users;			/* open scans using the entry */
 };
 
 static HTAB *ConnectionHash = NULL;
@@ -74,16 +86,55 @@ drop_token(EpicConnection *entry)
 	entry->token_renew_at = 0;
 }
 
+/*
+ * Forget what the changed options may have made wrong: the token and the
+ * discovered endpoint.  The HTTP client goes too unless a scan uses it.
+ */
 static void
 reset_entry(EpicConnection *entry)
 {
 	drop_token(entry);
-	epic_http_client_destroy(entry->http);
-	entry->http = NULL;
 	if (entry->token_url)
 		pfree(entry->token_url);
 	entry->token_url = NULL;
 	entry->invalidated = false;
+	if (entry->users > 0)
+		entry->http_stale = true;
+	else
+	{
+		epic_http_client_destroy(entry->http);
+		entry->http = NULL;
+		entry->http_stale = false;
+	}
+}
+
+/*
+ * At the end of a transaction no scan is open any more (a holdable cursor
+ * has been materialized by then): every entry is unused, and stale clients
+ * go (their transfers, if an abort left any, are freed with the portals'
+ * memory; http.c frees the client after the last of them).
+ */
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	HASH_SEQ_STATUS scan;
+	EpicConnection *entry;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT &&
+		event != XACT_EVENT_PREPARE)
+		return;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		entry->users = 0;
+		if (entry->http_stale)
+		{
+			epic_http_client_destroy(entry->http);
+			entry->http = NULL;
+			entry->http_stale = false;
+		}
+	}
 }
 
 /* Syscache callback: mark entries of the changed server or mapping. */
@@ -128,6 +179,7 @@ epic_get_connection(UserMapping *um, ForeignServer *server)
 									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, inval_callback, (Datum) 0);
 		CacheRegisterSyscacheCallback(USERMAPPINGOID, inval_callback, (Datum) 0);
+		RegisterXactCallback(xact_callback, NULL);
 	}
 
 	entry = hash_search(ConnectionHash, &um->umid, HASH_ENTER, &found);
@@ -138,9 +190,17 @@ epic_get_connection(UserMapping *um, ForeignServer *server)
 		entry->token_url = NULL;
 		entry->token_renew_at = 0;
 		entry->invalidated = false;
+		entry->http_stale = false;
+		entry->users = 0;
 	}
 	if (entry->invalidated)
 		reset_entry(entry);
+	if (entry->http_stale && entry->users == 0)
+	{
+		epic_http_client_destroy(entry->http);
+		entry->http = NULL;
+		entry->http_stale = false;
+	}
 	if (entry->http == NULL)
 	{
 		entry->serverid = server->serverid;
@@ -151,6 +211,26 @@ epic_get_connection(UserMapping *um, ForeignServer *server)
 		entry->http = epic_http_client_create();
 	}
 	return entry;
+}
+
+/*
+ * The connection for a scan: as epic_get_connection, and its HTTP client
+ * stays in place until epic_release_connection (or the transaction's end).
+ */
+EpicConnection *
+epic_acquire_connection(UserMapping *um, ForeignServer *server)
+{
+	EpicConnection *entry = epic_get_connection(um, server);
+
+	entry->users++;
+	return entry;
+}
+
+void
+epic_release_connection(EpicConnection *conn)
+{
+	if (conn != NULL && conn->users > 0)
+		conn->users--;
 }
 
 /* Read the PEM key of a mapping (palloc'd; the caller wipes and frees it). */
@@ -268,8 +348,46 @@ discover_token_url(EpicConnection *conn, const EpicServerOptions *sopts, EpicSca
  * endpoint, keep the token in the entry.  The key, the assertion and the
  * token never appear in an error.
  */
+/*
+ * The credential rule: a key is used only where no non-superuser can have
+ * chosen where its assertion, or the token got with it, goes.
+ *
+ * - A private_key_file (a key only a superuser can set up, and a mapping a
+ *   non-superuser cannot alter) is used only on a server owned by a
+ *   superuser: the server's owner can change fhir_url and token_url.
+ * - On a server owned by a non-superuser only the owner's own mapping is
+ *   used (an inline private_key: the owner's own key).  The owner can alter
+ *   every mapping of the server (client_id, jku) and re-point the server, so
+ *   another user's key would be theirs to redirect.
+ *
+ * Checked before every token request: changing a server's endpoints or
+ * owner invalidates the cached token, so the next use comes here again.
+ */
 static void
-fetch_token(EpicConnection *conn, const EpicServerOptions *sopts,
+check_credential_route(UserMapping *um, const EpicUserOptions *uopts)
+{
+	ForeignServer *server = GetForeignServer(um->serverid);
+
+	if (superuser_arg(server->owner))
+		return;
+	if (uopts->private_key_file != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the private_key_file of a user mapping is used only on a server owned by a superuser"),
+				 errdetail("Server \"%s\" is owned by role \"%s\", which can change where the key's assertion and tokens are sent.",
+						   server->servername, GetUserNameFromId(server->owner, false)),
+				 errhint("Make a superuser the owner of the server, or give the mapping the user's own key as \"private_key\".")));
+	if (um->userid != server->owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("on a server owned by a non-superuser only the owner's own user mapping is used"),
+				 errdetail("Server \"%s\" is owned by role \"%s\", which can alter this mapping's client_id and jku and the server's endpoints.",
+						   server->servername, GetUserNameFromId(server->owner, false)),
+				 errhint("Make a superuser the owner of the server.")));
+}
+
+static void
+fetch_token(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
 			const EpicUserOptions *uopts, EpicScanStats *stats)
 {
 	const char *token_url;
@@ -288,6 +406,7 @@ fetch_token(EpicConnection *conn, const EpicServerOptions *sopts,
 	int			rc;
 
 	drop_token(conn);
+	check_credential_route(um, uopts);
 	if (sopts->token_url)
 		token_url = sopts->token_url;
 	else
@@ -383,7 +502,11 @@ fetch_token(EpicConnection *conn, const EpicServerOptions *sopts,
 	{
 		time_t		now = time(NULL);
 		long		lifetime = expires_in > 0 ? expires_in : DEFAULT_TOKEN_LIFETIME;
-		long		margin = Min(60, lifetime / 10);
+		long		margin;
+
+		/* no overflow of now + lifetime: a year is longer than any token */
+		lifetime = Min(lifetime, MAX_TOKEN_LIFETIME);
+		margin = Min(60, lifetime / 10);
 
 		conn->access_token = token;
 		conn->token_renew_at = now + lifetime - margin;
@@ -557,7 +680,7 @@ fhir_get_from(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 		double		wait;
 
 		if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
-			fetch_token(conn, sopts, &uopts, stats);
+			fetch_token(conn, um, sopts, &uopts, stats);
 
 		fhir_request(conn, sopts, &uopts, url, display, &req);
 		ok = epic_http_try(conn->http, &req, resp);
@@ -760,7 +883,7 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 			EpicHttpRequest req;
 
 			if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
-				fetch_token(conn, sopts, &uopts, stats);
+				fetch_token(conn, um, sopts, &uopts, stats);
 			fhir_request(conn, sopts, &uopts, urls[next], displays[next], &req);
 			xfers[next] = epic_http_start(conn->http, &req, &resps[next]);
 			next++;
@@ -837,5 +960,5 @@ epic_connection_new_token(EpicConnection *conn, UserMapping *um,
 	EpicUserOptions uopts;
 
 	epic_get_user_options(um, &uopts);
-	fetch_token(conn, sopts, &uopts, stats);
+	fetch_token(conn, um, sopts, &uopts, stats);
 }

@@ -297,6 +297,9 @@ typedef struct EpicHttpRequest
 } EpicHttpRequest;
 
 extern EpicHttpClient *epic_http_client_create(void);
+#ifdef EPIC_FAULT_INJECTION
+extern void epic_http_define_fault_gucs(void);
+#endif
 extern void epic_http_client_destroy(EpicHttpClient *client);
 typedef struct EpicHttpXfer EpicHttpXfer;	/* one transfer; palloc'd */
 
@@ -335,6 +338,8 @@ typedef struct EpicScanStats
 typedef struct EpicConnection EpicConnection;
 
 extern EpicConnection *epic_get_connection(UserMapping *um, ForeignServer *server);
+extern EpicConnection *epic_acquire_connection(UserMapping *um, ForeignServer *server);
+extern void epic_release_connection(EpicConnection *conn);
 extern EpicHttpClient *epic_connection_http(EpicConnection *conn);
 extern const char *epic_connection_token_url(EpicConnection *conn, const EpicServerOptions *sopts,
 											 EpicScanStats *stats);

@@ -16,6 +16,7 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -41,6 +42,22 @@ append_jwk(StringInfo buf, bool first, const char *pem, const char *kid, const c
 	free(jwk);
 }
 
+/*
+ * The named server, after checking that the current user has USAGE on it
+ * (as for using a foreign table of it): these functions read the user's
+ * mapping and may contact the server.
+ */
+static ForeignServer *
+server_for_use(const char *servername)
+{
+	ForeignServer *server = GetForeignServerByName(servername, false);
+	AclResult	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
+	return server;
+}
+
 PG_FUNCTION_INFO_V1(epic_fdw_public_jwks);
 
 /*
@@ -55,13 +72,17 @@ PG_FUNCTION_INFO_V1(epic_fdw_public_jwks);
 Datum
 epic_fdw_public_jwks(PG_FUNCTION_ARGS)
 {
-	char	   *servername = NameStr(*PG_GETARG_NAME(0));
-	ForeignServer *server = GetForeignServerByName(servername, false);
-	UserMapping *um = GetUserMapping(GetUserId(), server->serverid);
+	ForeignServer *server;
+	UserMapping *um;
 	EpicUserOptions uopts;
 	StringInfoData buf;
 	char	   *pem;
 
+	/* not STRICT (a NULL array means no extra keys); a NULL server: NULL */
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	server = server_for_use(NameStr(*PG_GETARG_NAME(0)));
+	um = GetUserMapping(GetUserId(), server->serverid);
 	epic_get_user_options(um, &uopts);
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"keys\":[");
@@ -254,26 +275,31 @@ step_metadata(void *arg, CheckRow *row)
 	if (resp.status != 200)
 		epic_raise_http_error(&resp, "metadata", "reading the CapabilityStatement");
 	root = epic_json_parse(resp.body.data, resp.body.len, NULL, 0);
-	v = root ? epic_jansson_ops.member(root, "fhirVersion") : NULL;
-	if (v)
-		version = epic_jansson_ops.scalar(v, buf, sizeof(buf), &len);
-	if (version == NULL)
+	/* the document is malloc'd by jansson: freed on every path */
+	PG_TRY();
+	{
+		v = root ? epic_jansson_ops.member(root, "fhirVersion") : NULL;
+		if (v)
+			version = epic_jansson_ops.scalar(v, buf, sizeof(buf), &len);
+		if (version == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("the CapabilityStatement has no fhirVersion")));
+		match = (strcmp(expect, "STU3") == 0) ? (len >= 2 && strncmp(version, "3.", 2) == 0)
+			: (len >= 2 && strncmp(version, "4.", 2) == 0);
+		row->ok = match;
+		row->detail = psprintf("fhirVersion %.*s %s fhir_version %s", (int) len, version,
+							   match ? "matches" : "does not match", expect);
+		if (!match)
+			row->hint = psprintf("Set the server option fhir_version to '%s'.",
+								 strncmp(version, "3.", 2) == 0 ? "STU3" : "R4");
+	}
+	PG_FINALLY();
 	{
 		if (root)
 			epic_json_free(root);
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("the CapabilityStatement has no fhirVersion")));
 	}
-	match = (strcmp(expect, "STU3") == 0) ? (len >= 2 && strncmp(version, "3.", 2) == 0)
-		: (len >= 2 && strncmp(version, "4.", 2) == 0);
-	row->ok = match;
-	row->detail = psprintf("fhirVersion %.*s %s fhir_version %s", (int) len, version,
-						   match ? "matches" : "does not match", expect);
-	if (!match)
-		row->hint = psprintf("Set the server option fhir_version to '%s'.",
-							 strncmp(version, "3.", 2) == 0 ? "STU3" : "R4");
-	epic_json_free(root);
+	PG_END_TRY();
 }
 
 PG_FUNCTION_INFO_V1(epic_fdw_check);
@@ -295,7 +321,7 @@ epic_fdw_check(PG_FUNCTION_ARGS)
 	CheckRow	row;
 
 	InitMaterializedSRF(fcinfo, 0);
-	cs.server = GetForeignServerByName(servername, false);
+	cs.server = server_for_use(servername);
 	cs.um = GetUserMapping(GetUserId(), cs.server->serverid);
 	epic_get_server_options(cs.server, &cs.sopts);
 	cs.conn = epic_get_connection(cs.um, cs.server);
@@ -352,10 +378,9 @@ epic_fdw_view_ddl(PG_FUNCTION_ARGS)
 	EpicView   *v;
 	char	   *ddl = NULL;
 
+	/* as if STRICT in these two (table_name NULL means the view's name) */
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("view_definition and server_name must not be NULL")));
+		PG_RETURN_NULL();
 	json = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(0)));
 	server_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	v = epic_view_from_text(json, NULL, errbuf, sizeof(errbuf), &errpos);

@@ -26,16 +26,69 @@
 #include <curl/curl.h>
 
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/wait_event.h"
 
 #define EPIC_IDLE_HANDLES 16
 
+/*
+ * A client is freed only when no transfer is attached to its multi handle:
+ * epic_http_client_destroy() of a client with attached transfers marks it
+ * doomed, and the last transfer to detach (when its memory context goes,
+ * e.g. during an abort, after the cache already dropped the client) frees
+ * it.  So no transfer ever touches a freed multi handle.
+ */
 struct EpicHttpClient
 {
 	CURLM	   *multi;
 	CURL	   *idle[EPIC_IDLE_HANDLES];	/* reusable easy handles */
 	int			nidle;
+	int			attached;		/* transfers in the multi handle */
+	bool		doomed;			/* destroy requested while attached > 0 */
 };
+
+#ifdef EPIC_FAULT_INJECTION
+/*
+ * Test builds only (scripts/asan.sh): epic_fdw.fault_alloc_fail_after = N
+ * makes the Nth allocation inside a libcurl callback fail from then on (0:
+ * off), to show that an allocation failure there fails the transfer cleanly.
+ */
+static int	fault_alloc_fail_after = 0;
+static int	fault_alloc_count = 0;
+static int	fault_multi_fail_after = 0;
+static int	fault_multi_count = 0;
+
+void
+epic_http_define_fault_gucs(void)
+{
+	DefineCustomIntVariable("epic_fdw.fault_alloc_fail_after",
+							"Test builds: fail the Nth allocation inside libcurl callbacks.",
+							NULL, &fault_alloc_fail_after, 0, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("epic_fdw.fault_multi_fail_after",
+							"Test builds: the Nth curl_multi_perform call reports a failure.",
+							NULL, &fault_multi_fail_after, 0, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+}
+#endif
+
+/*
+ * Allocate inside a libcurl callback: NULL on failure, never an ERROR (a
+ * longjmp out of libcurl would leave the multi handle unusable).
+ */
+static void *
+cb_alloc(MemoryContext cxt, Size size)
+{
+#ifdef EPIC_FAULT_INJECTION
+	if (fault_alloc_fail_after > 0 && ++fault_alloc_count >= fault_alloc_fail_after)
+	{
+		fault_alloc_count = 0;
+		return NULL;
+	}
+#endif
+	return MemoryContextAllocExtended(cxt, size, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+}
 
 static bool curl_ready = false;
 
@@ -78,16 +131,32 @@ epic_http_client_create(void)
 	return c;
 }
 
-void
-epic_http_client_destroy(EpicHttpClient *client)
+/* Free the client now (no transfer is attached). */
+static void
+client_free(EpicHttpClient *client)
 {
-	if (client == NULL)
-		return;
 	for (int i = 0; i < client->nidle; i++)
 		curl_easy_cleanup(client->idle[i]);
 	if (client->multi)
 		curl_multi_cleanup(client->multi);
 	free(client);
+}
+
+/*
+ * Destroy a client: now if no transfer is attached, else when the last one
+ * detaches (see struct EpicHttpClient).  Never raises.
+ */
+void
+epic_http_client_destroy(EpicHttpClient *client)
+{
+	if (client == NULL)
+		return;
+	if (client->attached > 0)
+	{
+		client->doomed = true;
+		return;
+	}
+	client_free(client);
 }
 
 /* State shared with the callbacks of one transfer. */
@@ -97,6 +166,7 @@ typedef struct Transfer
 	MemoryContext cxt;			/* where the response lives */
 	size_t		limit;			/* max_response_size */
 	bool		too_large;
+	bool		out_of_memory;	/* an allocation in a callback failed */
 	char	   *content_type;
 	char	   *www_authenticate;
 	char	   *retry_after;
@@ -112,6 +182,7 @@ struct EpicHttpXfer
 	Transfer	t;
 	struct curl_slist *headers;
 	char	   *auth_header;
+	char	   *post_body;		/* the POST body (a token form: wiped) */
 	char		errbuf[CURL_ERROR_SIZE];
 	char	   *method;
 	char	   *display;
@@ -119,24 +190,54 @@ struct EpicHttpXfer
 	MemoryContextCallback cb;
 };
 
+/*
+ * Append the received bytes to the body.  Never raises: an allocation
+ * failure or a body over the limit returns 0, which makes libcurl fail the
+ * transfer (epic_http_finish reports why).
+ */
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	Transfer   *t = userdata;
+	StringInfo	body = &t->resp->body;
 	size_t		n = size * nmemb;
 
-	if ((size_t) t->resp->body.len + n > t->limit)
+	if ((size_t) body->len + n > t->limit)
 	{
 		t->too_large = true;
 		return 0;				/* aborts the transfer */
 	}
-	appendBinaryStringInfo(&t->resp->body, ptr, (int) n);
+	if ((size_t) body->len + n + 1 > (size_t) body->maxlen)
+	{
+		size_t		newlen = Max((size_t) body->maxlen, 1024);
+		char	   *grown;
+
+		while (newlen < (size_t) body->len + n + 1)
+			newlen *= 2;
+		newlen = Min(newlen, t->limit + 1);
+		grown = cb_alloc(t->cxt, newlen);
+		if (grown == NULL)
+		{
+			t->out_of_memory = true;
+			return 0;
+		}
+		memcpy(grown, body->data, body->len + 1);
+		pfree(body->data);
+		body->data = grown;
+		body->maxlen = (int) newlen;
+	}
+	memcpy(body->data + body->len, ptr, n);
+	body->len += (int) n;
+	body->data[body->len] = '\0';
 	return n;
 }
 
-/* Copy the value of "Name: value\r\n" if the header is name. */
+/*
+ * Copy the value of "Name: value\r\n" if the header is name.  Never raises:
+ * an allocation failure sets t->out_of_memory.
+ */
 static bool
-header_value(MemoryContext cxt, const char *line, size_t len, const char *name, char **out)
+header_value(Transfer *t, const char *line, size_t len, const char *name, char **out)
 {
 	size_t		nl = strlen(name);
 	const char *v,
@@ -152,7 +253,12 @@ header_value(MemoryContext cxt, const char *line, size_t len, const char *name, 
 		end--;
 	if (*out)
 		pfree(*out);
-	*out = MemoryContextAlloc(cxt, end - v + 1);
+	*out = cb_alloc(t->cxt, end - v + 1);
+	if (*out == NULL)
+	{
+		t->out_of_memory = true;
+		return true;
+	}
 	memcpy(*out, v, end - v);
 	(*out)[end - v] = '\0';
 	return true;
@@ -176,10 +282,10 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 		t->content_type = t->www_authenticate = t->retry_after = NULL;
 		return n;
 	}
-	if (!header_value(t->cxt, buffer, n, "Content-Type", &t->content_type) &&
-		!header_value(t->cxt, buffer, n, "WWW-Authenticate", &t->www_authenticate))
-		(void) header_value(t->cxt, buffer, n, "Retry-After", &t->retry_after);
-	return n;
+	if (!header_value(t, buffer, n, "Content-Type", &t->content_type) &&
+		!header_value(t, buffer, n, "WWW-Authenticate", &t->www_authenticate))
+		(void) header_value(t, buffer, n, "Retry-After", &t->retry_after);
+	return t->out_of_memory ? 0 : n;	/* 0 fails the transfer */
 }
 
 static int
@@ -224,31 +330,71 @@ epic_http_status_errcode(long status)
  * checked by the validator).  Values may be secrets (user mapping headers):
  * free_headers() wipes them.
  */
-static struct curl_slist *
-append_json_headers(struct curl_slist *headers, const char *json)
+/*
+ * Add one header line to x->headers; an allocation failure raises an ERROR
+ * (x->headers stays valid and is wiped and freed with the transfer).
+ */
+static void
+add_header(EpicHttpXfer *x, const char *line)
+{
+	struct curl_slist *l;
+
+	/* defence in depth (the validator refuses such options): one line each */
+	if (strpbrk(line, "\r\n") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("refusing to send a request header that contains a line break"),
+				 errhint("Check the options \"accept\", \"client_id\" and \"headers\".")));
+	l = curl_slist_append(x->headers, line);
+
+	if (l == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Could not add a header to a FHIR request.")));
+	x->headers = l;
+}
+
+static void
+append_json_headers(EpicHttpXfer *x, const char *json)
 {
 	void	   *root = epic_json_parse(json, strlen(json), NULL, 0);
-	char	   *names = root ? epic_json_object_keys(root) : NULL;
+	char	   *names = NULL;
 
-	for (char *name = names; name && *name; name += strlen(name) + 1)
+	if (root == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not read the \"headers\" option")));
+	/* the jansson tree and the names are malloc'd: freed on error too */
+	PG_TRY();
 	{
-		const void *v = epic_jansson_ops.member(root, name);
-		char		buf[64];
-		size_t		len;
-		const char *val = v ? epic_jansson_ops.scalar(v, buf, sizeof(buf), &len) : NULL;
-		char	   *line;
+		names = epic_json_object_keys(root);
+		if (names == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		for (char *name = names; *name; name += strlen(name) + 1)
+		{
+			const void *v = epic_jansson_ops.member(root, name);
+			char		buf[64];
+			size_t		len;
+			const char *val = v ? epic_jansson_ops.scalar(v, buf, sizeof(buf), &len) : NULL;
+			char	   *line;
 
-		if (val == NULL)
-			continue;
-		line = psprintf("%s: %.*s", name, (int) len, val);
-		headers = curl_slist_append(headers, line);
-		explicit_bzero(line, strlen(line));
-		pfree(line);
+			if (val == NULL)
+				continue;
+			line = psprintf("%s: %.*s", name, (int) len, val);
+			add_header(x, line);
+			explicit_bzero(line, strlen(line));
+			pfree(line);
+		}
 	}
-	free(names);
-	if (root)
+	PG_FINALLY();
+	{
+		free(names);
 		epic_json_free(root);
-	return headers;
+	}
+	PG_END_TRY();
 }
 
 /* Free a header list, wiping each header first (tokens, secret headers). */
@@ -273,6 +419,12 @@ xfer_release(EpicHttpXfer *x)
 {
 	free_headers(x->headers);
 	x->headers = NULL;
+	if (x->post_body)
+	{
+		explicit_bzero(x->post_body, strlen(x->post_body));
+		pfree(x->post_body);
+		x->post_body = NULL;
+	}
 	if (x->auth_header)
 	{
 		explicit_bzero(x->auth_header, strlen(x->auth_header));
@@ -291,7 +443,8 @@ xfer_detach(EpicHttpXfer *x)
 	if (curl == NULL)
 		return;
 	x->easy = NULL;
-	curl_multi_remove_handle(c->multi, curl);
+	(void) curl_multi_remove_handle(c->multi, curl);
+	c->attached--;
 	/* forget every pointer into our memory */
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
@@ -299,10 +452,13 @@ xfer_detach(EpicHttpXfer *x)
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, NULL);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, NULL);
 	curl_easy_setopt(curl, CURLOPT_PRIVATE, NULL);
-	if (c->nidle < EPIC_IDLE_HANDLES)
+	if (c->nidle < EPIC_IDLE_HANDLES && !c->doomed)
 		c->idle[c->nidle++] = curl;
 	else
 		curl_easy_cleanup(curl);
+	/* the cache dropped this client while we were attached: last one out */
+	if (c->doomed && c->attached == 0)
+		client_free(c);
 }
 
 /* Memory context reset callback: an unfinished transfer stops here. */
@@ -313,6 +469,39 @@ xfer_reset_cb(void *arg)
 
 	xfer_detach(x);
 	xfer_release(x);
+}
+
+/*
+ * A failed multi call leaves the transfers in an unknown state: an ERROR,
+ * whose cleanup (memory context resets) detaches them.
+ */
+static void
+multi_failed(const char *call, CURLMcode mrc)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("libcurl failed: %s: %s", call, curl_multi_strerror(mrc))));
+}
+
+static void collect_done(EpicHttpClient *c);
+
+/* Drive the client's transfers without blocking; record finished ones. */
+static void
+multi_perform(EpicHttpClient *c)
+{
+	int			running;
+	CURLMcode	mrc = curl_multi_perform(c->multi, &running);
+
+#ifdef EPIC_FAULT_INJECTION
+	if (fault_multi_fail_after > 0 && ++fault_multi_count >= fault_multi_fail_after)
+	{
+		fault_multi_count = 0;
+		mrc = CURLM_OUT_OF_MEMORY;
+	}
+#endif
+	if (mrc != CURLM_OK)
+		multi_failed("curl_multi_perform", mrc);
+	collect_done(c);
 }
 
 /* Record finished transfers (non-blocking). */
@@ -405,35 +594,40 @@ epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResp
 	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
 	SETOPT(CURLOPT_USERAGENT, "epic_fdw/0.2");
 
-	x->headers = curl_slist_append(x->headers, "Expect:");
+	add_header(x, "Expect:");
 	if (req->accept)
 	{
 		char	   *h = psprintf("Accept: %s", req->accept);
 
-		x->headers = curl_slist_append(x->headers, h);
+		add_header(x, h);
 		pfree(h);
 	}
 	if (req->client_id)
 	{
 		char	   *h = psprintf("Epic-Client-ID: %s", req->client_id);
 
-		x->headers = curl_slist_append(x->headers, h);
+		add_header(x, h);
 		pfree(h);
 	}
 	for (int i = 0; i < (int) lengthof(req->extra_headers); i++)
 		if (req->extra_headers[i] != NULL)
-			x->headers = append_json_headers(x->headers, req->extra_headers[i]);
+			append_json_headers(x, req->extra_headers[i]);
 	if (req->bearer)
 	{
 		x->auth_header = psprintf("Authorization: Bearer %s", req->bearer);
-		x->headers = curl_slist_append(x->headers, x->auth_header);
+		add_header(x, x->auth_header);
 	}
 	if (post)
 	{
-		x->headers = curl_slist_append(x->headers, "Content-Type: application/x-www-form-urlencoded");
+		add_header(x, "Content-Type: application/x-www-form-urlencoded");
 		SETOPT(CURLOPT_POST, 1L);
-		/* COPYPOSTFIELDS: curl keeps its own copy of the body */
-		SETOPT(CURLOPT_COPYPOSTFIELDS, req->form_body ? req->form_body : "");
+		/*
+		 * Our own copy of the body (a token form holds the client
+		 * assertion): curl reads it in place, and xfer_release wipes it.
+		 */
+		x->post_body = pstrdup(req->form_body ? req->form_body : "");
+		SETOPT(CURLOPT_POSTFIELDSIZE, (long) strlen(x->post_body));
+		SETOPT(CURLOPT_POSTFIELDS, x->post_body);
 	}
 	else
 		SETOPT(CURLOPT_HTTPGET, 1L);
@@ -442,19 +636,23 @@ epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResp
 	mrc = curl_multi_add_handle(client->multi, curl);
 	if (mrc != CURLM_OK)
 	{
-		xfer_detach(x);
+		/* not attached: give the handle back without removing it */
+		x->easy = NULL;
+		curl_easy_cleanup(curl);
 		xfer_release(x);
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("could not start a transfer: %s", curl_multi_strerror(mrc))));
 	}
+	client->attached++;
 	/* get it going (connect, send) without waiting */
-	curl_multi_perform(client->multi, &(int) {0});
-	collect_done(client);
+	multi_perform(client);
 	return x;
 
 setopt_failed:
-	xfer_detach(x);
+	/* not attached yet */
+	x->easy = NULL;
+	curl_easy_cleanup(curl);
 	xfer_release(x);
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_ERROR),
@@ -473,10 +671,7 @@ epic_http_done(const EpicHttpXfer *x)
 void
 epic_http_poll(EpicHttpClient *client)
 {
-	int			running;
-
-	curl_multi_perform(client->multi, &running);
-	collect_done(client);
+	multi_perform(client);
 }
 
 /*
@@ -489,11 +684,10 @@ epic_http_wait(EpicHttpClient *client, EpicHttpXfer **xfers, int n, bool any)
 {
 	for (;;)
 	{
-		int			running;
 		int			ndone = 0;
+		CURLMcode	mrc;
 
-		curl_multi_perform(client->multi, &running);
-		collect_done(client);
+		multi_perform(client);
 		for (int i = 0; i < n; i++)
 			if (xfers[i] == NULL || epic_http_done(xfers[i]))
 				ndone++;
@@ -501,7 +695,12 @@ epic_http_wait(EpicHttpClient *client, EpicHttpXfer **xfers, int n, bool any)
 			return;
 		if (InterruptPending)
 			CHECK_FOR_INTERRUPTS();
-		curl_multi_poll(client->multi, NULL, 0, 100, NULL);
+		/* waiting on the network: PostgreSQL 15's extension wait event */
+		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		mrc = curl_multi_poll(client->multi, NULL, 0, 100, NULL);
+		pgstat_report_wait_end();
+		if (mrc != CURLM_OK)
+			multi_failed("curl_multi_poll", mrc);
 	}
 }
 
@@ -541,6 +740,11 @@ epic_http_finish(EpicHttpXfer *x)
 				 errmsg("FHIR request was interrupted"),
 				 errcontext("FHIR request: %s %s", x->method, x->display)));
 	}
+	if (x->t.out_of_memory)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while receiving a FHIR response"),
+				 errcontext("FHIR request: %s %s", x->method, x->display)));
 	if (rc == CURLE_WRITE_ERROR && x->t.too_large)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

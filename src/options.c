@@ -265,6 +265,21 @@ check_option(DefElem *def, Oid context)
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("option \"%s\" must not be empty", opt->name)));
 
+	/*
+	 * Values that reach a request line or header (accept, client_id as
+	 * Epic-Client-ID, URLs) or the JWT header (key_id, jku) must not carry
+	 * CR/LF or other control characters: libcurl would send them as extra
+	 * header lines.  Plain text options get the same rule.
+	 */
+	if (opt->kind == OPT_TEXT || opt->kind == OPT_HTTPS_URL)
+		for (const unsigned char *c = (const unsigned char *) value; *c; c++)
+			if (*c < 0x20 || *c == 0x7f)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"%s\" must not contain control characters", opt->name),
+						 errdetail("Character 0x%02x at byte %d.", *c,
+								   (int) ((const char *) c - value) + 1)));
+
 	switch (opt->kind)
 	{
 		case OPT_TEXT:

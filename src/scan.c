@@ -438,7 +438,7 @@ start_request(EpicScanState *st)
 			}
 		}
 	if (st->conn == NULL)
-		st->conn = epic_get_connection(st->um, st->table->server);
+		st->conn = epic_acquire_connection(st->um, st->table->server);
 	st->resources_fetched = 0;
 	if (batched_first_page(st, request))
 		return;
@@ -647,6 +647,9 @@ epic_scan_end(EpicScanState *st)
 	MemoryContextDelete(st->rescan_cxt);
 	st->rescan_cxt = NULL;
 	epic_view_rows_free(&st->rows);
+	/* its transfers are stopped: the connection may be rebuilt now */
+	epic_release_connection(st->conn);
+	st->conn = NULL;
 }
 
 EpicScanState *
