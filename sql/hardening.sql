@@ -209,3 +209,8 @@ SELECT pg_temp.sqlstate_of($$SELECT count(*) FROM public.owned_patients WHERE id
 DROP SERVER owned CASCADE;
 DROP OWNED BY regress_epic_nobody, regress_epic_owner;
 DROP ROLE regress_epic_nobody, regress_epic_owner;
+
+SET client_min_messages = warning;
+DROP SCHEMA ds CASCADE;
+DROP SERVER dataset CASCADE;
+RESET client_min_messages;
