@@ -776,6 +776,7 @@ _PG_init(void)
 	DefineCustomBoolVariable("epic_fdw.audit_log_values",
 							 "Includes search values (which may be PHI) in epic_fdw.audit_log lines.",
 							 NULL, &epic_audit_log_values, false, PGC_SUSET, 0, NULL, NULL, NULL);
+	epic_progress_define_gucs();
 #ifdef EPIC_FAULT_INJECTION
 	epic_http_define_fault_gucs();
 #endif

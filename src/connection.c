@@ -63,6 +63,8 @@ struct EpicConnection
 	EpicHttpClient *http;		/* malloc'd */
 	char	   *access_token;	/* malloc'd (auth.c), wiped on free */
 	time_t		token_renew_at; /* get a new token from this time on */
+	time_t		token_expires_at;	/* the token's end of life */
+	int64		requests_before;	/* requests of replaced HTTP clients */
 	char	   *token_url;		/* discovered endpoint, TopMemoryContext */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
@@ -84,6 +86,21 @@ drop_token(EpicConnection *entry)
 		epic_secret_free(entry->access_token);
 	entry->access_token = NULL;
 	entry->token_renew_at = 0;
+	entry->token_expires_at = 0;
+}
+
+/* Free the entry's HTTP client (no scan uses it), keeping its count. */
+static void
+close_client(EpicConnection *entry)
+{
+	int			sockets;
+	int64		requests;
+
+	epic_http_client_counts(entry->http, &sockets, &requests);
+	entry->requests_before += requests;
+	epic_http_client_destroy(entry->http);
+	entry->http = NULL;
+	entry->http_stale = false;
 }
 
 /*
@@ -101,11 +118,7 @@ reset_entry(EpicConnection *entry)
 	if (entry->users > 0)
 		entry->http_stale = true;
 	else
-	{
-		epic_http_client_destroy(entry->http);
-		entry->http = NULL;
-		entry->http_stale = false;
-	}
+		close_client(entry);
 }
 
 /*
@@ -124,16 +137,13 @@ xact_callback(XactEvent event, void *arg)
 		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT &&
 		event != XACT_EVENT_PREPARE)
 		return;
+	epic_progress_reset();
 	hash_seq_init(&scan, ConnectionHash);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 	{
 		entry->users = 0;
 		if (entry->http_stale)
-		{
-			epic_http_client_destroy(entry->http);
-			entry->http = NULL;
-			entry->http_stale = false;
-		}
+			close_client(entry);
 	}
 }
 
@@ -192,15 +202,13 @@ epic_get_connection(UserMapping *um, ForeignServer *server)
 		entry->invalidated = false;
 		entry->http_stale = false;
 		entry->users = 0;
+		entry->token_expires_at = 0;
+		entry->requests_before = 0;
 	}
 	if (entry->invalidated)
 		reset_entry(entry);
 	if (entry->http_stale && entry->users == 0)
-	{
-		epic_http_client_destroy(entry->http);
-		entry->http = NULL;
-		entry->http_stale = false;
-	}
+		close_client(entry);
 	if (entry->http == NULL)
 	{
 		entry->serverid = server->serverid;
@@ -510,6 +518,7 @@ fetch_token(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopt
 
 		conn->access_token = token;
 		conn->token_renew_at = now + lifetime - margin;
+		conn->token_expires_at = now + lifetime;
 		return;
 	}
 	if (token)
@@ -658,6 +667,7 @@ account(EpicScanStats *stats, const char *display, bool ok, EpicHttpResponse *re
 	}
 	if (epic_audit_log)
 		audit(stats ? stats->table : NULL, display, ok, resp);
+	epic_progress_request(stats);
 }
 
 /*
@@ -961,4 +971,77 @@ epic_connection_new_token(EpicConnection *conn, UserMapping *um,
 
 	epic_get_user_options(um, &uopts);
 	fetch_token(conn, um, sopts, &uopts, stats);
+}
+
+/*
+ * The cached connections of this backend (palloc'd array; the count is
+ * returned).
+ */
+int
+epic_connection_list(EpicConnectionInfo **out)
+{
+	HASH_SEQ_STATUS scan;
+	EpicConnection *entry;
+	int			n = 0;
+
+	*out = NULL;
+	if (ConnectionHash == NULL)
+		return 0;
+	*out = palloc0(sizeof(EpicConnectionInfo) * Max(1, hash_get_num_entries(ConnectionHash)));
+	hash_seq_init(&scan, ConnectionHash);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		EpicConnectionInfo *info = &(*out)[n++];
+		int64		requests;
+
+		info->serverid = entry->serverid;
+		info->umid = entry->umid;
+		info->valid = !entry->invalidated && !entry->http_stale;
+		info->in_use = entry->users > 0;
+		info->token_expires_at = entry->access_token ? entry->token_expires_at : 0;
+		epic_http_client_counts(entry->http, &info->connections, &requests);
+		info->requests = entry->requests_before + requests;
+	}
+	return n;
+}
+
+/*
+ * Close the cached connections of a server (InvalidOid: of every server):
+ * their HTTP clients (and TCP connections) and tokens.  One in use by an
+ * open scan is skipped with a WARNING, as postgres_fdw does.  True if any
+ * was closed.
+ */
+bool
+epic_connection_disconnect(Oid serverid)
+{
+	HASH_SEQ_STATUS scan;
+	EpicConnection *entry;
+	bool		closed = false;
+
+	if (ConnectionHash == NULL)
+		return false;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		if (OidIsValid(serverid) && entry->serverid != serverid)
+			continue;
+		if (entry->http == NULL && entry->access_token == NULL)
+			continue;
+		if (entry->users > 0)
+		{
+			ForeignServer *server = GetForeignServerExtended(entry->serverid, FSV_MISSING_OK);
+
+			ereport(WARNING,
+					(errmsg("cannot close the connection to server \"%s\" because it is still in use",
+							server ? server->servername : "?")));
+			continue;
+		}
+		drop_token(entry);
+		if (entry->token_url)
+			pfree(entry->token_url);
+		entry->token_url = NULL;
+		close_client(entry);
+		closed = true;
+	}
+	return closed;
 }

@@ -297,6 +297,7 @@ typedef struct EpicHttpRequest
 } EpicHttpRequest;
 
 extern EpicHttpClient *epic_http_client_create(void);
+extern void epic_http_client_counts(EpicHttpClient *client, int *sockets, int64 *requests);
 #ifdef EPIC_FAULT_INJECTION
 extern void epic_http_define_fault_gucs(void);
 #endif
@@ -331,11 +332,27 @@ typedef struct EpicScanStats
 	int64		pages;
 	int64		bytes;
 	int64		token_requests;
+	int64		resources;		/* resources read from pages */
 	double		wait_time;		/* seconds spent in HTTP transfers */
 	const char *table;			/* for the audit log: foreign table name */
 } EpicScanStats;
 
 typedef struct EpicConnection EpicConnection;
+
+/* One cached connection, for epic_fdw_get_connections() */
+typedef struct EpicConnectionInfo
+{
+	Oid			serverid;
+	Oid			umid;
+	bool		valid;			/* no pending invalidation */
+	bool		in_use;			/* an open scan uses it */
+	time_t		token_expires_at;	/* 0: no token */
+	int			connections;	/* open TCP connections */
+	int64		requests;		/* HTTP requests made */
+} EpicConnectionInfo;
+
+extern int	epic_connection_list(EpicConnectionInfo **out);
+extern bool epic_connection_disconnect(Oid serverid);
 
 extern EpicConnection *epic_get_connection(UserMapping *um, ForeignServer *server);
 extern EpicConnection *epic_acquire_connection(UserMapping *um, ForeignServer *server);
@@ -407,5 +424,17 @@ extern Datum epic_json_to_jsonb(const void *node);
  * ------------------------------------------------------------------------
  */
 extern void _PG_init(void);
+
+/* ------------------------------------------------------------------------
+ * progress.c: progress NOTICEs of long scans
+ * ------------------------------------------------------------------------
+ */
+extern bool epic_progress;
+extern int	epic_progress_interval;
+extern void epic_progress_define_gucs(void);
+extern void epic_progress_request(const EpicScanStats *stats);
+extern void epic_progress_waiting(int inflight);
+extern void epic_progress_set_extra(const char *text);
+extern void epic_progress_reset(void);
 
 #endif							/* EPIC_FDW_H */

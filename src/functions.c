@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "access/htup_details.h"
+#include "catalog/pg_user_mapping.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
@@ -22,6 +23,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 
 #include "auth.h"
 
@@ -402,4 +404,77 @@ epic_fdw_view_ddl(PG_FUNCTION_ARGS)
 	}
 	ddl = epic_view_ddl_free(v, json, table_name, server_name);
 	PG_RETURN_TEXT_P(cstring_to_text(ddl));
+}
+
+PG_FUNCTION_INFO_V1(epic_fdw_get_connections);
+
+/*
+ * epic_fdw_get_connections() -> SETOF (server_name, user_name, valid,
+ * token_expires_at, connections, requests): this backend's cached
+ * connections, as postgres_fdw_get_connections() lists its own.  A server or
+ * mapping dropped since is shown with NULL names.
+ */
+Datum
+epic_fdw_get_connections(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EpicConnectionInfo *infos;
+	int			n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	n = epic_connection_list(&infos);
+	for (int i = 0; i < n; i++)
+	{
+		EpicConnectionInfo *info = &infos[i];
+		ForeignServer *server = GetForeignServerExtended(info->serverid, FSV_MISSING_OK);
+		HeapTuple	tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(info->umid));
+		Datum		values[6];
+		bool		nulls[6] = {false};
+
+		values[0] = server ? CStringGetTextDatum(server->servername) : (Datum) 0;
+		nulls[0] = (server == NULL);
+		if (HeapTupleIsValid(tp))
+		{
+			Oid			umuser = ((Form_pg_user_mapping) GETSTRUCT(tp))->umuser;
+
+			values[1] = CStringGetTextDatum(OidIsValid(umuser) ?
+											GetUserNameFromId(umuser, false) : "public");
+			ReleaseSysCache(tp);
+		}
+		else
+			nulls[1] = true;
+		values[2] = BoolGetDatum(info->valid);
+		if (info->token_expires_at != 0)
+			values[3] = TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) info->token_expires_at));
+		else
+			nulls[3] = true;
+		values[4] = Int32GetDatum(info->connections);
+		values[5] = Int64GetDatum(info->requests);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(epic_fdw_disconnect);
+
+/*
+ * epic_fdw_disconnect(server name) -> boolean: close this backend's cached
+ * connections to the server (TCP connections and tokens); true if any was
+ * closed.  One in use by an open scan is kept, with a WARNING.
+ */
+Datum
+epic_fdw_disconnect(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
+
+	PG_RETURN_BOOL(epic_connection_disconnect(server->serverid));
+}
+
+PG_FUNCTION_INFO_V1(epic_fdw_disconnect_all);
+
+/* epic_fdw_disconnect_all() -> boolean: as epic_fdw_disconnect, every server. */
+Datum
+epic_fdw_disconnect_all(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(epic_connection_disconnect(InvalidOid));
 }

@@ -23,7 +23,11 @@
  */
 #include "epic_fdw.h"
 
+#include <limits.h>
+
 #include <curl/curl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -46,6 +50,8 @@ struct EpicHttpClient
 	int			nidle;
 	int			attached;		/* transfers in the multi handle */
 	bool		doomed;			/* destroy requested while attached > 0 */
+	int			sockets;		/* open TCP connections (socket callbacks) */
+	int64		requests;		/* transfers started */
 };
 
 #ifdef EPIC_FAULT_INJECTION
@@ -140,6 +146,35 @@ client_free(EpicHttpClient *client)
 	if (client->multi)
 		curl_multi_cleanup(client->multi);
 	free(client);
+}
+
+/* Open connections and requests made, for epic_fdw_get_connections(). */
+void
+epic_http_client_counts(EpicHttpClient *client, int *sockets, int64 *requests)
+{
+	*sockets = client ? client->sockets : 0;
+	*requests = client ? client->requests : 0;
+}
+
+/* Socket callbacks: count the client's open connections (never raise). */
+static curl_socket_t
+open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	EpicHttpClient *c = clientp;
+	curl_socket_t s = socket(addr->family, addr->socktype, addr->protocol);
+
+	if (s != CURL_SOCKET_BAD)
+		c->sockets++;
+	return s;
+}
+
+static int
+close_socket_cb(void *clientp, curl_socket_t item)
+{
+	EpicHttpClient *c = clientp;
+
+	c->sockets--;
+	return close(item);
 }
 
 /*
@@ -593,6 +628,10 @@ epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResp
 	SETOPT(CURLOPT_NOPROGRESS, 0L);
 	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
 	SETOPT(CURLOPT_USERAGENT, "epic_fdw/0.2");
+	SETOPT(CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	SETOPT(CURLOPT_OPENSOCKETDATA, client);
+	SETOPT(CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+	SETOPT(CURLOPT_CLOSESOCKETDATA, client);
 
 	add_header(x, "Expect:");
 	if (req->accept)
@@ -645,6 +684,7 @@ epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResp
 				 errmsg("could not start a transfer: %s", curl_multi_strerror(mrc))));
 	}
 	client->attached++;
+	client->requests++;
 	/* get it going (connect, send) without waiting */
 	multi_perform(client);
 	return x;
@@ -695,6 +735,7 @@ epic_http_wait(EpicHttpClient *client, EpicHttpXfer **xfers, int n, bool any)
 			return;
 		if (InterruptPending)
 			CHECK_FOR_INTERRUPTS();
+		epic_progress_waiting(client->attached);
 		/* waiting on the network: PostgreSQL 15's extension wait event */
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
 		mrc = curl_multi_poll(client->multi, NULL, 0, 100, NULL);

@@ -317,6 +317,7 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 	st->stats.pages++;
 	st->pages_this_result++;
 	st->resources_fetched += epic_page_count(st->page);
+	st->stats.resources += epic_page_count(st->page);
 	epic_page_report_outcomes(st->page, &st->seen);
 
 	next = epic_page_next(st->page);
