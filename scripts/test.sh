@@ -50,14 +50,14 @@ make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null || { fail "ma
 # lines and a final "N passed, N failed": one ok or FAILED line for it, with
 # the lines that did not pass shown.
 counted() {
-	local label=$1 out rc line
+	local label=$1 out rc line t0=$SECONDS
 	shift
 	out=$("$@" 2>&1)
 	rc=$?
 	echo "$out" | grep -E '^(not ok|skip)' || true
 	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
 	if [ $rc -eq 0 ] && [ -n "$line" ]; then
-		pass "$label: $line"
+		pass "$label: $line ($((SECONDS - t0)) s)"
 	else
 		echo "$out" | tail -n 20
 		fail "$label"
@@ -89,8 +89,10 @@ EPIC_PG_OPTS="-c log_min_messages=debug5 -c log_min_error_statement=panic" epic_
 	{ fail "start PostgreSQL"; exit 1; }
 
 rm -rf "$REPO/results"
+t0=$SECONDS
 make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" installcheck >"$STATE/regress.out" 2>&1
 epic_regress_results "regress" "$STATE/regress.out"
+echo "== pg_regress: $((SECONDS - t0)) s"
 
 # --- the SQL on FHIR v2 conformance suite through epic_fdw ------------------
 # (the suite is not part of the project: run when EPIC_SHARED_DIR has it)
@@ -102,10 +104,11 @@ else
 fi
 
 # --- the README's walkthrough, run unchanged against the sandbox ------------
+t0=$SECONDS
 out=$(bash "$REPO/scripts/readme_walkthrough.sh" 2>&1)
 rc=$?
 line=$(echo "$out" | tail -n 1)
-if [ $rc -eq 0 ]; then pass "README walkthrough: $line"; else echo "$out"; fail "README walkthrough"; fi
+if [ $rc -eq 0 ]; then pass "README walkthrough: $line ($((SECONDS - t0)) s)"; else echo "$out"; fail "README walkthrough"; fi
 
 # --- secrets: no token, assertion or key anywhere ----------------------------
 # Tokens issued and assertions received (from the sandbox), every base64 line
@@ -135,17 +138,21 @@ fi
 tool() {
 	local name=$1
 	shift
-	local out rc line
+	local out rc line t0=$SECONDS
 	out=$("$@" 2>&1)
 	rc=$?
 	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
 	if [ $rc -eq 0 ] && [ -n "$line" ]; then
-		pass "$name: $line"
+		pass "$name: $line ($((SECONDS - t0)) s)"
 	else
 		echo "$out" | tail -n 40
 		fail "$name"
 	fi
 }
+# the whole pg_regress suite again, against an AddressSanitizer build with the
+# test-only fault injection (sql/faultinject.sql); it reinstalls the normal
+# build when it is done
+tool "ASan: every pg_regress file but memory, and fault injection" bash "$REPO/scripts/asan.sh"
 tool "valgrind (auth scan paging errors views)" bash "$REPO/scripts/valgrind.sh" auth scan paging errors views
 tool "fuzz (15 s per target)" bash "$REPO/scripts/fuzz.sh" 15
 tool "cppcheck and clang-tidy" bash "$REPO/scripts/lint.sh"
