@@ -1793,15 +1793,37 @@ time_boundary(const char *t, size_t len, bool high, char *buf, size_t *used)
 	return (size_t) snprintf(buf, 32, "%02d:%02d:%02d.%s", hh, mm, ss, frac);
 }
 
+/* 'd' date, 'D' dateTime (or instant), 't' time, 0: type t is none of these */
+static int
+temporal_kind(const char *t)
+{
+	if (t == NULL)
+		return 0;
+	if (type_name_eq(t, strlen(t), "date"))
+		return 'd';
+	if (type_name_eq(t, strlen(t), "dateTime") || type_name_eq(t, strlen(t), "instant"))
+		return 'D';
+	if (type_name_eq(t, strlen(t), "time"))
+		return 't';
+	return 0;
+}
+
 /*
- * lowBoundary()/highBoundary() of a date "YYYY[-MM[-DD]]" (to the day), a
- * dateTime "YYYY-MM-DDThh[:mm[:ss[.fff]]][tz]" (to the millisecond; a
- * partial date part is completed too, the timezone is kept as is) or a
- * time.  Returns the length written to buf (>= 64 bytes), 0 if t is none
- * of these.
+ * lowBoundary()/highBoundary() of a date, a dateTime or a time (FHIRPath
+ * build: the least/greatest value at the type's full precision).  kind is
+ * what the item is known to be: 'd' date, 'D' dateTime, 't' time, 0 unknown
+ * (then a 'T' makes a dateTime, "hh:" a time, anything else a date).
+ *   date      "YYYY[-MM[-DD]]" -> "YYYY-MM-DD"
+ *   dateTime  "YYYY[-MM[-DD]][Thh[:mm[:ss[.fff]]]][tz]" ->
+ *             "YYYY-MM-DDThh:mm:ss.fff" and the time zone: the input's, else
+ *             the extreme one (+14:00 for the low boundary, -12:00 for the
+ *             high one), as the value could be in any zone
+ *   time      "hh[:mm[:ss[.fff]]]" -> "hh:mm:ss.fff"
+ * Returns the length written to buf (>= 64 bytes), 0 if t is not such a
+ * value.
  */
 static size_t
-date_boundary(const char *t, size_t len, bool high, char *buf)
+date_boundary(const char *t, size_t len, bool high, int kind, char *buf)
 {
 	int			y,
 				m,
@@ -1810,7 +1832,7 @@ date_boundary(const char *t, size_t len, bool high, char *buf)
 				n,
 				used;
 
-	if (len >= 3 && t[2] == ':')
+	if (kind == 't' || (kind == 0 && len >= 3 && t[2] == ':'))
 	{
 		used = 0;
 		n = time_boundary(t, len, high, buf, &used);
@@ -1843,18 +1865,19 @@ date_boundary(const char *t, size_t len, bool high, char *buf)
 	else if (d < 1 || d > month_days(y, m))
 		return 0;
 	n = (size_t) snprintf(buf, 64, "%04d-%02d-%02d", y, m, d);
-	if (pos == len)
-		return n;
-	if (t[pos] != 'T')
+	if (pos == len && kind != 'D')
+		return n;				/* a date */
+	if (pos < len && t[pos] != 'T')
 		return 0;
-	pos++;
+	if (pos < len)
+		pos++;
 	buf[n++] = 'T';
 	if (pos == len)
 	{
-		/* "2020-01-01T": the whole day */
+		/* no time ("2020-01-01", "2020-01-01T"): the whole day */
 		n += (size_t) snprintf(buf + n, 64 - n, "%s", high ? "23:59:59.999" : "00:00:00.000");
-		return n;
 	}
+	else
 	{
 		size_t		tn = time_boundary(t + pos, len - pos, high, buf + n, &used);
 
@@ -1863,7 +1886,7 @@ date_boundary(const char *t, size_t len, bool high, char *buf)
 		n += tn;
 		pos += used;
 	}
-	/* timezone: Z or +hh:mm / -hh:mm, kept */
+	/* time zone: Z or +hh:mm / -hh:mm, kept; none: the extreme one */
 	if (pos < len)
 	{
 		size_t		tzl = len - pos;
@@ -1874,8 +1897,13 @@ date_boundary(const char *t, size_t len, bool high, char *buf)
 			return 0;
 		memcpy(buf + n, t + pos, tzl);
 		n += tzl;
-		buf[n] = '\0';
 	}
+	else
+	{
+		memcpy(buf + n, high ? "-12:00" : "+14:00", 6);
+		n += 6;
+	}
+	buf[n] = '\0';
 	return n;
 }
 
@@ -2182,7 +2210,7 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 					/* NUL-terminated copy: the scanners stop at a non-digit */
 					memcpy(txt, t, tl);
 					txt[tl] = '\0';
-					bl = date_boundary(txt, tl, high, buf);
+					bl = date_boundary(txt, tl, high, temporal_kind(in[i].type), buf);
 					if (bl > 0)
 						push_derived(ev, out, EPIC_FP_STRING, buf, bl, in[i].type);
 				}

@@ -44,6 +44,7 @@ static const char *observation =
 "      {\"url\": \"text\", \"valueString\": \"White\"}]},"
 "   {\"url\": \"http://x/birthsex\", \"valueCode\": \"F\"},"
 "   {\"url\": \"http://x/count\", \"valueInteger\": 11}],"
+" \"dt\": [{\"valueDateTime\": \"2010-10-10\"}, {\"valueTime\": \"12:34\"}],"
 " \"component\": [{\"valueString\": \"foo\"}, {\"valueInteger\": 42},"
 "                 {\"valueBoolean\": true}, {\"valueDecimal\": 1.5}],"
 " \"dates\": [\"1987\", \"2020-02\", \"2019-02\", \"2021-04-05\","
@@ -245,14 +246,26 @@ main(void)
 
 		/* boundaries */
 		expect(obs, "dates.lowBoundary()",
-			   "1987-01-01|2020-02-01|2019-02-01|2021-04-05|2021-04-05T08:00:00.000|"
+			   "1987-01-01|2020-02-01|2019-02-01|2021-04-05|2021-04-05T08:00:00.000+14:00|"
 			   "2021-04-05T08:30:15.100Z|10:15:00.000");
 		expect(obs, "dates.highBoundary()",
-			   "1987-12-31|2020-02-29|2019-02-28|2021-04-05|2021-04-05T08:59:59.999|"
+			   "1987-12-31|2020-02-29|2019-02-28|2021-04-05|2021-04-05T08:59:59.999-12:00|"
 			   "2021-04-05T08:30:15.199Z|10:15:59.999");
 		expect(obs, "issued.lowBoundary()", "2020-03-04T10:20:30.500+02:00");
 		expect(obs, "issued.highBoundary()", "2020-03-04T10:20:30.599+02:00");
-		expect(obs, "effective.highBoundary()", "2020-03-04T10:20:59.999");
+		/* a dateTime without a zone could be in any: the extreme ones */
+		expect(obs, "effective.highBoundary()", "2020-03-04T10:20:59.999-12:00");
+		expect(obs, "effective.lowBoundary()", "2020-03-04T10:20:00.000+14:00");
+		/* a dateTime element holding a day is still a dateTime (SQL on FHIR fn_boundary) */
+		expect(obs, "dt.value.ofType(dateTime).lowBoundary()", "2010-10-10T00:00:00.000+14:00");
+		expect(obs, "dt.value.ofType(dateTime).highBoundary()", "2010-10-10T23:59:59.999-12:00");
+		expect(doc, "@2014-01-01T08.lowBoundary()", "2014-01-01T08:00:00.000+14:00");
+		expect(doc, "@2014-01-01T.highBoundary()", "2014-01-01T23:59:59.999-12:00");
+		/* a time of hours alone */
+		expect(doc, "@T10.lowBoundary()", "10:00:00.000");
+		expect(doc, "@T10.highBoundary()", "10:59:59.999");
+		expect(doc, "@T10:30.highBoundary()", "10:30:59.999");
+		expect(obs, "dt.value.ofType(time).lowBoundary()", "12:34:00.000");
 		expect(doc, "@2000-02.highBoundary()", "2000-02-29");
 		expect(doc, "@1900-02.highBoundary()", "1900-02-28");
 		expect(doc, "@2020-11.highBoundary()", "2020-11-30");
