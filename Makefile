@@ -3,7 +3,7 @@
 MODULE_big = epic_fdw
 OBJS = epic_fdw.o \
 	src/options.o src/catalog.o src/deparse.o src/connection.o \
-	src/http.o src/auth.o src/bundle.o src/fhirpath.o src/json_jansson.o \
+	src/http.o src/auth.o src/bundle.o src/fhirpath.o src/fhir_types.o src/fhir_types_data.o src/json_jansson.o \
 	src/convert.o src/functions.o src/viewdef.o src/json_page.o src/scan.o src/import.o src/progress.o src/builtin_views.o
 
 EXTENSION = epic_fdw

@@ -104,10 +104,10 @@ build() {
 		fail "$t: build"
 	fi
 }
-build fuzz_fhirpath "$REPO/src/fhirpath.c" "$REPO/src/json_jansson.c" -ljansson
+build fuzz_fhirpath "$REPO/src/fhirpath.c" "$REPO/src/fhir_types.c" "$REPO/src/fhir_types_data.c" "$REPO/src/json_jansson.c" -ljansson
 [ -f "$WORK/build/fuzz_builtin_views.h" ] && [ -f "$WORK/build/fuzz_test_views.h" ] &&
-	build fuzz_page "$REPO/src/viewdef.c" "$REPO/src/fhirpath.c" "$REPO/src/json_page.c" "$REPO/src/json_jansson.c" -ljansson
-build fuzz_view "$REPO/src/viewdef.c" "$REPO/src/fhirpath.c" "$REPO/src/json_jansson.c" -ljansson
+	build fuzz_page "$REPO/src/viewdef.c" "$REPO/src/fhirpath.c" "$REPO/src/fhir_types.c" "$REPO/src/fhir_types_data.c" "$REPO/src/json_page.c" "$REPO/src/json_jansson.c" -ljansson
+build fuzz_view "$REPO/src/viewdef.c" "$REPO/src/fhirpath.c" "$REPO/src/fhir_types.c" "$REPO/src/fhir_types_data.c" "$REPO/src/json_jansson.c" -ljansson
 build fuzz_auth "$REPO/src/auth.c" -lssl -lcrypto -ljansson
 
 # --- run --------------------------------------------------------------------------

@@ -154,7 +154,7 @@ epic_view_from_text(const char *json, const char *mrn_system, char *errbuf, size
 {
 	static const char *const names[] = {"mrn_system"};
 	const char *values[1] = {mrn_system};
-	EpicFpEnv	env = {1, names, values, NULL};
+	EpicFpEnv	env = {1, names, values, NULL, NULL};
 	void	   *doc;
 	EpicView   *v;
 
@@ -357,7 +357,7 @@ epic_table_resolve(Oid relid)
 	int			errpos;
 	static const char *const env_names[] = {"mrn_system"};
 	const char *env_values[1];
-	EpicFpEnv	env = {1, env_names, env_values, NULL};
+	EpicFpEnv	env = {1, env_names, env_values, NULL, NULL};
 
 	t->relid = relid;
 	t->relname = get_rel_name(relid);

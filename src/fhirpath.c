@@ -10,6 +10,7 @@
  *-------------------------------------------------------------------------
  */
 #include "fhirpath.h"
+#include "fhir_types.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -841,10 +842,11 @@ parse_postfix(FpParser *ps)
 			}
 			else
 			{
+				/* a negative index is valid and selects nothing */
 				v = strtol(ps->p, &end, 10);
-				if (end == ps->p || v < 0)
+				if (end == ps->p)
 				{
-					fp_fail(ps, ps->p, "syntax error: expected a non-negative integer index%s", NULL);
+					fp_fail(ps, ps->p, "syntax error: expected an integer index%s", NULL);
 					free_node(n);
 					return NULL;
 				}
@@ -1204,6 +1206,7 @@ typedef struct FpEval
 	EpicFpResult *owner;		/* the final result: owns derived strings */
 	long		pushes;			/* items produced so far (FP_MAX_PUSHES) */
 	long		row_index;		/* %rowIndex */
+	int			versions;		/* FHIR versions of the type table */
 } FpEval;
 
 #define FP_MAX_DEPTH 200
@@ -1399,26 +1402,384 @@ item_cat(const EpicJsonOps *ops, const EpicFpItem *it)
 	return CAT_OTHER;
 }
 
-static bool
-items_equal(const EpicJsonOps *ops, const EpicFpItem *a, const EpicFpItem *b)
+static bool type_name_eq(const char *a, size_t alen, const char *b);
+
+/* 'd' date, 'D' dateTime (or instant), 't' time, 0: type t is none of these */
+static int
+temporal_kind(const char *t)
 {
-	FpCat		ca = item_cat(ops, a),
-				cb = item_cat(ops, b);
+	if (t == NULL)
+		return 0;
+	if (type_name_eq(t, strlen(t), "date"))
+		return 'd';
+	if (type_name_eq(t, strlen(t), "dateTime") || type_name_eq(t, strlen(t), "instant"))
+		return 'D';
+	if (type_name_eq(t, strlen(t), "time"))
+		return 't';
+	return 0;
+}
+
+/*
+ * A date, dateTime or time value.  prec: 1 year, 2 month, 3 day, 4 hour,
+ * 5 minute, 6 second (milliseconds are part of the second, as FHIRPath
+ * compares them).
+ */
+typedef struct FpTemporal
+{
+	int			kind;			/* 'd', 'D', 't' */
+	int			prec;
+	int			y,
+				mo,
+				d,
+				h,
+				mi,
+				msec;			/* seconds * 1000 + milliseconds */
+	bool		tz;
+	int			tzmin;			/* offset east of UTC, minutes */
+} FpTemporal;
+
+static bool digits_at(const char *p, int n);
+
+/* hh[:mm[:ss[.f...]]] at t[*pos..len): into tm (prec 4..6) */
+static bool
+parse_time_part(const char *t, size_t len, size_t *pos, FpTemporal *tm)
+{
+	size_t		p = *pos;
+
+	if (p + 2 > len || !digits_at(t + p, 2))
+		return false;
+	tm->h = (t[p] - '0') * 10 + (t[p + 1] - '0');
+	tm->prec = 4;
+	p += 2;
+	if (p + 3 <= len && t[p] == ':' && digits_at(t + p + 1, 2))
+	{
+		tm->mi = (t[p + 1] - '0') * 10 + (t[p + 2] - '0');
+		tm->prec = 5;
+		p += 3;
+		if (p + 3 <= len && t[p] == ':' && digits_at(t + p + 1, 2))
+		{
+			tm->msec = ((t[p + 1] - '0') * 10 + (t[p + 2] - '0')) * 1000;
+			tm->prec = 6;
+			p += 3;
+			if (p + 1 < len && t[p] == '.' && digits_at(t + p + 1, 1))
+			{
+				int			scale = 100;
+
+				for (p++; p < len && digits_at(t + p, 1); p++, scale /= 10)
+					tm->msec += (t[p] - '0') * scale;
+			}
+		}
+	}
+	if (tm->h > 23 || tm->mi > 59 || tm->msec >= 61000)
+		return false;
+	*pos = p;
+	return true;
+}
+
+/* Parse a date/dateTime/time (hint: its kind when known, else 0). */
+static bool
+parse_temporal(const char *t, size_t len, int hint, FpTemporal *tm)
+{
+	size_t		p = 0;
+
+	memset(tm, 0, sizeof(*tm));
+	if (hint == 't' || (hint == 0 && len >= 3 && t[2] == ':'))
+	{
+		tm->kind = 't';
+		return parse_time_part(t, len, &p, tm) && p == len;
+	}
+	if (len < 4 || !digits_at(t, 4))
+		return false;
+	tm->y = (t[0] - '0') * 1000 + (t[1] - '0') * 100 + (t[2] - '0') * 10 + (t[3] - '0');
+	tm->mo = tm->d = 1;
+	tm->prec = 1;
+	p = 4;
+	if (p + 3 <= len && t[p] == '-' && digits_at(t + p + 1, 2))
+	{
+		tm->mo = (t[p + 1] - '0') * 10 + (t[p + 2] - '0');
+		tm->prec = 2;
+		p += 3;
+		if (p + 3 <= len && t[p] == '-' && digits_at(t + p + 1, 2))
+		{
+			tm->d = (t[p + 1] - '0') * 10 + (t[p + 2] - '0');
+			tm->prec = 3;
+			p += 3;
+		}
+	}
+	if (tm->mo < 1 || tm->mo > 12 || tm->d < 1 || tm->d > 31)
+		return false;
+	tm->kind = (hint == 'D' || (p < len && t[p] == 'T')) ? 'D' : 'd';
+	if (p < len && t[p] == 'T')
+	{
+		p++;
+		if (p < len && tm->prec == 3 && !parse_time_part(t, len, &p, tm))
+			return false;
+	}
+	if (p < len && tm->prec >= 4)
+	{
+		if (t[p] == 'Z' && p + 1 == len)
+		{
+			tm->tz = true;
+			p++;
+		}
+		else if ((t[p] == '+' || t[p] == '-') && p + 6 == len && digits_at(t + p + 1, 2) &&
+				 t[p + 3] == ':' && digits_at(t + p + 4, 2))
+		{
+			tm->tz = true;
+			tm->tzmin = ((t[p + 1] - '0') * 10 + (t[p + 2] - '0')) * 60 +
+				(t[p + 4] - '0') * 10 + (t[p + 5] - '0');
+			if (t[p] == '-')
+				tm->tzmin = -tm->tzmin;
+			p += 6;
+		}
+	}
+	return p == len;
+}
+
+/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm) */
+static long
+days_from_civil(long y, int m, int d)
+{
+	long		era,
+				yoe,
+				doy,
+				doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static void
+civil_from_days(long z, int *y, int *m, int *d)
+{
+	long		era,
+				doe,
+				yoe,
+				doy,
+				mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (int) (doy - (153 * mp + 2) / 5 + 1);
+	*m = (int) (mp < 10 ? mp + 3 : mp - 9);
+	*y = (int) (yoe + era * 400 + (*m <= 2));
+}
+
+/* A dateTime with a time, in UTC (no time zone: taken as UTC) */
+static void
+temporal_utc(FpTemporal *tm)
+{
+	long		min;
+
+	if (tm->kind != 'D' || tm->prec < 4 || tm->tzmin == 0)
+		return;
+	min = days_from_civil(tm->y, tm->mo, tm->d) * 1440 + tm->h * 60 + tm->mi - tm->tzmin;
+	civil_from_days(min >= 0 ? min / 1440 : -((-min + 1439) / 1440), &tm->y, &tm->mo, &tm->d);
+	min -= days_from_civil(tm->y, tm->mo, tm->d) * 1440;
+	tm->h = (int) (min / 60);
+	tm->mi = (int) (min % 60);
+	tm->tzmin = 0;
+}
+
+/*
+ * Order of two temporal values, FHIRPath style: component by component from
+ * the year (the hour for times) down to the coarser precision of the two.
+ * 1 with *cmp set; 0 when they agree as far as both go but their precisions
+ * differ (FHIRPath: empty); -1 when not comparable (a time and a date).
+ */
+static int
+temporal_cmp(FpTemporal a, FpTemporal b, int *cmp)
+{
+	int			va[6],
+				vb[6],
+				prec;
+
+	if ((a.kind == 't') != (b.kind == 't'))
+		return -1;
+	temporal_utc(&a);
+	temporal_utc(&b);
+	va[0] = a.y, va[1] = a.mo, va[2] = a.d, va[3] = a.h, va[4] = a.mi, va[5] = a.msec;
+	vb[0] = b.y, vb[1] = b.mo, vb[2] = b.d, vb[3] = b.h, vb[4] = b.mi, vb[5] = b.msec;
+	prec = a.prec < b.prec ? a.prec : b.prec;
+	for (int i = a.kind == 't' ? 3 : 0; i < prec; i++)
+		if (va[i] != vb[i])
+		{
+			*cmp = va[i] < vb[i] ? -1 : 1;
+			return 1;
+		}
+	if (a.prec != b.prec)
+		return 0;
+	*cmp = 0;
+	return 1;
+}
+
+/* Strings that look like dates/times (elements of unknown type). */
+static bool
+date_like(const char *s, size_t len)
+{
+	return (len >= 4 && digits_at(s, 4) && (len == 4 || s[4] == '-')) ||
+		(len >= 5 && digits_at(s, 2) && s[2] == ':');
+}
+
+/*
+ * Is the item a date, dateTime or time (into *tm)?  Typed items by their
+ * type; a JSON string of unknown type when it looks like one.
+ */
+static bool
+item_temporal(const EpicJsonOps *ops, const EpicFpItem *it, FpTemporal *tm)
+{
+	int			hint = temporal_kind(it->type);
+	char		buf[64];
+	size_t		len;
+	const char *t;
+
+	if (it->noval)
+		return false;
+	if (hint == 0 && !(it->type == NULL && it->kind == EPIC_FP_NODE &&
+					   ops->kind(it->node) == EPIC_JSON_STRING))
+		return false;
+	t = epic_fp_item_text(ops, it, buf, sizeof(buf), &len);
+	if (t == NULL || (hint == 0 && !date_like(t, len)))
+		return false;
+	return parse_temporal(t, len, hint, tm);
+}
+
+/* Structural equality of two JSON values (numbers by value). */
+static bool
+json_equal(const EpicJsonOps *ops, const void *a, const void *b, int depth)
+{
+	EpicJsonKind ka = ops->kind(a),
+				kb = ops->kind(b);
+
+	if (a == b)
+		return true;
+	if (ka != kb || depth > 100)
+		return false;
+	switch (ka)
+	{
+		case EPIC_JSON_OBJECT:
+			{
+				const char *name;
+				size_t		nl,
+							na = 0,
+							nb = 0;
+				const void *va,
+						   *vb;
+
+				if (ops->member_at == NULL)
+					return false;
+				while (ops->member_at(b, nb, &name, &nl, &vb))
+					nb++;
+				for (; ops->member_at(a, na, &name, &nl, &va); na++)
+				{
+					char		key[256];
+
+					if (nl >= sizeof(key))
+						return false;
+					memcpy(key, name, nl);
+					key[nl] = '\0';
+					vb = ops->member(b, key);
+					if (vb == NULL || !json_equal(ops, va, vb, depth + 1))
+						return false;
+				}
+				return na == nb;
+			}
+		case EPIC_JSON_ARRAY:
+			{
+				size_t		n = ops->size(a);
+
+				if (n != ops->size(b))
+					return false;
+				for (size_t i = 0; i < n; i++)
+					if (!json_equal(ops, ops->item(a, i), ops->item(b, i), depth + 1))
+						return false;
+				return true;
+			}
+		case EPIC_JSON_STRING:
+		case EPIC_JSON_NUMBER:
+			{
+				char		ba[64],
+							bb[64];
+				size_t		la,
+							lb;
+				const char *ta = ops->scalar(a, ba, sizeof(ba), &la);
+				const char *tb = ops->scalar(b, bb, sizeof(bb), &lb);
+
+				if (ta == NULL || tb == NULL)
+					return false;
+				if (ka == EPIC_JSON_NUMBER && la < sizeof(ba) && lb < sizeof(bb))
+				{
+					char		na[64],
+								nb[64];
+
+					memcpy(na, ta, la);
+					na[la] = '\0';
+					memcpy(nb, tb, lb);
+					nb[lb] = '\0';
+					return strtod(na, NULL) == strtod(nb, NULL);
+				}
+				return la == lb && memcmp(ta, tb, la) == 0;
+			}
+		default:
+			return true;		/* null, true, false: the kind says it all */
+	}
+}
+
+/*
+ * FHIRPath equality of two items: 1 equal, 0 not, -1 unknown (dates of
+ * different precisions that agree as far as both go).  Dates are not
+ * strings; complex values are equal when all their elements are.
+ */
+static int
+items_equal3(const EpicJsonOps *ops, const EpicFpItem *a, const EpicFpItem *b)
+{
+	FpCat		ca,
+				cb;
 	char		ba[64],
 				bb[64];
 	size_t		la,
 				lb;
 	const char *ta,
 			   *tb;
+	FpTemporal	xa,
+				xb;
+	bool		tma,
+				tmb;
 
-	if (a->kind == EPIC_FP_NODE && b->kind == EPIC_FP_NODE && a->node == b->node)
-		return true;
+	if (a->kind == EPIC_FP_NODE && b->kind == EPIC_FP_NODE && a->node == b->node &&
+		a->noval == b->noval)
+		return 1;
+	if (a->noval || b->noval)
+		return 0;
+	tma = item_temporal(ops, a, &xa);
+	tmb = item_temporal(ops, b, &xb);
+	if (tma && tmb)
+	{
+		int			c,
+					r = temporal_cmp(xa, xb, &c);
+
+		return r == 1 ? c == 0 : r == 0 ? -1 : 0;
+	}
+	if (tma || tmb)
+		return 0;
+	ca = item_cat(ops, a);
+	cb = item_cat(ops, b);
+	if (ca == CAT_OTHER && cb == CAT_OTHER && a->kind == EPIC_FP_NODE && b->kind == EPIC_FP_NODE)
+		return json_equal(ops, a->node, b->node, 0);
 	if (ca != cb || ca == CAT_OTHER)
-		return false;
+		return 0;
 	ta = epic_fp_item_text(ops, a, ba, sizeof(ba), &la);
 	tb = epic_fp_item_text(ops, b, bb, sizeof(bb), &lb);
 	if (ta == NULL || tb == NULL)
-		return false;
+		return 0;
 	if (ca == CAT_NUMBER)
 	{
 		char		na[64],
@@ -1433,6 +1794,12 @@ items_equal(const EpicJsonOps *ops, const EpicFpItem *a, const EpicFpItem *b)
 		return strtod(na, NULL) == strtod(nb, NULL);
 	}
 	return la == lb && memcmp(ta, tb, la) == 0;
+}
+
+static bool
+items_equal(const EpicJsonOps *ops, const EpicFpItem *a, const EpicFpItem *b)
+{
+	return items_equal3(ops, a, b) == 1;
 }
 
 /* Singleton boolean value: 1 true, 0 false, -1 empty/not boolean. */
@@ -1478,17 +1845,118 @@ static const char *const fp_choice_types[] =
 	"ExtendedContactDetail", "VirtualServiceDetail", "MonetaryComponent",
 };
 
-static void add_value(FpEval *ev, EpicFpResult *out, const void *v, const char *type);
+static const char *fp_canonical_type(const char *name, size_t len);
+
+/* The type of a resource (an object with a known resourceType), else NULL. */
+static const char *
+resource_type(FpEval *ev, const void *node)
+{
+	const void *rt;
+	char		buf[64];
+	size_t		len;
+	const char *t;
+
+	if (node == NULL || ev->ops->kind(node) != EPIC_JSON_OBJECT)
+		return NULL;
+	rt = ev->ops->member(node, "resourceType");
+	if (rt == NULL || ev->ops->kind(rt) != EPIC_JSON_STRING)
+		return NULL;
+	t = ev->ops->scalar(rt, buf, sizeof(buf), &len);
+	return t ? epic_fhir_type_name(t, len, ev->versions) : NULL;
+}
+
+/* Push one item of an element: a value (node, or NULL) and its extension element. */
+static void
+push_element(FpEval *ev, EpicFpResult *out, const void *v, const void *ext, const char *type)
+{
+	EpicFpItem	it;
+
+	if (v != NULL && ev->ops->kind(v) == EPIC_JSON_NULL)
+		v = NULL;
+	if (ext != NULL && ev->ops->kind(ext) != EPIC_JSON_OBJECT)
+		ext = NULL;
+	if (v == NULL && ext == NULL)
+		return;
+	memset(&it, 0, sizeof(it));
+	it.kind = EPIC_FP_NODE;
+	it.node = v ? v : ext;
+	it.ext = ext;
+	it.noval = (v == NULL);
+	/* a resource (contained, Bundle.entry.resource): its own type */
+	it.type = type;
+	if (v != NULL && (type == NULL || strcmp(type, "Resource") == 0 ||
+					  strcmp(type, "DomainResource") == 0))
+	{
+		const char *rt = resource_type(ev, v);
+
+		if (rt != NULL)
+			it.type = rt;
+	}
+	push_item(ev, out, &it);
+}
+
+/*
+ * Push a member's value: arrays flatten, nulls vanish.  ext is the
+ * primitive's extension element ("_given" for "given"), or NULL: its
+ * entries pair with the values by position, and an entry without a value
+ * is an element of its own (a primitive with an extension and no value).
+ */
+static void
+add_value(FpEval *ev, EpicFpResult *out, const void *v, const void *ext, const char *type)
+{
+	bool		varr = v != NULL && ev->ops->kind(v) == EPIC_JSON_ARRAY;
+	bool		earr = ext != NULL && ev->ops->kind(ext) == EPIC_JSON_ARRAY;
+
+	if (!varr && !earr)
+	{
+		push_element(ev, out, v, ext, type);
+		return;
+	}
+	{
+		size_t		nv = varr ? ev->ops->size(v) : (v != NULL),
+					ne = earr ? ev->ops->size(ext) : (ext != NULL),
+					n = nv > ne ? nv : ne;
+
+		for (size_t i = 0; i < n && !ev->failed; i++)
+			push_element(ev, out,
+						 i < nv ? (varr ? ev->ops->item(v, i) : v) : NULL,
+						 i < ne ? (earr ? ev->ops->item(ext, i) : ext) : NULL,
+						 type);
+	}
+}
+
+/* obj's member "_name" (a primitive's extensions), or NULL */
+static const void *
+primitive_ext(FpEval *ev, const void *obj, const char *name, size_t nl)
+{
+	char		uname[130];
+
+	if (nl == 0 || nl + 2 > sizeof(uname) || name[0] == '_')
+		return NULL;
+	uname[0] = '_';
+	memcpy(uname + 1, name, nl + 1);
+	return ev->ops->member(obj, uname);
+}
+
+/* The type of a choice element's value from its member name (valueQuantity). */
+static const char *
+choice_type(FpEval *ev, const char *ptype, const char *key, size_t kl, const char *suffix)
+{
+	const char *t = epic_fhir_element_type(ptype, key, kl, ev->versions);
+
+	return t ? t : fp_canonical_type(suffix, strlen(suffix));
+}
 
 static void
-add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *name)
+add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, const char *name)
 {
 	const void *v = ev->ops->member(obj, name);
-	size_t		nl;
+	size_t		nl = strlen(name);
+	const void *ext = primitive_ext(ev, obj, name, nl);
 
-	if (v != NULL)
+	if (v != NULL || ext != NULL)
 	{
-		add_value(ev, out, v, NULL);
+		add_value(ev, out, v, ext, epic_fhir_element_type(ptype, name, nl, ev->versions));
 		return;
 	}
 
@@ -1496,7 +1964,6 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *name)
 	 * A choice element: "value" names whichever value[x] member exists.  Only
 	 * one may exist, so the first found is the answer.
 	 */
-	nl = strlen(name);
 	if (nl == 0 || nl > 64 || !islower((unsigned char) name[0]))
 		return;
 	if (ev->ops->member_at != NULL)
@@ -1513,7 +1980,12 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *name)
 				if (strlen(fp_choice_types[i]) == kl - nl &&
 					memcmp(fp_choice_types[i], key + nl, kl - nl) == 0)
 				{
-					add_value(ev, out, v, fp_choice_types[i]);
+					char		full[128];
+
+					memcpy(full, key, kl);
+					full[kl] = '\0';
+					add_value(ev, out, v, primitive_ext(ev, obj, full, kl),
+							  choice_type(ev, ptype, key, kl, fp_choice_types[i]));
 					return;
 				}
 		}
@@ -1522,49 +1994,15 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *name)
 	for (size_t i = 0; i < sizeof(fp_choice_types) / sizeof(fp_choice_types[0]); i++)
 	{
 		char		full[128];
+		int			fl = snprintf(full, sizeof(full), "%s%s", name, fp_choice_types[i]);
 
-		snprintf(full, sizeof(full), "%s%s", name, fp_choice_types[i]);
 		v = ev->ops->member(obj, full);
 		if (v != NULL)
 		{
-			add_value(ev, out, v, fp_choice_types[i]);
+			add_value(ev, out, v, primitive_ext(ev, obj, full, (size_t) fl),
+					  choice_type(ev, ptype, full, (size_t) fl, fp_choice_types[i]));
 			return;
 		}
-	}
-}
-
-/* Push a member's value: arrays flatten, nulls vanish. */
-static void
-add_value(FpEval *ev, EpicFpResult *out, const void *v, const char *type)
-{
-	EpicFpItem	it;
-
-	memset(&it, 0, sizeof(it));
-	it.kind = EPIC_FP_NODE;
-	it.type = type;
-	switch (ev->ops->kind(v))
-	{
-		case EPIC_JSON_NULL:
-			return;
-		case EPIC_JSON_ARRAY:
-			{
-				size_t		n = ev->ops->size(v);
-
-				for (size_t i = 0; i < n; i++)
-				{
-					const void *e = ev->ops->item(v, i);
-
-					if (e != NULL && ev->ops->kind(e) != EPIC_JSON_NULL)
-					{
-						it.node = e;
-						push_item(ev, out, &it);
-					}
-				}
-				return;
-			}
-		default:
-			it.node = v;
-			push_item(ev, out, &it);
 	}
 }
 
@@ -1655,7 +2093,18 @@ item_is_type(FpEval *ev, const EpicFpItem *it, const char *want)
 	FpCat		cat;
 
 	if (it->type != NULL)
-		return type_name_eq(it->type, strlen(it->type), want);
+	{
+		/* the type or one of its ancestors (Age is a Quantity, code a string) */
+		const char *t = it->type;
+
+		for (int depth = 0; t != NULL && depth < 8; depth++)
+		{
+			if (type_name_eq(t, strlen(t), want))
+				return true;
+			t = epic_fhir_parent_type(t, ev->versions);
+		}
+		return false;
+	}
 	cat = item_cat(ev->ops, it);
 	if (cat == CAT_BOOL)
 		return type_name_eq("boolean", 7, want);
@@ -1794,14 +2243,21 @@ time_boundary(const char *t, size_t len, bool high, char *buf, size_t *used)
 }
 
 /*
- * lowBoundary()/highBoundary() of a date "YYYY[-MM[-DD]]" (to the day), a
- * dateTime "YYYY-MM-DDThh[:mm[:ss[.fff]]][tz]" (to the millisecond; a
- * partial date part is completed too, the timezone is kept as is) or a
- * time.  Returns the length written to buf (>= 64 bytes), 0 if t is none
- * of these.
+ * lowBoundary()/highBoundary() of a date, a dateTime or a time (FHIRPath
+ * build: the least/greatest value at the type's full precision).  kind is
+ * what the item is known to be: 'd' date, 'D' dateTime, 't' time, 0 unknown
+ * (then a 'T' makes a dateTime, "hh:" a time, anything else a date).
+ *   date      "YYYY[-MM[-DD]]" -> "YYYY-MM-DD"
+ *   dateTime  "YYYY[-MM[-DD]][Thh[:mm[:ss[.fff]]]][tz]" ->
+ *             "YYYY-MM-DDThh:mm:ss.fff" and the time zone: the input's, else
+ *             the extreme one (+14:00 for the low boundary, -12:00 for the
+ *             high one), as the value could be in any zone
+ *   time      "hh[:mm[:ss[.fff]]]" -> "hh:mm:ss.fff"
+ * Returns the length written to buf (>= 64 bytes), 0 if t is not such a
+ * value.
  */
 static size_t
-date_boundary(const char *t, size_t len, bool high, char *buf)
+date_boundary(const char *t, size_t len, bool high, int kind, char *buf)
 {
 	int			y,
 				m,
@@ -1810,7 +2266,7 @@ date_boundary(const char *t, size_t len, bool high, char *buf)
 				n,
 				used;
 
-	if (len >= 3 && t[2] == ':')
+	if (kind == 't' || (kind == 0 && len >= 3 && t[2] == ':'))
 	{
 		used = 0;
 		n = time_boundary(t, len, high, buf, &used);
@@ -1843,18 +2299,19 @@ date_boundary(const char *t, size_t len, bool high, char *buf)
 	else if (d < 1 || d > month_days(y, m))
 		return 0;
 	n = (size_t) snprintf(buf, 64, "%04d-%02d-%02d", y, m, d);
-	if (pos == len)
-		return n;
-	if (t[pos] != 'T')
+	if (pos == len && kind != 'D')
+		return n;				/* a date */
+	if (pos < len && t[pos] != 'T')
 		return 0;
-	pos++;
+	if (pos < len)
+		pos++;
 	buf[n++] = 'T';
 	if (pos == len)
 	{
-		/* "2020-01-01T": the whole day */
+		/* no time ("2020-01-01", "2020-01-01T"): the whole day */
 		n += (size_t) snprintf(buf + n, 64 - n, "%s", high ? "23:59:59.999" : "00:00:00.000");
-		return n;
 	}
+	else
 	{
 		size_t		tn = time_boundary(t + pos, len - pos, high, buf + n, &used);
 
@@ -1863,7 +2320,7 @@ date_boundary(const char *t, size_t len, bool high, char *buf)
 		n += tn;
 		pos += used;
 	}
-	/* timezone: Z or +hh:mm / -hh:mm, kept */
+	/* time zone: Z or +hh:mm / -hh:mm, kept; none: the extreme one */
 	if (pos < len)
 	{
 		size_t		tzl = len - pos;
@@ -1874,8 +2331,13 @@ date_boundary(const char *t, size_t len, bool high, char *buf)
 			return 0;
 		memcpy(buf + n, t + pos, tzl);
 		n += tzl;
-		buf[n] = '\0';
 	}
+	else
+	{
+		memcpy(buf + n, high ? "-12:00" : "+14:00", 6);
+		n += 6;
+	}
+	buf[n] = '\0';
 	return n;
 }
 
@@ -1922,15 +2384,19 @@ push_number_boundary(FpEval *ev, EpicFpResult *out, const EpicFpItem *it, bool h
 		push_derived(ev, out, EPIC_FP_NUMBER, buf, (size_t) n, NULL);
 }
 
-/* Append items of src to out that are not already in out (distinct / union). */
+/*
+ * Append items of src to out that are not already in out from position
+ * from on (distinct / union: out may hold earlier results, e.g. of select()
+ * on other items, which do not count).
+ */
 static void
-push_distinct(FpEval *ev, EpicFpResult *out, const EpicFpItem *src, int n)
+push_distinct(FpEval *ev, EpicFpResult *out, int from, const EpicFpItem *src, int n)
 {
 	for (int i = 0; i < n && !ev->failed; i++)
 	{
 		bool		dup = false;
 
-		for (int j = 0; j < out->count && !dup; j++)
+		for (int j = from; j < out->count && !dup; j++)
 			dup = items_equal(ev->ops, &out->items[j], &src[i]);
 		if (!dup)
 			push_item(ev, out, &src[i]);
@@ -2046,7 +2512,7 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 			push_number(ev, out, (double) nin, true);
 			break;
 		case FN_DISTINCT:
-			push_distinct(ev, out, in, nin);
+			push_distinct(ev, out, out->count, in, nin);
 			break;
 		case FN_EXTENSION:
 			/* extension(url) = extension.where(url = $url) */
@@ -2057,11 +2523,15 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 				size_t		ul = 0;
 				const char *url;
 				const void *ext;
+				const void *obj;
 
-				if (in[i].kind != EPIC_FP_NODE ||
-					ev->ops->kind(in[i].node) != EPIC_JSON_OBJECT)
+				if (in[i].kind != EPIC_FP_NODE)
 					continue;
-				ext = ev->ops->member(in[i].node, "extension");
+				/* a primitive's extensions are in its "_name" element */
+				obj = ev->ops->kind(in[i].node) == EPIC_JSON_OBJECT ? in[i].node : in[i].ext;
+				if (obj == NULL)
+					continue;
+				ext = ev->ops->member(obj, "extension");
 				if (ext == NULL || ev->ops->kind(ext) != EPIC_JSON_ARRAY)
 					continue;
 				eval_node(ev, n->args[0], &in[i], 1, &u);
@@ -2085,7 +2555,7 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 							continue;
 						et = ev->ops->scalar(eu, eb, sizeof(eb), &el);
 						if (et != NULL && el == ul && memcmp(et, url, ul) == 0)
-							push_node(ev, out, e);
+							push_element(ev, out, e, NULL, "Extension");
 					}
 				}
 				epic_fp_result_free(&u);
@@ -2182,7 +2652,7 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 					/* NUL-terminated copy: the scanners stop at a non-digit */
 					memcpy(txt, t, tl);
 					txt[tl] = '\0';
-					bl = date_boundary(txt, tl, high, buf);
+					bl = date_boundary(txt, tl, high, temporal_kind(in[i].type), buf);
 					if (bl > 0)
 						push_derived(ev, out, EPIC_FP_STRING, buf, bl, in[i].type);
 				}
@@ -2224,25 +2694,24 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 	}
 }
 
-/* Strings that look like dates/times: compared by precision too. */
-static bool
-date_like(const char *s, size_t len)
-{
-	return (len >= 4 && digits_at(s, 4) && (len == 4 || s[4] == '-')) ||
-		(len >= 5 && digits_at(s, 2) && s[2] == ':');
-}
-
 /*
  * Order of two singletons: <0, 0, >0, or false when not comparable
- * (different types, booleans, or dates of different precision that agree
- * as far as both go, e.g. 2020 vs 2020-01: FHIRPath's empty result).
+ * (different types, booleans, a date and a string, or dates of different
+ * precision that agree as far as both go, e.g. 2020 vs 2020-01:
+ * FHIRPath's empty result).
  */
 static bool
 compare_items(FpEval *ev, const EpicFpItem *a, const EpicFpItem *b, int *cmp)
 {
 	FpCat		ca = item_cat(ev->ops, a),
 				cb = item_cat(ev->ops, b);
+	FpTemporal	xa,
+				xb;
+	bool		tma = item_temporal(ev->ops, a, &xa),
+				tmb = item_temporal(ev->ops, b, &xb);
 
+	if (tma || tmb)
+		return tma && tmb && temporal_cmp(xa, xb, cmp) == 1;
 	if (ca == CAT_NUMBER && cb == CAT_NUMBER)
 	{
 		double		x,
@@ -2270,8 +2739,6 @@ compare_items(FpEval *ev, const EpicFpItem *a, const EpicFpItem *b, int *cmp)
 			return false;
 		m = la < lb ? la : lb;
 		c = memcmp(ta, tb, m);
-		if (c == 0 && la != lb && date_like(ta, la) && date_like(tb, lb))
-			return false;
 		*cmp = c != 0 ? c : (la > lb) - (la < lb);
 		return true;
 	}
@@ -2285,8 +2752,12 @@ eval_binary(FpEval *ev, FpKind kind, const EpicFpResult *l, const EpicFpResult *
 	switch (kind)
 	{
 		case FP_UNION:
-			push_distinct(ev, out, l->items, l->count);
-			push_distinct(ev, out, r->items, r->count);
+			{
+				int			from = out->count;
+
+				push_distinct(ev, out, from, l->items, l->count);
+				push_distinct(ev, out, from, r->items, r->count);
+			}
 			return;
 		case FP_CONCAT:
 			{
@@ -2410,7 +2881,12 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 					continue;
 				node = in[i].node;
 				if (ev->ops->kind(node) != EPIC_JSON_OBJECT)
+				{
+					/* a primitive's elements (id, extension) are in its "_name" */
+					if (in[i].ext != NULL)
+						add_member(ev, out, in[i].ext, in[i].type, n->name);
 					continue;
+				}
 
 				/*
 				 * A leading type name ("Patient.name") selects the context
@@ -2425,11 +2901,11 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 
 					if (s != NULL && len == n->namelen && memcmp(s, n->name, len) == 0)
 					{
-						push_node(ev, out, node);
+						push_item(ev, out, &in[i]);
 						continue;
 					}
 				}
-				add_member(ev, out, node, n->name);
+				add_member(ev, out, node, in[i].type, n->name);
 			}
 			break;
 		case FP_FUNC:
@@ -2485,7 +2961,16 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 						push_item(ev, out, &it);
 					}
 					else
-						push_string(ev, out, v, strlen(v));
+					{
+						EpicFpItem	it;
+
+						memset(&it, 0, sizeof(it));
+						it.kind = EPIC_FP_STRING;
+						it.str = v;
+						it.len = strlen(v);
+						it.type = ev->env->types ? ev->env->types[i] : NULL;
+						push_item(ev, out, &it);
+					}
 				}
 				else if (fp_resource_constant(n->name))
 				{
@@ -2526,7 +3011,7 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 				}
 				epic_fp_result_free(&ix);
 			}
-			else if (n->index < nin)
+			else if (n->index >= 0 && n->index < nin)
 				push_item(ev, out, &in[n->index]);
 			break;
 		case FP_NEG:
@@ -2589,11 +3074,18 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 				eval_node(ev, n->args[1], in, nin, &r);
 				if (!ev->failed && l.count > 0 && r.count > 0)
 				{
-					bool		eq = (l.count == r.count);
+					/* 1 equal, 0 not, -1 unknown (empty) */
+					int			eq = (l.count == r.count);
 
-					for (int i = 0; eq && i < l.count; i++)
-						eq = items_equal(ev->ops, &l.items[i], &r.items[i]);
-					push_bool(ev, out, n->kind == FP_EQ ? eq : !eq);
+					for (int i = 0; eq != 0 && i < l.count; i++)
+					{
+						int			e = items_equal3(ev->ops, &l.items[i], &r.items[i]);
+
+						if (e <= 0)
+							eq = e;
+					}
+					if (eq >= 0)
+						push_bool(ev, out, n->kind == FP_EQ ? eq == 1 : eq == 0);
 				}
 				epic_fp_result_free(&l);
 				epic_fp_result_free(&r);
@@ -2654,10 +3146,22 @@ epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *roo
 				 const void *focus, const EpicFpEnv *env, long row_index,
 				 EpicFpResult *out, char *errbuf, size_t errlen)
 {
+	return epic_fp_eval_full(expr, ops, root, focus, NULL, env, row_index, EPIC_FHIR_ANY, out,
+							 errbuf, errlen);
+}
+
+int
+epic_fp_eval_full(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
+				  const void *focus, const char *focus_type, const EpicFpEnv *env,
+				  long row_index, int fhir_versions, EpicFpResult *out,
+				  char *errbuf, size_t errlen)
+{
 	FpEval		ev;
 	EpicFpItem	ctx;
+	int			keep = 0;
 
 	memset(&ev, 0, sizeof(ev));
+	ev.versions = (fhir_versions & EPIC_FHIR_ANY) ? (fhir_versions & EPIC_FHIR_ANY) : EPIC_FHIR_ANY;
 	ev.row_index = row_index;
 	ev.ops = ops;
 	ev.root = root;
@@ -2671,6 +3175,9 @@ epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *roo
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.kind = EPIC_FP_NODE;
 	ctx.node = focus;
+	ctx.type = focus ? resource_type(&ev, focus) : NULL;
+	if (ctx.type == NULL)
+		ctx.type = focus_type;
 	eval_node(&ev, expr->root, &ctx, focus ? 1 : 0, out);
 	if (ev.failed)
 	{
@@ -2678,6 +3185,11 @@ epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *roo
 		free_owned(out);
 		return -1;
 	}
+	/* primitives without a value (only an extension) are no result */
+	for (int i = 0; i < out->count; i++)
+		if (!out->items[i].noval)
+			out->items[keep++] = out->items[i];
+	out->count = keep;
 	return 0;
 }
 
@@ -2965,6 +3477,8 @@ static_type(const FpNode *n, const char *ctx, const EpicFpEnv *env)
 						return "boolean";
 					if (k == EPIC_FP_NUMBER)
 						return is_integral_text(v, strlen(v)) ? "integer" : "decimal";
+					if (env->types && env->types[i])
+						return env->types[i];
 					return "string";
 				}
 				return strcmp(n->name, "rowIndex") == 0 ? "integer" : NULL;

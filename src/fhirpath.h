@@ -93,11 +93,23 @@ typedef struct EpicFpItem
 	bool		boolval;		/* EPIC_FP_BOOL */
 
 	/*
-	 * FHIR type when known, else NULL: the suffix of the choice element the
-	 * item came from ("Quantity", "String" for valueString, ...), or
-	 * "date"/"dateTime"/"time" for date literals.  Used by ofType().
+	 * FHIR type when known, else NULL: from the FHIR type table
+	 * (fhir_types.h) for elements of a resource ("date" for
+	 * Patient.birthDate, "HumanName", a BackboneElement's path
+	 * "Patient.contact"), the choice element's type ("Quantity", "string"
+	 * for valueString), "date"/"dateTime"/"time" for date literals.  Used by
+	 * ofType(), comparisons and boundaries.  A static string.
 	 */
 	const char *type;
+
+	/*
+	 * A primitive's extension element ("_birthDate": {"extension": [...]})
+	 * or NULL.  noval: the primitive has only that (no value); node is then
+	 * the extension element.  Such items exist only inside an evaluation
+	 * (exists(), count(), extension()): results never hold them.
+	 */
+	const void *ext;
+	bool		noval;
 } EpicFpItem;
 
 /*
@@ -124,7 +136,8 @@ typedef struct EpicFpResult
 /*
  * Values of %constants, as text.  kinds (optional; NULL means every value is
  * a string) gives each value's nature: EPIC_FP_STRING, EPIC_FP_NUMBER (the
- * text of an integer or decimal) or EPIC_FP_BOOL ("true"/"false").
+ * text of an integer or decimal) or EPIC_FP_BOOL ("true"/"false"); types
+ * (optional) its FHIR type (a valueDate constant is a date, not a string).
  * %resource and %rootResource name the evaluation's root unless env defines
  * them; %rowIndex is the integer given to epic_fp_eval_row (else 0).
  */
@@ -134,6 +147,8 @@ typedef struct EpicFpEnv
 	const char *const *names;
 	const char *const *values;
 	const EpicFpItemKind *kinds;
+	/* optional: each value's FHIR type ("date", "code", ...) or NULL */
+	const char *const *types;
 } EpicFpEnv;
 
 typedef struct EpicFpExpr EpicFpExpr;	/* compiled expression; malloc'd */
@@ -168,6 +183,16 @@ extern int	epic_fp_eval_in(const EpicFpExpr *expr, const EpicJsonOps *ops, const
 extern int	epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 							 const void *focus, const EpicFpEnv *env, long row_index,
 							 EpicFpResult *out, char *errbuf, size_t errlen);
+/*
+ * The same with the FHIR version(s) whose element types apply (1 STU3, 2 R4,
+ * 3 either: R4's type where both define an element; the functions above use
+ * 3) and the FHIR type of focus when it is not a resource (a forEach item:
+ * "HumanName", "Patient.contact"; NULL when unknown).
+ */
+extern int	epic_fp_eval_full(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
+							  const void *focus, const char *focus_type, const EpicFpEnv *env,
+							  long row_index, int fhir_versions, EpicFpResult *out,
+							  char *errbuf, size_t errlen);
 /* Frees res's items and derived strings; res is left empty and reusable. */
 extern void epic_fp_result_free(EpicFpResult *res);
 

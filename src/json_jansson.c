@@ -100,8 +100,26 @@ jj_scalar(const void *node, char *buf, size_t buflen, size_t *len)
 	}
 }
 
+/* the i-th member of an object (jansson keeps insertion order): O(i) */
+static bool
+jj_member_at(const void *object, size_t i, const char **name, size_t *namelen,
+			 const void **value)
+{
+	json_t	   *o = (json_t *) object;
+	void	   *it = json_object_iter(o);
+
+	for (size_t k = 0; it != NULL && k < i; k++)
+		it = json_object_iter_next(o, it);
+	if (it == NULL)
+		return false;
+	*name = json_object_iter_key(it);
+	*namelen = strlen(*name);
+	*value = json_object_iter_value(it);
+	return true;
+}
+
 const EpicJsonOps epic_jansson_ops = {
-	jj_kind, jj_member, jj_size, jj_item, jj_scalar, NULL
+	jj_kind, jj_member, jj_size, jj_item, jj_scalar, jj_member_at
 };
 
 void *

@@ -213,7 +213,7 @@ check_path_option(const char *value)
 		/* a column's path may use %mrn_system (and %resource) only */
 		static const char *const names[] = {"mrn_system"};
 		static const char *const values[] = {""};
-		const EpicFpEnv env = {1, names, values, NULL};
+		const EpicFpEnv env = {1, names, values, NULL, NULL};
 		const char *undefined = epic_fp_undefined_constant(e, &env);
 
 		if (undefined != NULL)

@@ -551,6 +551,13 @@ static const char *const value_types[] = {
 	"Boolean", "Integer", "Integer64", "UnsignedInt", "PositiveInt", "Decimal"
 };
 
+/* the FHIR types of value_types[] */
+static const char *const value_type_names[] = {
+	"string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown",
+	"base64Binary", "date", "dateTime", "instant", "time",
+	"boolean", "integer", "integer64", "unsignedInt", "positiveInt", "decimal"
+};
+
 static void
 compile_constants(Compiler *c, const void *doc, const EpicFpEnv *extra)
 {
@@ -562,7 +569,8 @@ compile_constants(Compiler *c, const void *doc, const EpicFpEnv *extra)
 	v->const_names = calloc((size_t) n + 1, sizeof(char *));
 	v->const_values = calloc((size_t) n + 1, sizeof(char *));
 	v->const_kinds = calloc((size_t) n + 1, sizeof(EpicFpItemKind));
-	if (!v->const_names || !v->const_values || !v->const_kinds)
+	v->const_types = calloc((size_t) n + 1, sizeof(char *));
+	if (!v->const_names || !v->const_values || !v->const_kinds || !v->const_types)
 	{
 		fail(c, "out of memory");
 		return;
@@ -596,6 +604,7 @@ compile_constants(Compiler *c, const void *doc, const EpicFpEnv *extra)
 			if (val == NULL)
 				continue;
 			found = true;
+			v->const_types[v->nconst] = value_type_names[t];
 			vk = ops->kind(val);
 			if (t >= 14 && t < 15)
 			{
@@ -632,12 +641,14 @@ compile_constants(Compiler *c, const void *doc, const EpicFpEnv *extra)
 		v->const_names[v->nconst] = xstrdup(extra->names[i]);
 		v->const_values[v->nconst] = xstrdup(extra->values[i]);
 		v->const_kinds[v->nconst] = extra->kinds ? extra->kinds[i] : EPIC_FP_STRING;
+		v->const_types[v->nconst] = extra->types ? extra->types[i] : NULL;
 		v->nconst++;
 	}
 	v->env.count = v->nconst;
 	v->env.names = (const char *const *) v->const_names;
 	v->env.values = (const char *const *) v->const_values;
 	v->env.kinds = v->const_kinds;
+	v->env.types = v->const_types;
 }
 
 static EpicView *
@@ -859,6 +870,7 @@ epic_view_free(EpicView *v)
 	free(v->const_names);
 	free(v->const_values);
 	free(v->const_kinds);
+	free(v->const_types);
 	for (int i = 0; i < v->nrequired; i++)
 		free(v->required[i]);
 	free(v->required);

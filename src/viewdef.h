@@ -84,6 +84,7 @@ typedef struct EpicView
 	char	  **const_names;
 	char	  **const_values;
 	EpicFpItemKind *const_kinds;
+	const char **const_types;	/* static FHIR type names */
 	int			nconst;
 	/* extension urn:epic_fdw:required-search-param values */
 	char	  **required;

@@ -52,12 +52,40 @@ def psql(script, variables):
     return p.returncode, p.stdout, p.stderr
 
 
+DATETIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)(\.\d+)?$")
+
+
+def temporal(s):
+    """A dateTime with a time zone as an aware datetime, a time as seconds, else None.
+
+    Columns typed dateTime/instant are timestamptz and time columns time: their JSON
+    is PostgreSQL's text of the value (in the session's time zone, without trailing
+    zero milliseconds), so they compare with "expect" by value, as numbers do."""
+    import datetime
+    m = DATETIME.match(s)
+    if m:
+        tz = m.group(8).replace("Z", "+00:00")
+        return datetime.datetime.fromisoformat(
+            "%s-%s-%sT%s:%s:%s%s%s" % (m.group(1), m.group(2), m.group(3), m.group(4),
+                                       m.group(5), m.group(6), (m.group(7) or "")[:7], tz))
+    m = TIME.match(s)
+    if m:
+        return ("time", int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3)),
+                float(m.group(4) or 0))
+    return None
+
+
 def same(a, b):
-    """JSON equality; numbers by value."""
+    """JSON equality; numbers, dateTimes with a time zone and times by value."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return float(a) == float(b)
+    if isinstance(a, str) and isinstance(b, str) and a != b:
+        ta, tb = temporal(a), temporal(b)
+        if ta is not None and tb is not None and type(ta) is type(tb):
+            return ta == tb
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):

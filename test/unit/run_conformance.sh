@@ -14,6 +14,6 @@ if [ ! -d "$tests" ]; then
 	echo "conformance tests not found at $tests: skipped"
 	exit 0
 fi
-unit_build conformance_fhirpath "$root/src/fhirpath.c" "$root/src/viewdef.c" "$root/src/json_jansson.c" \
+unit_build conformance_fhirpath "$root/src/fhirpath.c" "$root/src/fhir_types.c" "$root/src/fhir_types_data.c" "$root/src/viewdef.c" "$root/src/json_jansson.c" "$root/src/json_page.c" \
 	"$here/conformance_fhirpath.c" -ljansson
 unit_run conformance_fhirpath "$tests"/*.json

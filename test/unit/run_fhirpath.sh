@@ -5,5 +5,5 @@
 # Prints "ok N - ..." lines and a closing "N passed, N failed".
 set -eu
 . "$(dirname "$0")/common.sh"
-unit_build test_fhirpath "$root/src/fhirpath.c" "$root/src/json_jansson.c" "$here/test_fhirpath.c" -ljansson
+unit_build test_fhirpath "$root/src/fhirpath.c" "$root/src/fhir_types.c" "$root/src/fhir_types_data.c" "$root/src/json_jansson.c" "$here/test_fhirpath.c" -ljansson
 unit_run test_fhirpath

@@ -7,6 +7,6 @@
 # Prints "ok N - ..." lines and a closing "N passed, N failed".
 set -eu
 . "$(dirname "$0")/common.sh"
-unit_build test_viewdef "$root/src/fhirpath.c" "$root/src/viewdef.c" "$root/src/json_jansson.c" \
+unit_build test_viewdef "$root/src/fhirpath.c" "$root/src/fhir_types.c" "$root/src/fhir_types_data.c" "$root/src/viewdef.c" "$root/src/json_jansson.c" \
 	"$here/test_viewdef.c" -ljansson
 unit_run test_viewdef "$root"/views/*.json

@@ -25,7 +25,7 @@
 /* %mrn_system, as catalog.c defines it for every view */
 static const char *env_names[] = {"mrn_system"};
 static const char *env_values[] = {"urn:oid:9.9"};
-static const EpicFpEnv env = {1, env_names, env_values, NULL};
+static const EpicFpEnv env = {1, env_names, env_values, NULL, NULL};
 
 /* Compile ViewDefinition text (with env); NULL with err / *errpos set. */
 static EpicView *
