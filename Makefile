@@ -30,13 +30,19 @@ EXTRA_CLEAN = src/builtin_views.c
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-src/builtin_views.c: $(VIEW_FILES) scripts/embed_views.py
-	python3 scripts/embed_views.py $@ $(VIEW_FILES)
+src/builtin_views.c: $(VIEW_FILES) $(srcdir)/scripts/embed_views.py | $(CURDIR)/src
+	python3 $(srcdir)/scripts/embed_views.py $@ $(VIEW_FILES)
+
+# Out-of-tree (VPATH) builds, as Debian's pg_buildext does in build-15/: the
+# objects of src/ go to the build directory's own src/.
+$(OBJS) $(OBJS:.o=.bc): | $(CURDIR)/src
+$(CURDIR)/src:
+	$(MKDIR_P) $@
 
 .PHONY: demo test unit
 demo:
-	bash scripts/demo.sh
+	bash $(srcdir)/scripts/demo.sh
 test:
-	bash scripts/test.sh
+	bash $(srcdir)/scripts/test.sh
 unit:
-	bash test/unit/run.sh
+	bash $(srcdir)/test/unit/run.sh
