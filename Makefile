@@ -30,6 +30,11 @@ EXTRA_CLEAN = src/builtin_views.c
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# make installcheck: pg_regress runs under scripts/installcheck.sh, which starts
+# the HTTPS sandbox the tests need unless the caller (scripts/test.sh, ...)
+# already did.
+pg_regress_installcheck := $(subst $(top_builddir)/src/test/regress/pg_regress,bash $(srcdir)/scripts/installcheck.sh $(top_builddir)/src/test/regress/pg_regress,$(pg_regress_installcheck))
+
 src/builtin_views.c: $(VIEW_FILES) $(srcdir)/scripts/embed_views.py | $(CURDIR)/src
 	python3 $(srcdir)/scripts/embed_views.py $@ $(VIEW_FILES)
 
