@@ -30,13 +30,24 @@ EXTRA_CLEAN = src/builtin_views.c
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-src/builtin_views.c: $(VIEW_FILES) scripts/embed_views.py
-	python3 scripts/embed_views.py $@ $(VIEW_FILES)
+# make installcheck: pg_regress runs under scripts/installcheck.sh, which starts
+# the HTTPS sandbox the tests need unless the caller (scripts/test.sh, ...)
+# already did.
+pg_regress_installcheck := $(subst $(top_builddir)/src/test/regress/pg_regress,bash $(srcdir)/scripts/installcheck.sh $(top_builddir)/src/test/regress/pg_regress,$(pg_regress_installcheck))
+
+src/builtin_views.c: $(VIEW_FILES) $(srcdir)/scripts/embed_views.py | $(CURDIR)/src
+	python3 $(srcdir)/scripts/embed_views.py $@ $(VIEW_FILES)
+
+# Out-of-tree (VPATH) builds, as Debian's pg_buildext does in build-15/: the
+# objects of src/ go to the build directory's own src/.
+$(OBJS) $(OBJS:.o=.bc): | $(CURDIR)/src
+$(CURDIR)/src:
+	$(MKDIR_P) $@
 
 .PHONY: demo test unit
 demo:
-	bash scripts/demo.sh
+	bash $(srcdir)/scripts/demo.sh
 test:
-	bash scripts/test.sh
+	bash $(srcdir)/scripts/test.sh
 unit:
-	bash test/unit/run.sh
+	bash $(srcdir)/test/unit/run.sh

@@ -3,18 +3,98 @@
 # bundled HTTPS sandbox (SMART Backend Services auth, paging, pushdown, joins).
 # Needs no Epic account.  Does all setup itself on a fresh Debian 12 machine
 # (as root) and cleans up afterwards.
+#
+#   bash scripts/demo.sh               the demo, then everything is stopped and removed
+#   bash scripts/demo.sh --keep        the demo, then the sandbox and the cluster keep
+#                                      running for exploration: prints the psql command,
+#                                      the server and user mapping, and the stop command
+#   bash scripts/demo.sh --stop DIR    stops a kept demo (DIR as printed) and removes it
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
-trap 'epic_cleanup; rm -rf "${STATE:-/nonexistent}"' EXIT
+
+keep=no
+case "${1:-}" in
+"") ;;
+--keep) keep=yes ;;
+--stop)
+	STATE=${2:-}
+	if [ -z "$STATE" ] || [ ! -f "$STATE/demo-kept" ]; then
+		echo "usage: $0 --stop DIR (the directory a --keep run printed)" >&2
+		exit 2
+	fi
+	PGBIN=$(cat "$STATE/demo-kept")
+	PGROOT="$STATE/pg"
+	epic_cleanup
+	rm -rf "$STATE"
+	echo "stopped the demo's cluster and sandbox, removed $STATE"
+	exit 0
+	;;
+*)
+	echo "usage: $0 [--keep | --stop DIR]" >&2
+	exit 2
+	;;
+esac
+
+kept=no
+trap '[ "$kept" = yes ] || { epic_cleanup; rm -rf "${STATE:-/nonexistent}"; }' EXIT
 
 epic_install_deps
 epic_build_install
 STATE=$(mktemp -d /tmp/epic_fdw_demo.XXXXXX)
 epic_setup_state "$STATE"
+# to explore: also the generated dataset (FHIR search semantics over 200 patients)
+[ "$keep" = no ] || epic_make_dataset
 epic_start_sandbox
 epic_start_cluster
 psql -X -v ON_ERROR_STOP=1 -d postgres -f "$REPO/scripts/demo.sql"
 echo
 echo "The sandbox answered these requests (its request log):"
 $EPIC_CTL log
+
+if [ "$keep" = yes ]; then
+	psql -X -q -v ON_ERROR_STOP=1 -d postgres <<'SQL'
+\getenv dataset_url EPIC_DATASET_URL_STU3
+\getenv ca_file EPIC_CA_FILE
+\getenv rsa_key EPIC_RSA_KEY
+CREATE SERVER dataset FOREIGN DATA WRAPPER epic_fdw
+  OPTIONS (fhir_url :'dataset_url', fhir_version 'STU3', ca_file :'ca_file',
+           mrn_system 'urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14');
+CREATE USER MAPPING FOR CURRENT_USER SERVER dataset
+  OPTIONS (client_id 'epic-fdw-rs384', private_key_file :'rsa_key', key_id 'rs1');
+CREATE SCHEMA dataset;
+IMPORT FOREIGN SCHEMA fhir FROM SERVER dataset INTO dataset;
+SQL
+fi
+
+if [ "$keep" = yes ]; then
+	echo "$PGBIN" >"$STATE/demo-kept"
+	kept=yes
+	cat <<MSG
+
+== The sandbox and the cluster keep running (--keep)
+
+Connect (as root, like the demo):
+  psql -h $PGROOT -p $PGPORT -U postgres -d postgres
+
+The demo's objects are there, in database postgres:
+  server        epic  (fhir_url '$EPIC_FHIR_URL_STU3', fhir_version 'STU3',
+                       ca_file '$EPIC_CA_FILE'): the recorded Epic exchanges,
+                which answer the demo's queries only
+  user mapping  for postgres on server epic (client_id 'epic-fdw-rs384',
+                private_key_file '$EPIC_RSA_KEY', key_id 'rs1')
+  tables        patients, medication_statements, patient_details, patient_names
+To explore with any search, a server over the generated dataset (200 STU3 patients
+with medication statements, observations, conditions, ...), same user mapping options:
+  server        dataset  (fhir_url '$EPIC_DATASET_URL_STU3')
+  tables        schema dataset: every built-in table (IMPORT FOREIGN SCHEMA fhir)
+Try:
+  SELECT id, name, birthdate, city FROM dataset.patients WHERE birthdate < '1950-01-01';
+  SELECT * FROM epic_fdw_check('dataset');
+
+Stop it and remove its files:
+  bash $REPO/scripts/demo.sh --stop $STATE
+While it runs, do not run the tests or the demo again with the same PostgreSQL:
+they reinstall epic_fdw.so under it.
+MSG
+fi

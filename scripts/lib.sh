@@ -11,10 +11,13 @@ PY=/usr/bin/python3
 
 epic_log() { printf '== %s\n' "$*" >&2; }
 
-# Debian packages needed to build, run and test (installed only when missing).
+# Debian packages needed to build, run and test (installed only when missing):
+# debhelper, dpkg-dev and postgresql-server-dev-all build the .deb
+# (scripts/package_test.sh).
 epic_install_deps() {
 	local pkgs="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
-		libssl-dev pkg-config openssl make gcc python3 python3-jwt python3-cryptography curl valgrind"
+		libssl-dev pkg-config openssl make gcc python3 python3-jwt python3-cryptography curl valgrind
+		debhelper dpkg-dev postgresql-server-dev-all"
 	local missing=""
 	for p in $pkgs; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -156,5 +156,7 @@ tool "ASan: every pg_regress file but memory, and fault injection" bash "$REPO/s
 tool "valgrind (auth scan paging errors views)" bash "$REPO/scripts/valgrind.sh" auth scan paging errors views
 tool "fuzz (15 s per target)" bash "$REPO/scripts/fuzz.sh" 15
 tool "cppcheck and clang-tidy" bash "$REPO/scripts/lint.sh"
+# last: it installs the .deb into the system PostgreSQL, then restores what was there
+tool "Debian package (build, install, dpkg -V, query)" bash "$REPO/scripts/package_test.sh"
 
 exit 0
