@@ -82,4 +82,37 @@ SELECT id, mrn FROM patients WHERE mrn = '203713';
 SELECT id, phone FROM patients WHERE '785-555-5555' = ANY(phones);
 SELECT id, email FROM patients WHERE email = 'camila.lopez@example.com';
 
+-- empty and all-NULL arrays select nothing: 0 rows and no request, with
+-- constants and statement parameters, custom and generic plans, and with
+-- pushdown off too
+\! $EPIC_CTL reset
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE id = ANY('{}'::text[]);
+SELECT count(*) FROM patients WHERE id = ANY('{}'::text[]);
+SELECT count(*) FROM patients WHERE id = ANY('{NULL}'::text[]);
+SELECT count(*) FROM patients WHERE address_line = ANY('{NULL,NULL}'::text[]);
+SELECT count(*) FROM medication_statements WHERE patient_id = ANY('{}'::text[]);
+SELECT count(*) FROM medication_statements WHERE patient_id = ANY('{}'::text[]) AND status = 'active';
+PREPARE ms_any(text[]) AS SELECT count(*) FROM medication_statements WHERE patient_id = ANY($1);
+PREPARE pat_any(text[]) AS SELECT count(*) FROM patients WHERE id = ANY($1);
+EXECUTE ms_any('{}');
+EXECUTE ms_any('{NULL}');
+EXECUTE pat_any('{}');
+SET plan_cache_mode = force_generic_plan;
+EXECUTE ms_any('{}');
+EXECUTE pat_any('{NULL}');
+SET epic_fdw.pushdown = off;
+SELECT count(*) FROM patients WHERE id = ANY('{}'::text[]);
+SELECT count(*) FROM medication_statements WHERE patient_id = ANY('{}'::text[]);
+PREPARE pat_any_off(text[]) AS SELECT count(*) FROM patients WHERE id = ANY($1);
+EXECUTE pat_any_off('{}');
+EXECUTE pat_any_off('{NULL}');
+RESET plan_cache_mode;
+EXECUTE pat_any_off('{}');
+RESET epic_fdw.pushdown;
+-- no request at all
+\! $EPIC_CTL log
+-- a non-empty array still searches
+EXECUTE pat_any('{erXuFYUfucBZaryVksYEcMg3,NULL}');
+\! $EPIC_CTL log
+
 DROP SERVER sandbox, sandbox_r4 CASCADE;

@@ -202,6 +202,17 @@ typedef enum EpicValueForm
 	EPIC_VF_TS_UPPER			/* a timestamp, moved two days later */
 } EpicValueForm;
 
+/* What a classified condition does to a scan's requests. */
+typedef enum EpicParamRole
+{
+	EPIC_PR_SEND = 0,			/* a search parameter sent to the server */
+	EPIC_PR_NO_MATCH,			/* a constant no row can match (NULL, an empty
+								 * or all-NULL array): no request at all */
+	EPIC_PR_PROBE				/* not sent (pushdown off, or not searchable):
+								 * its run-time value is only checked for
+								 * NULL / empty, which means no request */
+} EpicParamRole;
+
 /*
  * One search parameter of a request.  Its values are known at plan time
  * (constants: "values" holds them, encoded) or at run time (runtime_index
@@ -219,6 +230,7 @@ typedef struct EpicSearchParam
 	char	   *prefix;			/* encoded text before each value
 								 * ("system%7C" for an MRN), or NULL */
 	EpicValueForm form;
+	EpicParamRole role;
 } EpicSearchParam;
 
 #define EPIC_MAX_PARAMS_PER_QUAL 2
