@@ -67,6 +67,8 @@ typedef struct EpicRelInfo
 	List	   *pushed_names;	/* search parameter names pushed */
 	List	   *local_only;		/* quals that cannot be pushed */
 	bool		no_match;		/* a condition no row can match: no request */
+	bool		inexact;		/* a pushed condition the server matches
+								 * more loosely than SQL (e.g. prefix) */
 } EpicRelInfo;
 
 static ForeignScan *join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path,
@@ -98,6 +100,8 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 		{
 			if (p[0].role == EPIC_PR_NO_MATCH)
 				info->no_match = true;
+			if (!p[0].exact)
+				info->inexact = true;
 			info->npushed++;
 			info->pushed_names = lappend(info->pushed_names, p[0].name);
 			if ((strcmp(p[0].name, "_id") == 0 || strcmp(p[0].name, "identifier") == 0) &&
@@ -261,8 +265,8 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 /*
  * The _count to ask for: page_size, or LIMIT n when the scan alone answers
  * the query's LIMIT (one relation, no ORDER BY, grouping or other operation
- * between, and every condition pushed, so that each row the server sends
- * is a row of the result).
+ * between, and every condition pushed and exact, so that each row the
+ * server sends is a row of the result).
  */
 static int
 scan_count(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPath *best_path)
@@ -272,7 +276,7 @@ scan_count(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPat
 	if (root->limit_tuples > 0 && root->parse->sortClause == NIL &&
 		root->parse->distinctClause == NIL && root->parse->setOperations == NULL &&
 		bms_membership(root->all_baserels) == BMS_SINGLETON &&
-		info->local_only == NIL && best_path->path.param_info == NULL &&
+		info->local_only == NIL && !info->inexact && best_path->path.param_info == NULL &&
 		root->limit_tuples < count)
 		count = Max(1, (int) ceil(root->limit_tuples));
 	return count;
@@ -289,7 +293,7 @@ scan_limit(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPat
 		root->parse->sortClause == NIL &&
 		root->parse->distinctClause == NIL && root->parse->setOperations == NULL &&
 		bms_membership(root->all_baserels) == BMS_SINGLETON &&
-		info->local_only == NIL && best_path->path.param_info == NULL)
+		info->local_only == NIL && !info->inexact && best_path->path.param_info == NULL)
 		return (int) ceil(root->limit_tuples);
 	return -1;
 }

@@ -76,6 +76,10 @@ SELECT id, given, postal_code FROM patients WHERE postal_code = '75043' ORDER BY
 -- what the server sent: two patients, one removed by the local recheck
 SELECT * FROM pg_temp.explain_analyze($$SELECT id FROM patients WHERE family = 'Lopez'$$);
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE given = 'Camila Maria' AND name = 'Camila Maria Lopez';
+-- a LIMIT with a prefix-matched condition asks for a normal page (the
+-- server's sound-alikes are filtered out locally), not _count = 1 and a
+-- second page
+SELECT * FROM pg_temp.explain_analyze($$SELECT id FROM patients WHERE family = 'Lopez' LIMIT 1$$);
 
 -- mrn, phone as array element, email
 SELECT id, mrn FROM patients WHERE mrn = '203713';

@@ -397,6 +397,52 @@ const_matches_nothing(Const *c, bool in_list)
 	return true;
 }
 
+/* Are the first len bytes of a FHIRPath a plain element path ("period.start")? */
+static bool
+path_is_plain(const char *path, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char) path[i]) && path[i] != '_' && path[i] != '.')
+			return false;
+	return len > 0;
+}
+
+/*
+ * Does the server return exactly the rows that column op value accepts (so
+ * that _count = LIMIT is enough)?  By the specification: _id always; a
+ * reference or a token on a plain element path (one code, not the first
+ * of several codings or telecoms); a date element compared with eq.
+ * String search is a prefix match, dateTime bounds are widened, and a date
+ * range comparison also matches partial dates (NULL in SQL): none of these
+ * is exact.
+ */
+static bool
+condition_is_exact(const EpicColumn *col, EpicOp op)
+{
+	const char *path = col->vcol->path;
+
+	if (op != OP_EQ)
+		return false;
+	switch (col->search_type)
+	{
+		case EPIC_SP_SPECIAL_ID:
+			return true;
+		case EPIC_SP_TOKEN:
+			return path_is_plain(path, strlen(path));
+		case EPIC_SP_REFERENCE:
+			{
+				/* subject.getReferenceKey(Patient) */
+				const char *key = strstr(path, ".getReferenceKey(");
+
+				return key != NULL && path_is_plain(path, key - path);
+			}
+		case EPIC_SP_DATE:
+			return path_is_plain(path, strlen(path));
+		default:
+			return false;
+	}
+}
+
 static int	classify_push(EpicTable *t, Index relid, QualShape *q,
 						  EpicSearchParam *params, Expr **runtime_expr);
 
@@ -515,6 +561,7 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 
 	params[0].name = pstrdup(col->search_param);
 	params[0].is_list = in_list;
+	params[0].exact = condition_is_exact(col, op);
 	if (col->search_type == EPIC_SP_STRING_WORD)
 		params[0].form = EPIC_VF_FIRST_WORD;
 	if (col->search_type == EPIC_SP_MRN)

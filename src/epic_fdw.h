@@ -231,6 +231,8 @@ typedef struct EpicSearchParam
 								 * ("system%7C" for an MRN), or NULL */
 	EpicValueForm form;
 	EpicParamRole role;
+	bool		exact;			/* the server returns exactly the rows the
+								 * condition accepts (plan time only) */
 } EpicSearchParam;
 
 #define EPIC_MAX_PARAMS_PER_QUAL 2
