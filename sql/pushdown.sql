@@ -81,6 +81,12 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE given = 'Camila Maria
 -- second page
 SELECT * FROM pg_temp.explain_analyze($$SELECT id FROM patients WHERE family = 'Lopez' LIMIT 1$$);
 
+-- given joins the given names with spaces: given = 'Camila' does not find
+-- Camila Maria Lopez; given_names (each given name) does, pushed as given= (rows: dataset.sql)
+ALTER FOREIGN TABLE patients ADD COLUMN given_names text[];
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' AND 'Maria' = ANY(given_names);
+ALTER FOREIGN TABLE patients DROP COLUMN given_names;
+
 -- mrn, phone as array element, email
 SELECT id, mrn FROM patients WHERE mrn = '203713';
 SELECT id, phone FROM patients WHERE '785-555-5555' = ANY(phones);
