@@ -291,7 +291,9 @@ def param_table(version):
         "identifier": ("token", _identifiers),
         "family": ("string", lambda r: _names(r, ("family",))),
         "given": ("string", lambda r: _names(r, ("given",))),
-        "name": ("string", lambda r: _names(r, ("text", "family", "given", "prefix", "suffix"))),
+        # FHIR leaves name matching to the server ("may match any of the string fields");
+        # this one matches the parts only, never HumanName.text, as some servers do
+        "name": ("string", lambda r: _names(r, ("family", "given", "prefix", "suffix"))),
         "birthdate": ("date", lambda r: _date(r.get("birthDate"))),
         "gender": ("token", lambda r: _code(r.get("gender"))),
         "address-city": ("string", lambda r: _addr(r, ("city",))),
