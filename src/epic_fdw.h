@@ -389,6 +389,7 @@ typedef struct EpicOutcomeSeen
 {
 	List	   *keys;			/* issues already reported in this scan */
 	MemoryContext cxt;			/* where keys live (as long as the scan) */
+	bool		ignored_warned; /* "ignored search parameter" said */
 } EpicOutcomeSeen;
 
 extern EpicPage *epic_page_parse(const char *body, size_t len, const char *resource,
@@ -396,7 +397,8 @@ extern EpicPage *epic_page_parse(const char *body, size_t len, const char *resou
 extern int	epic_page_count(EpicPage *page);
 extern const void *epic_page_resource(EpicPage *page, int i);
 extern const char *epic_page_next(EpicPage *page);
-extern void epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen);
+extern void epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen,
+									  const char *request);
 extern void epic_page_free(EpicPage *page);
 extern void epic_raise_http_error(const EpicHttpResponse *resp, const char *display,
 								  const char *what);

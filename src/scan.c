@@ -326,7 +326,8 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 	st->stats.pages++;
 	st->pages_this_result++;
 	st->resources_fetched += epic_page_count(st->page);
-	epic_page_report_outcomes(st->page, &st->seen);
+	/* the first page of a request: its self link shows the parameters used */
+	epic_page_report_outcomes(st->page, &st->seen, st->pages_this_result == 1 ? display : NULL);
 
 	next = epic_page_next(st->page);
 	if (next != NULL)
