@@ -66,6 +66,9 @@ typedef struct EpicRelInfo
 	bool		has_unique;		/* a pushed _id or identifier */
 	List	   *pushed_names;	/* search parameter names pushed */
 	List	   *local_only;		/* quals that cannot be pushed */
+	bool		no_match;		/* a condition no row can match: no request */
+	bool		inexact;		/* a pushed condition the server matches
+								 * more loosely than SQL (e.g. prefix) */
 } EpicRelInfo;
 
 static ForeignScan *join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path,
@@ -92,8 +95,13 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 		EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
 		Expr	   *rt;
 
-		if (epic_classify_qual(info->table, baserel->relid, ri->clause, p, &rt) > 0)
+		if (epic_classify_qual(info->table, baserel->relid, ri->clause, p, &rt) > 0 &&
+			p[0].role != EPIC_PR_PROBE)
 		{
+			if (p[0].role == EPIC_PR_NO_MATCH)
+				info->no_match = true;
+			if (!p[0].exact)
+				info->inexact = true;
 			info->npushed++;
 			info->pushed_names = lappend(info->pushed_names, p[0].name);
 			if ((strcmp(p[0].name, "_id") == 0 || strcmp(p[0].name, "identifier") == 0) &&
@@ -109,7 +117,7 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	 * "rows" option (or a large default) shrunk by each pushed condition.
 	 */
 	total = info->table->topts.rows > 0 ? info->table->topts.rows : EPIC_UNFILTERED_ROWS;
-	if (info->has_unique)
+	if (info->has_unique || info->no_match)
 		rows = 1;
 	else
 		rows = total * pow(EPIC_CONDITION_SELECTIVITY, info->npushed);
@@ -167,7 +175,8 @@ add_param_path(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info,
 
 	if (!join_clause_is_movable_to(rinfo, baserel))
 		return;
-	if (epic_classify_qual(info->table, baserel->relid, rinfo->clause, p, &rt) == 0)
+	if (epic_classify_qual(info->table, baserel->relid, rinfo->clause, p, &rt) == 0 ||
+		p[0].role != EPIC_PR_SEND)
 		return;
 	required_outer = bms_difference(rinfo->clause_relids, baserel->relids);
 	if (bms_is_empty(required_outer) || bms_overlap(required_outer, baserel->lateral_referencers))
@@ -217,7 +226,8 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	 * still gets a path, so that every query shape plans; it is costed out
 	 * of contention and raises a clear error if it ever runs.
 	 */
-	if (epic_table_missing_required(info->table, info->pushed_names,
+	if (!info->no_match &&
+		epic_table_missing_required(info->table, info->pushed_names,
 									info->table->topts.search) != NULL)
 	{
 		startup += disable_cost;
@@ -255,8 +265,8 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 /*
  * The _count to ask for: page_size, or LIMIT n when the scan alone answers
  * the query's LIMIT (one relation, no ORDER BY, grouping or other operation
- * between, and every condition pushed, so that each row the server sends
- * is a row of the result).
+ * between, and every condition pushed and exact, so that each row the
+ * server sends is a row of the result).
  */
 static int
 scan_count(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPath *best_path)
@@ -266,7 +276,7 @@ scan_count(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPat
 	if (root->limit_tuples > 0 && root->parse->sortClause == NIL &&
 		root->parse->distinctClause == NIL && root->parse->setOperations == NULL &&
 		bms_membership(root->all_baserels) == BMS_SINGLETON &&
-		info->local_only == NIL && best_path->path.param_info == NULL &&
+		info->local_only == NIL && !info->inexact && best_path->path.param_info == NULL &&
 		root->limit_tuples < count)
 		count = Max(1, (int) ceil(root->limit_tuples));
 	return count;
@@ -283,7 +293,7 @@ scan_limit(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPat
 		root->parse->sortClause == NIL &&
 		root->parse->distinctClause == NIL && root->parse->setOperations == NULL &&
 		bms_membership(root->all_baserels) == BMS_SINGLETON &&
-		info->local_only == NIL && best_path->path.param_info == NULL)
+		info->local_only == NIL && !info->inexact && best_path->path.param_info == NULL)
 		return (int) ceil(root->limit_tuples);
 	return -1;
 }
@@ -303,6 +313,7 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 	List	   *names = NIL;
 	ListCell   *lc;
 	const char *missing;
+	bool		no_match = false;
 	int			i;
 
 	foreach(lc, rinfos)
@@ -324,7 +335,10 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 				*fdw_exprs = lappend(*fdw_exprs, rt);
 			}
 			params = lappend(params, pp);
-			names = lappend(names, (char *) pp->name);
+			if (pp->role == EPIC_PR_SEND)
+				names = lappend(names, (char *) pp->name);
+			else if (pp->role == EPIC_PR_NO_MATCH)
+				no_match = true;
 		}
 	}
 	if (extra != NULL)
@@ -332,7 +346,7 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 		params = lappend(params, extra);
 		names = lappend(names, extra->name);
 	}
-	missing = epic_table_missing_required(t, names, t->topts.search);
+	missing = no_match ? NULL : epic_table_missing_required(t, names, t->topts.search);
 	list_sort(params, epic_param_cmp);
 	foreach(lc, params)
 		param_lists = lappend(param_lists, epic_param_to_list(lfirst(lc)));
@@ -472,7 +486,16 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 
 	EpicScanStats total = st->stats;
 
-	ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
+	ListCell   *lc;
+	bool		no_match = false;
+
+	foreach(lc, st->params)
+		if (((EpicSearchParam *) lfirst(lc))->role == EPIC_PR_NO_MATCH)
+			no_match = true;
+	if (no_match)
+		ExplainPropertyText("FHIR Request", "none (a condition matches no row)", es);
+	else
+		ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
 	if (st->missing_required)
 	{
 		/* alternatives "category|code" as "category or code" */
@@ -613,7 +636,7 @@ epicGetForeignJoinPaths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *oute
 
 		if (found || !IsA(ri->clause, OpExpr) ||
 			epic_classify_qual(finfo->table, innerrel->relid, ri->clause, p, &rt) != 1 ||
-			rt == NULL || p[0].is_list)
+			rt == NULL || p[0].is_list || p[0].role != EPIC_PR_SEND)
 			continue;
 		dv = plain_var((Node *) rt);
 		if (dv == NULL || dv->varno != (int) outerrel->relid || dv->varattno <= 0 ||

@@ -68,9 +68,19 @@ EXPLAIN (VERBOSE, COSTS OFF) EXECUTE q1('{a,b}', '1980-01-01');
 RESET plan_cache_mode;
 DEALLOCATE q1;
 
--- LIMIT: _count = n when the scan alone answers the LIMIT
+-- LIMIT: _count = n when the scan alone answers the LIMIT and every pushed
+-- condition is exact (tokens on one code, _id, references, date equality)
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE gender = 'female' LIMIT 5;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE gender = 'female' LIMIT 5 OFFSET 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate = '1987-09-12' AND gender IN ('female', 'other') LIMIT 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM medication_statements WHERE patient_id = 'x' AND status = 'active' LIMIT 3;
+-- ...not when a pushed condition matches more loosely than SQL: string
+-- prefixes, widened dateTime bounds, date ranges (which match partial dates),
+-- the first of several codes or phones
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' LIMIT 5;
-EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' LIMIT 5 OFFSET 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE gender = 'female' AND birthdate < '1990-01-01' LIMIT 5;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE phone = '469-555-5555' LIMIT 5;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM medication_statements WHERE patient_id = 'x' AND effective_start > '2020-01-01' LIMIT 3;
 -- ...but not when rows may be filtered locally, sorted, or grouped first
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' AND id <> 'x' LIMIT 5;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' ORDER BY id LIMIT 5;

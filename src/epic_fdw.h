@@ -202,6 +202,17 @@ typedef enum EpicValueForm
 	EPIC_VF_TS_UPPER			/* a timestamp, moved two days later */
 } EpicValueForm;
 
+/* What a classified condition does to a scan's requests. */
+typedef enum EpicParamRole
+{
+	EPIC_PR_SEND = 0,			/* a search parameter sent to the server */
+	EPIC_PR_NO_MATCH,			/* a constant no row can match (NULL, an empty
+								 * or all-NULL array): no request at all */
+	EPIC_PR_PROBE				/* not sent (pushdown off, or not searchable):
+								 * its run-time value is only checked for
+								 * NULL / empty, which means no request */
+} EpicParamRole;
+
 /*
  * One search parameter of a request.  Its values are known at plan time
  * (constants: "values" holds them, encoded) or at run time (runtime_index
@@ -219,6 +230,9 @@ typedef struct EpicSearchParam
 	char	   *prefix;			/* encoded text before each value
 								 * ("system%7C" for an MRN), or NULL */
 	EpicValueForm form;
+	EpicParamRole role;
+	bool		exact;			/* the server returns exactly the rows the
+								 * condition accepts (plan time only) */
 } EpicSearchParam;
 
 #define EPIC_MAX_PARAMS_PER_QUAL 2
@@ -397,6 +411,7 @@ typedef struct EpicOutcomeSeen
 {
 	List	   *keys;			/* issues already reported in this scan */
 	MemoryContext cxt;			/* where keys live (as long as the scan) */
+	bool		ignored_warned; /* "ignored search parameter" said */
 } EpicOutcomeSeen;
 
 extern EpicPage *epic_page_parse(const char *body, size_t len, const char *resource,
@@ -404,7 +419,8 @@ extern EpicPage *epic_page_parse(const char *body, size_t len, const char *resou
 extern int	epic_page_count(EpicPage *page);
 extern const void *epic_page_resource(EpicPage *page, int i);
 extern const char *epic_page_next(EpicPage *page);
-extern void epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen);
+extern void epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen,
+									  const char *request);
 extern void epic_page_free(EpicPage *page);
 extern void epic_raise_http_error(const EpicHttpResponse *resp, const char *display,
 								  const char *what);
