@@ -249,6 +249,8 @@ def clinical(rng, p, i, out):
                                            text=rng.choice(SMOKING))
         else:
             v = round(rng.uniform(lo, hi), 1)
+            if v == int(v):
+                v += 0.5        # JSON writers differ on 80.0 vs 80: keep one decimal digit
             o["valueQuantity"] = {"value": v, "unit": unit, "system": "http://unitsofmeasure.org",
                                   "code": unit}
         o["effectiveDateTime"] = dt(rng, 2010, 2025)

@@ -26,6 +26,7 @@ import https from 'node:https';
 import path from 'node:path';
 import {
   getStatus,
+  globalSchema,
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
   isOk,
@@ -364,13 +365,62 @@ async function handle(state, req, res) {
 }
 
 // --- start-up ---------------------------------------------------------------------------
+
+// Split a FHIRPath expression at its top-level unions.
+function topLevelUnion(expr) {
+  const out = [];
+  let depth = 0;
+  let quote = false;
+  let start = 0;
+  for (let i = 0; i < expr.length; i++) {
+    const ch = expr[i];
+    if (quote) {
+      if (ch === '\\') i++;
+      else if (ch === "'") quote = false;
+    } else if (ch === "'") quote = true;
+    else if (ch === '(' || ch === '[') depth++;
+    else if (ch === ')' || ch === ']') depth--;
+    else if (ch === '|' && depth === 0) {
+      out.push(expr.substring(start, i).trim());
+      start = i + 1;
+    }
+  }
+  out.push(expr.substring(start).trim());
+  return out;
+}
+
+// Medplum's memory repository evaluates a search parameter's whole expression on
+// every resource: for a shared parameter such as `patient` that is a union of ~30
+// branches, one per resource type (AllergyIntolerance.patient | CarePlan.subject... ),
+// 1-2 ms per resource.  Only the branch of the resource's own type can select
+// anything (every other branch starts with another type's name, which yields
+// nothing), so for the types we serve keep just the branches that are not rooted
+// in another base type: the same matches, ~30 times faster.
+function narrowSearchParameters(types) {
+  let n = 0;
+  for (const t of types) {
+    const params = globalSchema.types[t]?.searchParams ?? {};
+    for (const [code, sp] of Object.entries(params)) {
+      if (!sp.expression || !Array.isArray(sp.base) || sp.base.length < 2) continue;
+      const kept = topLevelUnion(sp.expression).filter((b) => {
+        const m = /^\(?\s*([A-Z][A-Za-z]*)\b/.exec(b);
+        return !(m && m[1] !== t && sp.base.includes(m[1]));
+      });
+      if (kept.length === 0) continue;
+      params[code] = { ...sp, expression: kept.join(' | ') };
+      n++;
+    }
+  }
+  return n;
+}
 async function main() {
   indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
   indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
   for (const f of SEARCH_PARAMETER_BUNDLE_FILES) indexSearchParameterBundle(readJson(f));
 
-  const repo = new MemoryRepository();
   const seed = JSON.parse(fs.readFileSync(args.seed, 'utf8'));
+  narrowSearchParameters([...new Set(seed.map((r) => r.resourceType))]);
+  const repo = new MemoryRepository();
   await repo.withSeeding(async () => {
     for (const r of seed) {
       const issues = validateResource(r);
