@@ -70,9 +70,15 @@ counted() {
 
 NODE=$(command -v node) || { fail "node not found (the machine image's Node 20+ is needed)"; exit 1; }
 NPM=$(command -v npm) || { fail "npm not found"; exit 1; }
+# Medplum 5 declares Node 22; Node 20 runs it with --experimental-websocket (18 does not)
+node_major=$("$NODE" -p 'process.versions.node.split(".")[0]')
+if [ "${node_major:-0}" -lt 20 ]; then
+	fail "$NODE is Node $node_major: the Medplum tier needs Node 20 or newer (the machine image's, not Debian's nodejs)"
+	exit 1
+fi
 
 # --- npm packages, pinned by package-lock.json, into a cache keyed by the lock ---
-lockhash=$(sha256sum "$HERE/package-lock.json" "$HERE/package.json" | sha256sum | cut -c1-16)
+lockhash=$(cat "$HERE/package-lock.json" "$HERE/package.json" | sha256sum | cut -c1-16)
 CACHE=${EPIC_MEDPLUM_CACHE:-/var/cache/epic_fdw-medplum}/$lockhash
 if [ ! -f "$CACHE/.complete" ]; then
 	epic_log "npm ci (Medplum 5.2.13) into $CACHE"
