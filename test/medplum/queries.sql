@@ -4,6 +4,25 @@
 -- "Bobby Tables" (given Robert), pat-0002 Camila Maria Lopez, pat-0003 has
 -- an official name that is not the first one, pat-0004 a text-only name.
 
+-- q: every column of every patient (checks the truth's reading of each column)
+SELECT id, mrn, family, given, name, birthdate, gender, phone, phones, email, address_line,
+       city, state, postal_code, active, deceased FROM patients;
+-- q: every column of the medication requests of 50 patients
+SELECT id, patient_id, status, intent, category, medication, medication_code, dosage, route,
+       authored_on, requester FROM medication_requests
+ WHERE patient_id IN (SELECT 'pat-' || lpad(g::text, 4, '0') FROM generate_series(1, 50) g);
+-- q: every column of the conditions of 50 patients
+SELECT id, patient_id, clinical_status, verification_status, category, code, display, onset,
+       abatement, recorded FROM conditions
+ WHERE patient_id IN (SELECT 'pat-' || lpad(g::text, 4, '0') FROM generate_series(51, 100) g);
+-- q: every column of the observations of 50 patients
+SELECT id, patient_id, status, category, code, display, value_quantity, unit, value_string,
+       effective, issued FROM observations
+ WHERE patient_id IN (SELECT 'pat-' || lpad(g::text, 4, '0') FROM generate_series(101, 150) g)
+   AND category IN ('vital-signs', 'laboratory', 'social-history');
+-- q: every column of the encounters of 150 patients
+SELECT e.id, e.patient_id, e.status, e.class_code, e.class_display, e.type, e.reason,
+       e.period_start, e.period_end FROM patients p JOIN encounters e ON e.patient_id = p.id;
 -- q: name equal to HumanName.text that differs from the parts (issue 12 defect 1)
 SELECT id, name FROM patients WHERE name = 'Bobby Tables';
 -- q: name equal to a text that matches the parts
