@@ -153,7 +153,8 @@ pass() { passed=$((passed + 1)); echo "ok - $*"; }
 fail() { failed=$((failed + 1)); failures+=("$*"); echo "FAILED - $*"; }
 
 # epic_summary: list failures, keep $STATE if anything failed (else remove it),
-# print "N passed, N failed" and exit non-zero on failure.  For EXIT traps.
+# print "N passed, N failed" (then $EPIC_SUMMARY_SUFFIX, if set) and exit
+# non-zero on failure.  For EXIT traps.
 epic_summary() {
 	if [ "$failed" -gt 0 ]; then
 		echo
@@ -164,6 +165,6 @@ epic_summary() {
 		rm -rf "$STATE"
 	fi
 	echo
-	echo "$passed passed, $failed failed"
+	echo "$passed passed, $failed failed${EPIC_SUMMARY_SUFFIX:-}"
 	[ "$failed" -eq 0 ] || exit 1
 }

@@ -110,6 +110,9 @@ rc=$?
 line=$(echo "$out" | tail -n 1)
 if [ $rc -eq 0 ]; then pass "README walkthrough: $line ($((SECONDS - t0)) s)"; else echo "$out"; fail "README walkthrough"; fi
 
+# --- the Medplum tier: an independent FHIR server (test/medplum/run.sh) ---------
+counted "Medplum tier: equivalence against an independent FHIR server" bash "$REPO/test/medplum/run.sh"
+
 # --- secrets: no token, assertion or key anywhere ----------------------------
 # Tokens issued and assertions received (from the sandbox), every base64 line
 # of the private keys (the ES384 one is also given inline, as private_key, in
