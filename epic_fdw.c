@@ -477,12 +477,59 @@ epicEndForeignScan(ForeignScanState *node)
 	epic_scan_end(st);
 }
 
+/*
+ * "FHIR Searches": how many searches (first pages) the scan makes, for a
+ * join or a scan of more than one search (OR lists packed under
+ * max_url_length, or one value per search).  With ANALYZE the searches
+ * sent; without, those known at plan time, and for a join's fan-out an
+ * estimate from the planner's row count, assuming keys of 24 bytes (Epic's
+ * FHIR ids) and one key per search without or_lists.
+ */
+static void
+explain_searches(EpicScanState *st, ExplainState *es)
+{
+	List	   *reqs;
+	int			n;
+
+	if (es->analyze)
+	{
+		n = st->searches + (st->join ? st->join->f->searches : 0);
+		if (st->join != NULL || n > 1)
+			ExplainPropertyInteger("FHIR Searches", NULL, n, es);
+		return;
+	}
+	reqs = st->table->read_by_id ? epic_scan_reads(st) :
+		epic_build_queries_packed(st->resource, st->fixed_search, st->params, NULL,
+								  st->count, st->table->sopts.or_lists,
+								  st->table->sopts.fhir_url,
+								  st->table->sopts.max_url_length);
+	n = list_length(reqs);
+	if (st->join != NULL)
+	{
+		EpicScanState *f = st->join->f;
+		const char *q = linitial(epic_build_queries(f->resource, f->fixed_search, f->params,
+													NULL, f->count, true));
+		double		room = f->table->sopts.max_url_length -
+			(double) strlen(f->table->sopts.fhir_url) - strlen(q);
+		double		per = f->table->sopts.or_lists ? Max(1, floor((room + 1) / 25)) : 1;
+
+		ExplainPropertyText("FHIR Searches",
+							psprintf("%d, then about %.0f fan-out (estimate)", n,
+									 ceil(st->join->est_keys / per)), es);
+		return;
+	}
+	if (n > 1)
+		ExplainPropertyInteger("FHIR Searches", NULL, n, es);
+}
+
 static void
 epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	EpicScanState *st = node->fdw_state;
-	List	   *requests = epic_build_queries(st->resource, st->fixed_search, st->params,
-											  NULL, st->count, true);
+	List	   *requests = st->table->read_by_id ? epic_scan_reads(st) :
+		epic_build_queries_packed(st->resource, st->fixed_search, st->params, NULL, st->count,
+								  true, st->table->sopts.fhir_url,
+								  st->table->sopts.max_url_length);
 
 	EpicScanStats total = st->stats;
 
@@ -526,7 +573,9 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		ExplainPropertyText("FHIR Fan-out Request", psprintf("GET %s", (char *) linitial(freqs)), es);
 		ExplainPropertyText("FHIR Fan-out",
 							f->table->sopts.or_lists ?
-							"one search, the keys as an OR list" :
+							psprintf("the keys as OR lists in URLs of at most %d bytes, up to %d searches at a time",
+									 f->table->sopts.max_url_length,
+									 f->table->sopts.max_concurrency) :
 							psprintf("one search per key, up to %d at a time",
 									 f->table->sopts.max_concurrency), es);
 		total.requests += f->stats.requests;
@@ -535,6 +584,7 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		total.token_requests += f->stats.token_requests;
 		total.wait_time += f->stats.wait_time;
 	}
+	explain_searches(st, es);
 	if (es->analyze)
 	{
 		ExplainPropertyInteger("FHIR Requests", NULL, total.requests, es);
@@ -749,13 +799,14 @@ join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *
 						 finfo->table->sopts.page_size, -1, key);
 
 	return make_foreignscan(tlist, quals, 0, fdw_exprs,
-							list_make4(dpriv, fpriv,
+							list_make5(dpriv, fpriv,
 									   list_make5(makeInteger(ji->drel->relid),
 												  makeInteger(ji->frel->relid),
 												  makeInteger(ji->d_attno),
 												  makeInteger(ji->f_attno),
 												  makeInteger(key->runtime_index)),
-									   epic_param_to_list(key)),
+									   epic_param_to_list(key),
+									   makeFloat(psprintf("%.0f", Max(1, ji->drel->rows)))),
 							scan_tlist, NIL, outer_plan);
 }
 

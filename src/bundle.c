@@ -77,6 +77,30 @@ is_kind(const void *node, EpicJsonKind k)
 }
 
 /*
+ * A page whose document is the JSON text body (an error if it is not JSON),
+ * freed with the current memory context.
+ */
+static EpicPage *
+page_parse_json(const char *body, size_t len, const char *display)
+{
+	EpicPage   *page = palloc0(sizeof(EpicPage));
+	char		errbuf[200];
+
+	errbuf[0] = '\0';
+	page->doc = epic_jdoc_parse(body, len, errbuf, sizeof(errbuf));
+	page->cb.func = page_free_cb;
+	page->cb.arg = page;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &page->cb);
+	if (page->doc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("FHIR server returned invalid JSON"),
+				 errdetail("%s.", errbuf),
+				 errcontext("FHIR request: GET %s", display)));
+	return page;
+}
+
+/*
  * Parse one search page.  Raises an ERROR for anything that is not a
  * searchset Bundle of the expected resource type.  The result lives in the
  * current memory context; resetting or deleting it frees the document.
@@ -84,8 +108,7 @@ is_kind(const void *node, EpicJsonKind k)
 EpicPage *
 epic_page_parse(const char *body, size_t len, const char *resource, const char *display)
 {
-	EpicPage   *page = palloc0(sizeof(EpicPage));
-	char		errbuf[200];
+	EpicPage   *page = page_parse_json(body, len, display);
 	const void *root;
 	const void *entries;
 	const void *links;
@@ -93,18 +116,6 @@ epic_page_parse(const char *body, size_t len, const char *resource, const char *
 	const char *type;
 	size_t		n;
 
-	errbuf[0] = '\0';
-	page->doc = epic_jdoc_parse(body, len, errbuf, sizeof(errbuf));
-	page->cb.func = page_free_cb;
-	page->cb.arg = page;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, &page->cb);
-
-	if (page->doc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("FHIR server returned invalid JSON"),
-				 errdetail("%s.", errbuf),
-				 errcontext("FHIR request: GET %s", display)));
 	root = epic_jdoc_root(page->doc);
 	if (!is_kind(root, EPIC_JSON_OBJECT))
 		ereport(ERROR,
@@ -192,6 +203,41 @@ epic_page_parse(const char *body, size_t len, const char *resource, const char *
 						 errcontext("FHIR request: GET %s", display)));
 		}
 	}
+	return page;
+}
+
+/*
+ * The answer of a read (GET Resource/id) as a page of that one resource,
+ * which must be of type resource and have the id asked for.  Allocated in
+ * the current memory context, like epic_page_parse.
+ */
+EpicPage *
+epic_page_parse_read(const char *body, size_t len, const char *resource, const char *id,
+					 const char *display)
+{
+	EpicPage   *page = page_parse_json(body, len, display);
+	const void *root;
+	const char *rt;
+	const char *rid;
+
+	root = epic_jdoc_root(page->doc);
+	rt = is_kind(root, EPIC_JSON_OBJECT) ? jstr(root, "resourceType") : NULL;
+	if (rt == NULL || strcmp(rt, resource) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("FHIR server returned %s%s instead of the %s read",
+						rt ? "a " : "", rt ? rt : "JSON without resourceType", resource),
+				 errcontext("FHIR request: GET %s", display)));
+	rid = jstr(root, "id");
+	if (rid == NULL || strcmp(rid, id) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("FHIR server returned %s \"%s\" for a read of %s \"%s\"",
+						resource, rid ? rid : "(no id)", resource, id),
+				 errcontext("FHIR request: GET %s", display)));
+	page->resources = palloc(sizeof(void *));
+	page->outcomes = palloc(sizeof(void *));
+	page->resources[page->nresources++] = root;
 	return page;
 }
 

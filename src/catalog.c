@@ -36,6 +36,7 @@ typedef struct BuiltinInfo
 	char	   *resource;
 	bool		stu3;
 	bool		r4;
+	bool		read_by_id;		/* extension urn:epic_fdw:read-by-id */
 	const char *json;
 } BuiltinInfo;
 
@@ -84,6 +85,16 @@ load_builtins(void)
 				info[i].r4 = true;
 		}
 		info[i].json = epic_builtin_views[i].json;
+		versions = ops->member(doc, "extension");
+		for (size_t k = 0; versions && k < ops->size(versions); k++)
+		{
+			const void *e = ops->item(versions, k);
+
+			str = ops->scalar(ops->member(e, "url"), buf, sizeof(buf), &len);
+			if (str && len == strlen(EPIC_READ_BY_ID_URL) &&
+				strncmp(str, EPIC_READ_BY_ID_URL, len) == 0)
+				info[i].read_by_id = true;
+		}
 		epic_json_free(doc);
 	}
 	builtins = info;
@@ -395,6 +406,10 @@ epic_table_resolve(Oid relid)
 							 epic_catalog_table_names(t->sopts.fhir_version))));
 		t->builtin = t->relname;
 	}
+	if (t->builtin != NULL && t->topts.view_definition == NULL)
+		for (int i = 0; i < nbuiltins; i++)
+			if (builtins[i].json == json)
+				t->read_by_id = builtins[i].read_by_id;
 	if (t->view == NULL)
 	{
 		t->view = epic_view_from_text(json, t->sopts.mrn_system, errbuf, sizeof(errbuf), &errpos);

@@ -879,6 +879,8 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 {
 	EpicUserOptions uopts;
 	EpicHttpXfer **xfers = palloc0(sizeof(EpicHttpXfer *) * Max(1, n));
+	int8	   *deferred = palloc0(sizeof(int8) * Max(1, n));	/* 1: ok, 2: failed */
+	int			ndeferred = 0;
 	int			next = 0;
 	int			done = 0;
 	int			inflight = 0;
@@ -887,6 +889,26 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 	epic_get_user_options(um, &uopts);
 	while (done < n)
 	{
+		/*
+		 * Members that must wait (Retry-After, backoff) or get a new token
+		 * are settled once no other transfer is running: a sleep while
+		 * others are attached would let their timeouts run out undriven.
+		 */
+		if (inflight == 0 && next == n && ndeferred > 0)
+		{
+			for (int i = 0; i < n; i++)
+			{
+				if (deferred[i] == 0)
+					continue;
+				settle(conn, um, sopts, urls[i], displays[i], deferred[i] == 1, &resps[i], stats);
+				deferred[i] = 0;
+				ndeferred--;
+				done++;
+				if (resps[i].status != 200)
+					epic_raise_http_error(&resps[i], displays[i], "FHIR search");
+			}
+			continue;
+		}
 		/* fill the window */
 		while (next < n && inflight < limit)
 		{
@@ -900,6 +922,8 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 			inflight++;
 		}
 		/* wait for one, and settle every finished one */
+		if (inflight == 0)
+			continue;
 		{
 			EpicHttpXfer **running = palloc(sizeof(EpicHttpXfer *) * inflight);
 			int			k = 0;
@@ -919,6 +943,18 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 			ok = epic_http_finish(xfers[i]);
 			xfers[i] = NULL;
 			inflight--;
+			if (inflight > 0 || next < n)
+			{
+				double		wait;
+
+				if ((ok && resps[i].status == 401) ||
+					retry_wait(ok, &resps[i], 0, sopts->max_retries, &wait))
+				{
+					deferred[i] = ok ? 1 : 2;
+					ndeferred++;
+					continue;
+				}
+			}
 			done++;
 			settle(conn, um, sopts, urls[i], displays[i], ok, &resps[i], stats);
 			if (resps[i].status != 200)
@@ -941,6 +977,7 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 		}
 	}
 	pfree(xfers);
+	pfree(deferred);
 }
 
 /* The connection's HTTP client (for diagnostics). */

@@ -988,3 +988,199 @@ epic_param_from_list(List *l)
 	p->prefix = strVal(lsecond(strs))[0] ? strVal(lsecond(strs)) : NULL;
 	return p;
 }
+
+/* ---------------------------------------------------------------------
+ * Packing searches under max_url_length (the cohort work)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * One request of pack_searches: params with some parameter's values
+ * replaced by a subset (a shallow copy of the list and of that parameter).
+ */
+static List *
+with_values(List *params, int which, List *values)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, params)
+	{
+		EpicSearchParam *p = lfirst(lc);
+
+		if (i++ == which)
+		{
+			EpicSearchParam *c = palloc(sizeof(EpicSearchParam));
+
+			*c = *p;
+			c->values = values;
+			p = c;
+		}
+		out = lappend(out, p);
+	}
+	return out;
+}
+
+/*
+ * Requests for params (values of run-time ones in runtime_values) none of
+ * them longer than limit bytes, appended to *out.  When the whole search is
+ * too long, the parameter whose OR list is longest is cut into chunks,
+ * packed greedily in value order (each chunk as long as fits with the other
+ * parameters as they are), and each chunk is packed in turn.  A search that
+ * is too long with a single value of each parameter is an error (54000).
+ */
+static void
+pack_searches(const char *resource, const char *fixed_search, List *params,
+			  List **runtime_values, int count, int limit, const char *base, List **out)
+{
+	char	   *q = build_one(resource, fixed_search, params, runtime_values, count, NULL);
+	int			qlen = (int) strlen(q);
+	int			which = -1;
+	int			longest = 0;
+	int			i = 0;
+	List	   *values;
+	List	   *chunk = NIL;
+	int			fixed_len;
+	int			chunk_len = 0;
+	ListCell   *lc;
+
+	if (qlen <= limit)
+	{
+		*out = lappend(*out, q);
+		return;
+	}
+	foreach(lc, params)
+	{
+		List	   *v = param_values(lfirst(lc), runtime_values);
+		int			len = 0;
+		ListCell   *vc;
+
+		if (list_length(v) > 1)
+		{
+			foreach(vc, v)
+				len += (int) strlen(lfirst(vc)) + 1;
+			if (len > longest)
+			{
+				longest = len;
+				which = i;
+			}
+		}
+		i++;
+	}
+	if (which < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a FHIR search URL of %d bytes is longer than max_url_length (%d bytes)",
+						(int) strlen(base) + qlen, (int) strlen(base) + limit),
+				 errdetail("The search cannot be split further: a single value of each of its parameters is too long."),
+				 errhint("Raise the server option \"max_url_length\" if the FHIR server accepts longer URLs, or compare the column with a shorter value."),
+				 errcontext("FHIR request: GET %.200s...", q)));
+
+	/* the request's length without the chosen parameter's values */
+	values = param_values(list_nth(params, which), runtime_values);
+	fixed_len = qlen - (longest - 1);
+	foreach(lc, values)
+	{
+		int			len = (int) strlen(lfirst(lc));
+
+		if (chunk != NIL && fixed_len + chunk_len + 1 + len > limit)
+		{
+			pack_searches(resource, fixed_search, with_values(params, which, chunk),
+						  runtime_values, count, limit, base, out);
+			chunk = NIL;
+			chunk_len = 0;
+		}
+		chunk_len += (chunk != NIL ? 1 : 0) + len;
+		chunk = lappend(chunk, lfirst(lc));
+	}
+	pack_searches(resource, fixed_search, with_values(params, which, chunk),
+				  runtime_values, count, limit, base, out);
+}
+
+/*
+ * The requests of one scan as epic_build_queries gives them, none of whose
+ * absolute URLs (base followed by the request) is longer than max_url
+ * bytes: with or_lists, OR lists are packed into as few searches as fit
+ * (pack_searches); without, one value per search as before, each checked.
+ * A search too long even so raises 54000 naming max_url_length.
+ */
+List *
+epic_build_queries_packed(const char *resource, const char *fixed_search, List *params,
+						  List **runtime_values, int count, bool or_lists,
+						  const char *base, int max_url)
+{
+	int			limit = max_url - (int) strlen(base);
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	if (!or_lists)
+	{
+		List	   *reqs = epic_build_queries(resource, fixed_search, params, runtime_values,
+											  count, or_lists);
+
+		foreach(lc, reqs)
+		{
+			char	   *q = lfirst(lc);
+
+			if ((int) strlen(q) > limit)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("a FHIR search URL of %d bytes is longer than max_url_length (%d bytes)",
+								(int) strlen(base) + (int) strlen(q), max_url),
+						 errdetail("With or_lists false each search carries one value of each parameter."),
+						 errhint("Raise the server option \"max_url_length\" if the FHIR server accepts longer URLs, or compare the column with a shorter value."),
+						 errcontext("FHIR request: GET %.200s...", q)));
+		}
+		return reqs;
+	}
+	pack_searches(resource, fixed_search, params, runtime_values, count, limit, base, &out);
+	return out;
+}
+
+/*
+ * The reads "Resource/id" of a table read by id (EpicTable.read_by_id): one
+ * per value of its _id parameters, in order, without repeats.  A value that
+ * is not a FHIR id ([A-Za-z0-9-.]{1,64}) names no resource and is skipped.
+ * With runtime_values NULL (EXPLAIN), a run-time value shows as $n or ?.
+ * Returns a List of palloc'd strings (NIL: nothing to read).
+ */
+List *
+epic_build_reads(const char *resource, List *params, List **runtime_values)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	foreach(lc, params)
+	{
+		EpicSearchParam *p = lfirst(lc);
+		List	   *values;
+		ListCell   *vc;
+
+		if (strcmp(p->name, "_id") != 0)
+			continue;
+		values = param_values(p, runtime_values);
+		if (values == NIL && runtime_values == NULL)
+			out = lappend(out, psprintf("%s/%s", resource,
+										p->param_id > 0 ? psprintf("$%d", p->param_id) : "?"));
+		foreach(vc, values)
+		{
+			const char *v = lfirst(vc);
+			size_t		n = strlen(v);
+			char	   *r;
+			bool		dup = false;
+			ListCell   *oc;
+
+			if (n == 0 || n > 64 ||
+				strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.") != n)
+				continue;
+			r = psprintf("%s/%s", resource, v);
+			foreach(oc, out)
+				if (strcmp(lfirst(oc), r) == 0)
+					dup = true;
+			if (!dup)
+				out = lappend(out, r);
+		}
+	}
+	return out;
+}

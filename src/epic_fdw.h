@@ -41,6 +41,8 @@ typedef enum EpicFhirVersion
 #define EPIC_DEFAULT_MAX_RETRIES	3
 #define EPIC_DEFAULT_MAX_CONCURRENCY 8
 #define EPIC_DEFAULT_MAX_RESPONSE_SIZE (100 * 1024 * 1024)
+#define EPIC_DEFAULT_MAX_URL_LENGTH 2048
+#define EPIC_DEFAULT_BATCH_MEMORY (64 * 1024 * 1024)
 
 typedef struct EpicServerOptions
 {
@@ -61,6 +63,8 @@ typedef struct EpicServerOptions
 	char	   *headers;		/* extra headers, JSON object text, or NULL */
 	char	   *view_dir;		/* ViewDefinition files to import, or NULL */
 	int			max_concurrency;	/* FHIR requests in flight at once */
+	int			max_url_length; /* bytes of a request URL epic_fdw builds */
+	int			batch_memory;	/* bytes of first pages held by one batch */
 } EpicServerOptions;
 
 typedef struct EpicUserOptions
@@ -149,6 +153,13 @@ typedef struct EpicColumn
 	bool		is_array;		/* a collection in an array column */
 } EpicColumn;
 
+/*
+ * A built-in view with this extension is read, not searched: each value of
+ * its required _id parameter is one GET Resource/{id} (Epic offers Group.Read
+ * only).
+ */
+#define EPIC_READ_BY_ID_URL "urn:epic_fdw:read-by-id"
+
 typedef struct EpicTable
 {
 	Oid			relid;
@@ -159,6 +170,7 @@ typedef struct EpicTable
 	EpicTableOptions topts;
 	char	   *resource;
 	const char *builtin;		/* built-in table name, or NULL */
+	bool		read_by_id;		/* rows come from reads GET Resource/{_id}, not searches */
 	EpicView   *view;			/* malloc'd; freed with the memory context */
 	int			ncolumns;		/* = relation's natts */
 	EpicColumn *columns;		/* indexed by attnum - 1; dropped ones have name NULL */
@@ -260,6 +272,10 @@ extern List *epic_build_queries(const char *resource, const char *fixed_search,
 								List *params, List **runtime_values, int count,
 								bool or_lists);
 extern int	epic_param_cmp(const ListCell *a, const ListCell *b);
+extern List *epic_build_queries_packed(const char *resource, const char *fixed_search,
+									   List *params, List **runtime_values, int count,
+									   bool or_lists, const char *base, int max_url);
+extern List *epic_build_reads(const char *resource, List *params, List **runtime_values);
 extern bool epic_search_has_param(const char *search, const char *name);
 extern char *epic_redact_query(const char *request);
 extern List *epic_param_to_list(EpicSearchParam *p);
@@ -416,6 +432,8 @@ typedef struct EpicOutcomeSeen
 
 extern EpicPage *epic_page_parse(const char *body, size_t len, const char *resource,
 								 const char *display);
+extern EpicPage *epic_page_parse_read(const char *body, size_t len, const char *resource,
+									  const char *id, const char *display);
 extern int	epic_page_count(EpicPage *page);
 extern const void *epic_page_resource(EpicPage *page, int i);
 extern const char *epic_page_next(EpicPage *page);

@@ -73,6 +73,8 @@ static const EpicOption epic_options[] = {
 	{"headers", ForeignServerRelationId, OPT_HEADERS, false, 0, 0},
 	{"view_dir", ForeignServerRelationId, OPT_TEXT, true, 0, 0},
 	{"max_concurrency", ForeignServerRelationId, OPT_INT, false, 1, 64},
+	{"max_url_length", ForeignServerRelationId, OPT_INT, false, 256, 65536},
+	{"batch_memory", ForeignServerRelationId, OPT_INT, false, 65536, 1073741821},
 	/* USER MAPPING */
 	{"client_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
 	{"private_key", UserMappingRelationId, OPT_PEM, false, 0, 0},
@@ -540,6 +542,8 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 	opts->max_retries = EPIC_DEFAULT_MAX_RETRIES;
 	opts->max_concurrency = EPIC_DEFAULT_MAX_CONCURRENCY;
 	opts->max_response_size = EPIC_DEFAULT_MAX_RESPONSE_SIZE;
+	opts->max_url_length = EPIC_DEFAULT_MAX_URL_LENGTH;
+	opts->batch_memory = EPIC_DEFAULT_BATCH_MEMORY;
 	opts->accept = "application/fhir+json";
 
 	foreach(lc, server->options)
@@ -585,6 +589,10 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 			opts->max_concurrency = parse_int_option(lookup("max_concurrency", ForeignServerRelationId), v);
 		else if (strcmp(def->defname, "max_response_size") == 0)
 			opts->max_response_size = parse_int_option(lookup("max_response_size", ForeignServerRelationId), v);
+		else if (strcmp(def->defname, "max_url_length") == 0)
+			opts->max_url_length = parse_int_option(lookup("max_url_length", ForeignServerRelationId), v);
+		else if (strcmp(def->defname, "batch_memory") == 0)
+			opts->batch_memory = parse_int_option(lookup("batch_memory", ForeignServerRelationId), v);
 	}
 	if (opts->fhir_url == NULL)
 		ereport(ERROR,

@@ -16,6 +16,8 @@
  */
 #include "scan.h"
 
+#include <math.h>
+
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -152,9 +154,23 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 							st->resource, epic_requirement_text(missing), unsent),
 					 errhint("Compare the column with a value FHIR search can express, or add a condition on another of the parameters.")));
 	}
-	st->requests = epic_build_queries(st->resource, st->fixed_search, st->params, values,
-									  st->count, st->table->sopts.or_lists);
+	if (st->table->read_by_id)
+	{
+		/* one read per group id (Epic offers Group.Read, not search) */
+		st->requests = epic_build_reads(st->resource, st->params, values);
+		if (st->requests == NIL)
+		{
+			MemoryContextSwitchTo(old);
+			return false;
+		}
+	}
+	else
+		st->requests = epic_build_queries_packed(st->resource, st->fixed_search, st->params, values,
+											 st->count, st->table->sopts.or_lists,
+											 st->table->sopts.fhir_url,
+											 st->table->sopts.max_url_length);
 	st->request_index = 0;
+	st->rescan_resources = 0;
 	st->seen_ids = NULL;
 	if (list_length(st->requests) > 1)
 	{
@@ -307,8 +323,21 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 	const char *next;
 	Size		bytes;
 
+	if (resp->status == 404 && st->table->read_by_id)
+	{
+		char	   *detail = epic_outcome_text(resp->body.data, resp->body.len);
+
+		ereport(ERROR,
+				(errcode(epic_http_status_errcode(resp->status)),
+				 errmsg("FHIR %s \"%s\" does not exist", st->resource,
+						display + strlen(st->resource) + 1),
+				 detail ? errdetail("%s", detail) : 0,
+				 errhint("Check the value compared with the table's id column: each value is read as GET %s/{id}.",
+						 st->resource),
+				 errcontext("FHIR request: GET %s", display)));
+	}
 	if (resp->status != 200)
-		epic_raise_http_error(resp, display, "FHIR search");
+		epic_raise_http_error(resp, display, st->table->read_by_id ? "FHIR read" : "FHIR search");
 	bytes = resp->body.len;
 	if (resp->content_type != NULL)
 	{
@@ -321,7 +350,11 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 					 errhint("Check the server option \"fhir_url\": it must be the FHIR base URL."),
 					 errcontext("FHIR request: GET %s", display)));
 	}
-	st->page = epic_page_parse(resp->body.data, resp->body.len, st->resource, display);
+	if (st->table->read_by_id)
+		st->page = epic_page_parse_read(resp->body.data, resp->body.len, st->resource,
+										display + strlen(st->resource) + 1, display);
+	else
+		st->page = epic_page_parse(resp->body.data, resp->body.len, st->resource, display);
 	pfree(resp->body.data);
 	st->stats.pages++;
 	st->pages_this_result++;
@@ -376,8 +409,40 @@ fetch_page(EpicScanState *st, const char *url, const char *display)
 }
 
 /*
- * Several requests (an IN list sent one value at a time): fetch the first
- * pages of the next few concurrently, max_concurrency at a time.
+ * How many first pages the next batch fetches: as many as fit in the
+ * server's batch_memory at the average size of the first pages seen so far
+ * (max_concurrency before any is seen), at least one and at most
+ * 32 x max_concurrency; and under a LIMIT no more than the rows still
+ * needed call for at the rows per search seen so far (one search before any
+ * is seen), so that a LIMIT met by the first search sends no other.
+ */
+static int
+batch_size(EpicScanState *st)
+{
+	const EpicServerOptions *so = &st->table->sopts;
+	double		k;
+
+	if (st->batch_seen_pages == 0)
+		k = so->max_concurrency;
+	else
+		k = floor((double) so->batch_memory /
+				  Max(1.0, (double) st->batch_seen_bytes / st->batch_seen_pages));
+	k = Min(k, 32.0 * so->max_concurrency);
+	if (st->limit >= 0)
+	{
+		double		need = (double) st->limit - st->rescan_resources;
+		double		per = st->batch_seen_pages ?
+			(double) st->batch_seen_resources / st->batch_seen_pages : 0;
+
+		k = Min(k, per > 0 ? ceil(Max(need, 1) / per) : 1);
+	}
+	return (int) Max(1, k);
+}
+
+/*
+ * Several requests (an IN list sent one value at a time, or OR lists
+ * packed under max_url_length): fetch the first pages of the next few
+ * concurrently, max_concurrency at a time, batch_size() of them at once.
  */
 static bool
 batched_first_page(EpicScanState *st, const char *request)
@@ -390,7 +455,7 @@ batched_first_page(EpicScanState *st, const char *request)
 		return false;
 	if (st->batch == NULL || i < st->batch_start || i >= st->batch_end)
 	{
-		int			end = Min(n, i + 32 * st->table->sopts.max_concurrency);
+		int			end = Min(n, i + batch_size(st));
 		char	  **urls = palloc(sizeof(char *) * (end - i));
 		char	  **displays = palloc(sizeof(char *) * (end - i));
 
@@ -409,6 +474,7 @@ batched_first_page(EpicScanState *st, const char *request)
 		epic_fhir_get_many(st->conn, st->um, &st->table->sopts, end - i, urls, displays,
 						   st->batch, &st->stats);
 		MemoryContextSwitchTo(old);
+
 		st->batch_start = i;
 		st->batch_end = end;
 	}
@@ -417,8 +483,12 @@ batched_first_page(EpicScanState *st, const char *request)
 	st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
 										 ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(st->page_cxt);
+	st->batch_seen_bytes += st->batch[i - st->batch_start].body.len;
 	load_page(st, &st->batch[i - st->batch_start], request);
 	MemoryContextSwitchTo(old);
+	st->batch_seen_pages++;
+	st->batch_seen_resources += epic_page_count(st->page);
+	st->rescan_resources += epic_page_count(st->page);
 	return true;
 }
 
@@ -451,6 +521,7 @@ start_request(EpicScanState *st)
 	if (st->conn == NULL)
 		st->conn = epic_acquire_connection(st->um, st->table->server);
 	st->resources_fetched = 0;
+	st->searches++;
 	if (batched_first_page(st, request))
 		return;
 	drop_prefetch(st);
@@ -690,6 +761,7 @@ epic_join_begin(ForeignScanState *node, int eflags)
 	js->d_attno = intVal(list_nth(ids, 2));
 	js->f_attno = intVal(list_nth(ids, 3));
 	js->key = epic_param_from_list(lfourth(priv));
+	js->est_keys = list_length(priv) > 4 ? floatVal(list_nth(priv, 4)) : 1;
 	st = epic_scan_begin(node, linitial(priv), js->d_relid, eflags);
 	st->join = js;
 	js->f = epic_scan_begin(node, lsecond(priv), js->f_relid, eflags);
@@ -967,4 +1039,16 @@ epic_join_rescan(EpicScanState *st)
 	st->join->drows = NULL;
 	st->join->nd = st->join->di = 0;
 	st->join->dcur = st->join->fcur = NULL;
+}
+
+/*
+ * The reads of a table read by id as EXPLAIN shows them (run-time values
+ * as $n or ?); "Resource/{id}" when no condition gives one.
+ */
+List *
+epic_scan_reads(EpicScanState *st)
+{
+	List	   *reads = epic_build_reads(st->resource, st->params, NULL);
+
+	return reads != NIL ? reads : list_make1(psprintf("%s/{id}", st->resource));
 }

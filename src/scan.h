@@ -98,7 +98,12 @@ typedef struct EpicScanState
 	int			since_poll;		/* resources read since the prefetch was polled */
 	int			batch_start;
 	int			batch_end;
+	int64		batch_seen_pages;	/* first pages of batches so far (this scan) */
+	int64		batch_seen_bytes;	/* their bytes */
+	int64		batch_seen_resources;	/* their resources */
+	int64		rescan_resources;	/* resources of this (re)scan's batches */
 	int			key_index;		/* the key's runtime slot, or -1 */
+	int			searches;		/* searches sent (first pages), for EXPLAIN ANALYZE */
 	bool		page_cached;	/* st->page belongs to the cache */
 	bool		started;
 	bool		done;
@@ -130,6 +135,7 @@ typedef struct EpicJoinState
 	AttrNumber	f_attno;		/* fan-out column matched with it */
 	EpicSearchParam *key;		/* the fan-out side's key parameter */
 	int			ntl;			/* scan tuple: fdw_scan_tlist entries */
+	double		est_keys;		/* the planner's estimate of driving rows */
 	bool	   *tl_fanout;		/* entry k comes from the fan-out side */
 	AttrNumber *tl_attno;
 	MemoryContext cxt;			/* rows; reset at rescan */
@@ -148,6 +154,7 @@ extern bool epic_scan_next_row(ForeignScanState *node, EpicScanState *st);
 extern void epic_scan_store_row(EpicScanState *st, TupleTableSlot *slot);
 extern void epic_scan_rescan(EpicScanState *st);
 extern void epic_scan_end(EpicScanState *st);
+extern List *epic_scan_reads(EpicScanState *st);
 
 extern EpicScanState *epic_join_begin(ForeignScanState *node, int eflags);
 extern TupleTableSlot *epic_join_iterate(ForeignScanState *node, EpicScanState *st);

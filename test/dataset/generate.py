@@ -17,6 +17,8 @@ Writes, one resource a line, UTF-8, into DIR:
   Encounter.ndjson
   Immunization.ndjson
   Procedure.ndjson
+  Group.ndjson                    both versions: Epic-like registries (Group.Read) over
+                                  the patients, see groups()
 
 The same arguments always produce the same bytes. Patient, MedicationStatement (STU3) and
 MedicationRequest (R4) come from one random stream seeded with S, exactly as before the
@@ -1099,6 +1101,46 @@ def display_name(pat):
     return "%s, %s" % (n["family"], " ".join(n.get("given", [])))
 
 
+def groups(version, pats):
+    """Epic-like registries (Group.Read) over the patients pats (in generation order):
+    registry-all (every patient), registry-sample (every 10th, with periods; every 30th
+    inactive), registry-empty (no member) and registry-mixed (three patients, a
+    Practitioner, a Device and a member with only a display: members that are not
+    Patients)."""
+    def member(p, n=None, period=False):
+        m = {"entity": {"reference": "Patient/" + p["id"], "display": display_name(p)}}
+        if period:
+            m["period"] = {"start": "2020-%02d-%02dT08:00:00Z" % (1 + n % 12, 1 + n % 28)}
+            if n % 30 == 0:
+                m["period"]["end"] = "2024-06-30T17:00:00Z"
+                m["inactive"] = True
+            else:
+                m["inactive"] = False
+        return m
+
+    def group(gid, name, members):
+        g = {"resourceType": "Group", "id": gid,
+             "identifier": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.798268",
+                             "value": gid.upper()}],
+             "active": True, "type": "person", "actual": True, "name": name,
+             "quantity": len(members)}
+        if members:
+            g["member"] = members
+        return g
+
+    sample = [member(p, n, True) for n, p in enumerate(pats) if n % 10 == 0]
+    mixed = [member(p) for p in pats[:3]]
+    mixed[1:1] = [{"entity": {"reference": "Practitioner/eM5CWtq15N0WJeuCet5bJlQ3",
+                              "display": "Physician, Family Medicine, MD"}},
+                  {"entity": {"reference": "Device/eDevice0000000000000003",
+                              "display": "Glucose monitor"}, "inactive": False}]
+    mixed.append({"entity": {"display": "Patient not on file"}})
+    return [group("registry-all", "All patients of the registry", [member(p) for p in pats]),
+            group("registry-sample", "Registry sample", sample),
+            group("registry-empty", "Empty registry", []),
+            group("registry-mixed", "Registry with members that are not patients", mixed)]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--version", required=True, choices=("STU3", "R4"))
@@ -1131,6 +1173,7 @@ def main(argv=None):
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     np = nm = 0
     people = []
+    pats = []
     pat_path = os.path.join(a.out, "Patient.ndjson")
     med_path = os.path.join(a.out, med_type + ".ndjson")
     with open(pat_path + ".tmp", "w", encoding="utf-8", newline="\n") as pf, \
@@ -1141,6 +1184,7 @@ def main(argv=None):
             pf.write(dumps(pat))
             pf.write("\n")
             np += 1
+            pats.append({"id": pat["id"], "name": pat["name"]})
             if types:
                 people.append(Person(n, pat))
             m = a.statements_per_patient
@@ -1167,6 +1211,14 @@ def main(argv=None):
                     k += 1
         os.replace(path + ".tmp", path)
         counts.append("%d %s" % (k, rtype))
+    # Groups (registries) last: they only name patients, no random stream
+    path = os.path.join(a.out, "Group.ndjson")
+    with open(path + ".tmp", "w", encoding="utf-8", newline="\n") as f:
+        for grp in groups(a.version, pats):
+            f.write(dumps(grp))
+            f.write("\n")
+    os.replace(path + ".tmp", path)
+    counts.append("4 Group")
     os.replace(pat_path + ".tmp", pat_path)
     os.replace(med_path + ".tmp", med_path)
     sys.stderr.write("generate.py: %d Patient, %d %s%s in %s\n"

@@ -7,6 +7,10 @@ Usage: EPIC_SANDBOX_DIR=DIR /usr/bin/python3 ctl.py CMD [ARGS]
   revoke                revoke every access token issued so far
   token-lifetime N      lifetime (seconds) of tokens issued from now on
   latency N             sleep N ms before answering every FHIR request (0 = off)
+  max-url-length N      answer 414 to FHIR requests whose absolute URL is longer than N
+                        bytes (default 2048)
+  longest-url           the length in bytes of the longest absolute URL among the logged
+                        FHIR requests (0 when none)
   expire-pages          forget every dataset paging session (next links then fail, 4113)
   log                   one line per logged request: <kind> <METHOD> <path> <status>
                         (query string URL-decoded, parameters in the order received;
@@ -118,6 +122,11 @@ def main(argv):
         request("POST", "/_sandbox/token-lifetime?seconds=%d" % int(args[0]))
     elif cmd == "latency" and len(args) == 1 and args[0].isdigit():
         request("POST", "/_sandbox/latency?ms=%d" % int(args[0]))
+    elif cmd == "max-url-length" and len(args) == 1 and args[0].isdigit():
+        request("POST", "/_sandbox/max-url-length?bytes=%d" % int(args[0]))
+    elif cmd == "longest-url" and not args:
+        print(max([e.get("url_length", 0) for e in request("GET", "/_sandbox/log")
+                   if e["kind"] == "fhir"] or [0]))
     elif cmd == "expire-pages" and not args:
         request("POST", "/_sandbox/expire-pages")
     elif cmd == "log" and not args:

@@ -386,8 +386,30 @@ def required_error(diag, param):
                        display=BUSINESS_RULE, expression=[param])
 
 
-def check_required(version, rtype, params, given):
-    """given: the search parameter names (without modifiers) used, :missing ones left out."""
+# Epic's rule for Patient.Search (enforced when a Dataset has patient_criteria, as the
+# Epic-shaped sandbox's registry does): a search needs _id, identifier, or a demographic
+# criterion — name (name, family, given), birthdate, gender, telecom (telecom, phone,
+# email) or address (address, address-*). A search of "all patients" (no criterion, or
+# only active) answers 400 with code 59159, as the recorded Epic response does.
+PATIENT_CRITERIA = ("_id", "identifier", "name", "family", "given", "birthdate", "gender",
+                    "telecom", "phone", "email", "address", "address-city", "address-state",
+                    "address-postalcode")
+PATIENT_CRITERIA_HELP = ("Not enough search criteria: a Patient search requires _id, "
+                         "identifier, or a combination of name, birthdate and gender or "
+                         "telecom.")
+
+
+def check_patient_criteria(given):
+    if not any(p in given for p in PATIENT_CRITERIA):
+        raise SearchError(400, "required", PATIENT_CRITERIA_HELP, epic_code="59159",
+                          severity="fatal", display=BUSINESS_RULE)
+
+
+def check_required(version, rtype, params, given, patient_criteria=False):
+    """given: the search parameter names (without modifiers) used, :missing ones left out.
+    patient_criteria: Epic's Patient.Search rule too (check_patient_criteria)."""
+    if rtype == "Patient" and patient_criteria:
+        check_patient_criteria(given)
     if rtype not in PATIENT_REQUIRED or "_id" in given:
         return
     pats = [p for p in ("patient", "subject") if p in params]
@@ -605,19 +627,21 @@ class Dataset:
     (with _id and _count at least; none of a type -> an empty searchset) instead of 404 for
     types neither loaded nor in param_table; resources without an id are accepted too (they
     are served as given, indexed under a made-up id anon-N). epic_rules: enforce Epic's
-    required search parameters (check_required). lenient: an unknown search parameter is
+    required search parameters (check_required); patient_criteria: Epic's Patient.Search
+    rule as well (check_patient_criteria). lenient: an unknown search parameter is
     ignored, as FHIR's default handling=lenient allows, instead of answering 400: the
     searchset then carries an OperationOutcome issue "not-supported" naming it, and its
     self link leaves it out (the self link lists the parameters the server used)."""
 
     def __init__(self, version, directory=None, resources=None, name=None, any_type=False,
-                 epic_rules=True, lenient=False):
+                 epic_rules=True, lenient=False, patient_criteria=False):
         self.version = version
         self.lenient = lenient
         self.name = name or version
         self.directory = directory
         self.any_type = any_type
         self.epic_rules = epic_rules
+        self.patient_criteria = patient_criteria
         self.table = param_table(version)
         self.stores = {}
         self.pages = collections.OrderedDict()   # token -> (store, indexes array, offset, count)
@@ -815,7 +839,7 @@ class Dataset:
                 candidates = cand if candidates is None else candidates & cand
             preds.append((base, pred, ptype == "id"))
         if self.epic_rules:
-            check_required(self.version, rtype, s.params, given)
+            check_required(self.version, rtype, s.params, given, self.patient_criteria)
         if candidates is None:
             candidates = range(len(s.ids))
         else:

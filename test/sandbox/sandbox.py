@@ -8,7 +8,8 @@ It imitates the parts of Epic's FHIR API that epic_fdw talks to:
   POST /oauth2/token            client_credentials + private_key_jwt (RS384/ES384),
                                 assertion verified independently with PyJWT
   GET  /api/FHIR/{ver}/...      bearer token required; answered from fixtures
-                                (recorded request/response pairs)
+                                (recorded request/response pairs), else from the
+                                version's Epic-like registry (below)
   GET  /dataset/{STU3|R4}/...   with --dataset VERSION=DIR: a directory of resources served
                                 with real FHIR search semantics (see dataset.py); same
                                 token checking, discovery and metadata as /api/FHIR/
@@ -30,6 +31,19 @@ and left out of the self link (FHIR's default handling=lenient).
 Answers {"ok", "name", "version", "rules", "counts": {type: n}}; 400 for a bad name,
 version or body. DELETE /_sandbox/dataset?name=NAME drops it (404 if unknown); requests
 to it then answer 404. GET /_sandbox/datasets lists every dataset with its counts.
+
+The Epic-shaped endpoint /api/FHIR/{STU3|R4}/ also holds an Epic-like registry: 600
+generated patients (test/dataset/generate.py --patients 600 --seed 13 --types none: their
+medication statements (STU3) or requests (R4)) and the Groups registry-all (all 600),
+registry-sample, registry-empty and registry-mixed (members that are not Patients). A
+request no fixture answers goes to the registry when it is a read or search of a type the
+registry holds (Patient, Group, MedicationStatement / MedicationRequest); searches there
+follow Epic's rules, Patient.Search's "not enough criteria" (59159) included. Other types
+still answer 404 "no recorded response".
+
+Every FHIR request (both endpoints) whose absolute URL is longer than max_url_length bytes
+(default 2048; POST /_sandbox/max-url-length?bytes=N) is answered 414 with an
+OperationOutcome, as IIS in front of Epic would; the log records each request's URL length.
 
 Fault injection (POST /_sandbox/fault with a JSON object; see parse_fault() below for the
 full contract): a queued fault makes upcoming matching requests (match "fhir", "token" or a
@@ -92,6 +106,9 @@ FHIR_JSON = "application/json+fhir; charset=utf-8"
 DEFAULT_SCOPE = "system/Patient.read system/MedicationStatement.read"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_EXP_AHEAD = 300
+DEFAULT_MAX_URL_LENGTH = 2048
+REGISTRY_PATIENTS = 600
+REGISTRY_TYPES = ("Patient", "Group", "MedicationStatement", "MedicationRequest")
 SKEW = 5
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 INVALID_TOKEN_CHALLENGE = ('Bearer error="invalid_token", error_description="The access token '
@@ -324,8 +341,11 @@ class AssertionError_(Exception):
 
 
 class State:
-    def __init__(self, clients, fixtures, token_lifetime, datasets=None, latency_ms=0):
+    def __init__(self, clients, fixtures, token_lifetime, datasets=None, latency_ms=0,
+                 registries=None):
         self.clients = clients
+        self.registries = dict(registries or {})   # FHIR version -> the Epic-like registry
+        self.max_url_length = DEFAULT_MAX_URL_LENGTH
         self.fixtures = fixtures
         self.token_lifetime = token_lifetime
         # name -> dataset.Dataset: --dataset VERSION=DIR ones under their version, named
@@ -705,6 +725,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.set_state_int(params, "seconds", "token_lifetime")
         if method == "POST" and name == "latency":
             return self.set_state_int(params, "ms", "latency_ms")
+        if method == "POST" and name == "max-url-length":
+            return self.set_state_int(params, "bytes", "max_url_length")
         if method == "POST" and name == "expire-pages":
             n = sum(ds.expire_pages() for ds in st.all_datasets())
             return self.send_json(200, {"ok": True, "expired": n})
@@ -882,6 +904,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             kind = "fhir"
         entry = {"method": method, "kind": kind, "fhir_version": version, "path": rel}
+        url_len = len(("https://%s" % self.host()).encode("utf-8")) + len(self.path.encode("utf-8"))
+        entry["url_length"] = url_len
         if dataset:
             entry["base"] = "dataset"
             if name != version:
@@ -891,6 +915,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 entry[f] = self.headers.get(h)
         base_url = "https://%s/%s/%s/" % (self.host(), "dataset" if dataset else "api/FHIR",
                                           name)
+        if url_len > st.max_url_length:
+            # as IIS would (its default limits are lower still): the URL is refused
+            # before anything else looks at the request
+            st.add_log(dict(entry, status=414))
+            return self.send_json(414, outcome(
+                "too-long", "sandbox: request URL of %d bytes is longer than the limit of %d"
+                % (url_len, st.max_url_length)), content_type=FHIR_JSON)
         fault = st.pick_fault(kind, rel)
         if fault is not None and not fault_needs_real(fault):
             return self.apply_fault(fault, entry, None, base_url)
@@ -954,6 +985,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return done(status, payload, content_type=dataset_mod.FHIR_JSON_STD)
 
         resp = st.fixtures.lookup(method, version, rel)
+        reg = st.registries.get(version)
+        if resp is None and reg is not None and \
+                urllib.parse.unquote(rel.partition("?")[0]).strip("/").split("/")[0] \
+                in REGISTRY_TYPES:
+            entry["registry"] = True
+            status, payload = reg.handle(method, rel, base_url)
+            if 200 <= status < 300:
+                st.count_success()
+            return done(status, payload, content_type=dataset_mod.FHIR_JSON_STD)
         if resp is None:
             msg = "sandbox: no recorded response for %s %s" % (method, rel)
             sys.stderr.write(msg + "\n")
@@ -1501,6 +1541,8 @@ def main():
     ap.add_argument("--token-lifetime", type=int, default=300)
     ap.add_argument("--dataset", action="append", default=[], metavar="VERSION=DIR",
                     help="serve the resources in DIR under /dataset/VERSION/ (STU3 or R4)")
+    ap.add_argument("--no-registry", action="store_true",
+                    help="no Epic-like registry behind /api/FHIR/ (recorded fixtures only)")
     ap.add_argument("--latency-ms", type=int, default=0,
                     help="sleep this long before answering every FHIR request")
     args = ap.parse_args()
@@ -1539,12 +1581,28 @@ def main():
         warn("dataset %s from %s: %s (%.1f s)" % (version, d, datasets[version].summary(),
                                                   time.time() - t0))
 
+    registries = {}
+    if not args.no_registry:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "..", "dataset"))
+        import generate as generate_mod  # noqa: E402
+        for version in ("STU3", "R4"):
+            d = os.path.join(state_dir, "registry", version.lower())
+            if not os.path.exists(os.path.join(d, "Group.ndjson")):
+                generate_mod.main(["--version", version, "--patients", str(REGISTRY_PATIENTS),
+                                   "--statements-per-patient", "5", "--seed", "13",
+                                   "--types", "none", "--out", d])
+            registries[version] = dataset_mod.Dataset(version, d, name=version,
+                                                      patient_criteria=True)
+            warn("registry %s: %s" % (version, registries[version].summary()))
+
     crt, key = ensure_tls_material(state_dir)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(crt, key)
 
-    state = State(clients, fixtures, args.token_lifetime, datasets, args.latency_ms)
+    state = State(clients, fixtures, args.token_lifetime, datasets, args.latency_ms,
+                  registries)
     server = Server(("127.0.0.1", 0), Handler, ctx, state)
     port = server.server_address[1]
 

@@ -330,9 +330,9 @@ def run_checks(d, port, keys, env, recording):
     st, hd, doc = get("Practitioner?_count=100")
     check("Practitioner 404 HTML", st == 404 and hd.get("Content-Type") == "text/html"
           and "<html" in doc)
-    st, _, doc = get("Patient?family=Nobody&_count=100")
+    st, _, doc = get("Encounter?patient=Nobody&_count=100")
     check("unmatched -> 404 OperationOutcome", st == 404 and doc["issue"][0]["code"] == "not-found"
-          and "no recorded response for GET Patient?family=Nobody" in doc["issue"][0]["diagnostics"])
+          and "no recorded response for GET Encounter?patient=Nobody" in doc["issue"][0]["diagnostics"])
 
     # R4
     st, _, doc = get("Patient/" + CAMILA, "R4")
@@ -355,6 +355,43 @@ def run_checks(d, port, keys, env, recording):
 
     # ctl.py
     ctl = lambda *a: sh(PY, os.path.join(HERE, "ctl.py"), *a, env=env)  # noqa: E731
+    # the Epic-like registry behind the fixtures: Groups, Epic's Patient criteria, 414
+    for version in ("STU3", "R4"):
+        st, _, grp = get("Group/registry-all", version)
+        members = [m["entity"]["reference"] for m in (grp or {}).get("member", [])]
+        check("%s registry Group read" % version, st == 200 and len(members) == 600
+              and all(m.startswith("Patient/") for m in members), (st, len(members)))
+        st, _, doc = get("Patient?_id=%s&_count=100" % ",".join(
+            m.split("/")[1] for m in members[100:110]), version)
+        check("%s registry patients by _id" % version,
+              st == 200 and sorted(ids(doc)) == sorted(m.split("/")[1] for m in members[100:110]))
+        st, _, doc = get("Group/registry-empty", version)
+        check("%s empty Group" % version, st == 200 and "member" not in doc)
+        st, _, doc = get("Group/registry-mixed", version)
+        kinds = [m["entity"].get("reference", "-").split("/")[0] for m in doc["member"]]
+        check("%s mixed Group" % version,
+              kinds == ["Patient", "Practitioner", "Device", "Patient", "Patient", "-"], kinds)
+        st, _, doc = get("Group/no-such-group", version)
+        check("%s unknown Group -> 404" % version, st == 404)
+        for q in ("Patient?active=true&_count=100", "Patient?_count=50", "Patient"):
+            st, _, doc = get(q, version)
+            check("%s %s -> 400 59159" % (version, q), st == 400
+                  and doc["issue"][0]["details"]["coding"][0]["code"] == "59159", (st, doc))
+        st, _, doc = get("Patient?family=Zz&gender=female", version)
+        check("%s Patient with criteria" % version, st == 200 and ids(doc) == [])
+        st, _, doc = get("Patient?family=Nobody&_count=100", version)
+        check("%s registry answers unrecorded searches" % version, st == 200 and ids(doc) == [])
+    long_ids = ",".join(["e" + "x" * 23] * 200)
+    st, _, doc = get("Patient?_id=" + long_ids)
+    check("URL over 2048 bytes -> 414", st == 414 and doc["issue"][0]["code"] == "too-long",
+          (st, doc))
+    st, _, doc = get("Patient?_id=" + ",".join([CAMILA] * 70))
+    check("URL under 2048 bytes -> 200", st == 200 and ids(doc) == [CAMILA], st)
+    check("ctl max-url-length", ctl("max-url-length", "10000").returncode == 0)
+    st, _, doc = get("Patient?_id=" + long_ids)
+    check("URL under a raised limit -> 200", st == 200, st)
+    check("ctl longest-url", int(ctl("longest-url").stdout) > 4800, ctl("longest-url").stdout)
+    ctl("max-url-length", "2048")
     r = ctl("reset")
     check("ctl reset", r.returncode == 0 and ctl("log").stdout == "")
     get("Patient?identifier=urn%3Aoid%3A1.2.840.114350.1.13.0.1.7.5.737384.14%7C203713&_count=100")

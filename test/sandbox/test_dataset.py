@@ -601,8 +601,9 @@ def check_generated(data, d):
                                               and "agent" in m["requester"] for m in mr))
     # --types
     gen = os.path.join(REPO, "test", "dataset", "generate.py")
-    for types, want in (("none", ["MedicationStatement.ndjson", "Patient.ndjson"]),
-                        ("Encounter,MedicationRequest", ["Encounter.ndjson",
+    for types, want in (("none", ["Group.ndjson", "MedicationStatement.ndjson",
+                                  "Patient.ndjson"]),
+                        ("Encounter,MedicationRequest", ["Encounter.ndjson", "Group.ndjson",
                                                          "MedicationRequest.ndjson",
                                                          "MedicationStatement.ndjson",
                                                          "Patient.ndjson"])):
@@ -1270,7 +1271,7 @@ def main():
     check("generator is deterministic", all(
         open(os.path.join(stu3, f), "rb").read() == open(os.path.join(d, "again", f), "rb").read()
         for f in os.listdir(os.path.join(d, "again"))) and len(os.listdir(os.path.join(
-            d, "again"))) == 9)
+            d, "again"))) == 10)
     data = {"STU3": load_dir(stu3), "R4": load_dir(r4)}
     check_generated(data, d)
     sizes = [len(json.dumps(p, ensure_ascii=False, separators=(",", ":")))
