@@ -53,21 +53,9 @@ echo "The sandbox answered these requests (its request log):"
 $EPIC_CTL log
 
 if [ "$keep" = yes ]; then
-	psql -X -q -v ON_ERROR_STOP=1 -d postgres <<'SQL'
-\getenv dataset_url EPIC_DATASET_URL_STU3
-\getenv ca_file EPIC_CA_FILE
-\getenv rsa_key EPIC_RSA_KEY
-CREATE SERVER dataset FOREIGN DATA WRAPPER epic_fdw
-  OPTIONS (fhir_url :'dataset_url', fhir_version 'STU3', ca_file :'ca_file',
-           mrn_system 'urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14');
-CREATE USER MAPPING FOR CURRENT_USER SERVER dataset
-  OPTIONS (client_id 'epic-fdw-rs384', private_key_file :'rsa_key', key_id 'rs1');
-CREATE SCHEMA dataset;
-IMPORT FOREIGN SCHEMA fhir FROM SERVER dataset INTO dataset;
-SQL
-fi
-
-if [ "$keep" = yes ]; then
+	# the tests' own setup: server dataset, every built-in table in schema ds
+	psql -X -q -v ON_ERROR_STOP=1 -d postgres -v dataset_url="$EPIC_DATASET_URL_STU3" \
+		-v ca_file="$EPIC_CA_FILE" -v rsa_key="$EPIC_RSA_KEY" -f "$REPO/sql/include/dataset.sql"
 	echo "$PGBIN" >"$STATE/demo-kept"
 	kept=yes
 	cat <<MSG
@@ -87,9 +75,9 @@ The demo's objects are there, in database postgres:
 To explore with any search, a server over the generated dataset (200 STU3 patients
 with medication statements, observations, conditions, ...), same user mapping options:
   server        dataset  (fhir_url '$EPIC_DATASET_URL_STU3')
-  tables        schema dataset: every built-in table (IMPORT FOREIGN SCHEMA fhir)
+  tables        schema ds: every built-in table (IMPORT FOREIGN SCHEMA fhir)
 Try:
-  SELECT id, name, birthdate, city FROM dataset.patients WHERE birthdate < '1950-01-01';
+  SELECT id, name, birthdate, city FROM ds.patients WHERE birthdate < '1950-01-01';
   SELECT * FROM epic_fdw_check('dataset');
 
 Stop it and remove its files:
