@@ -160,7 +160,21 @@ SELECT count(*) FROM patients WHERE id = (SELECT id FROM forty OFFSET 2 LIMIT 1)
 \! $EPIC_CTL token-lifetime 3600
 ALTER SERVER dataset OPTIONS (DROP timeout);
 
--- 6. The credential rule: a key is never used where a non-superuser can
+-- 6. A retry's wait (Retry-After) inside a batch of concurrent searches
+-- keeps driving the other searches: their timeouts do not run out unread
+ALTER SERVER dataset OPTIONS (ADD or_lists 'false', ADD max_retries '1');
+SELECT count(*) AS expected5 FROM medication_statements
+ WHERE patient_id = ANY (ARRAY(SELECT id FROM forty ORDER BY id LIMIT 5)) \gset
+ALTER SERVER dataset OPTIONS (ADD timeout '2');
+\! $EPIC_CTL latency 1000
+\! $EPIC_CTL fault '{"match": "MedicationStatement?", "kind": "status", "status": 503, "headers": {"Retry-After": "3"}}'
+SELECT count(*) = :expected5 AS all_rows FROM medication_statements
+ WHERE patient_id = ANY (ARRAY(SELECT id FROM forty ORDER BY id LIMIT 5));
+\! $EPIC_CTL latency 0
+\! $EPIC_CTL faults-clear
+ALTER SERVER dataset OPTIONS (DROP or_lists, DROP max_retries, DROP timeout);
+
+-- 7. The credential rule: a key is never used where a non-superuser can
 -- have chosen the endpoint or the client identity.
 CREATE ROLE regress_epic_owner LOGIN;
 GRANT USAGE ON FOREIGN DATA WRAPPER epic_fdw TO regress_epic_owner;

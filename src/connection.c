@@ -77,7 +77,7 @@ static HTAB *ConnectionHash = NULL;
 
 static bool retry_wait(bool ok, const EpicHttpResponse *resp, int attempt, int max_retries,
 					   double *wait);
-static void backoff_sleep(double secs);
+static void backoff_sleep(EpicConnection *conn, double secs);
 
 static void
 drop_token(EpicConnection *entry)
@@ -498,7 +498,7 @@ fetch_token(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopt
 		}
 		if (!retry_wait(ok, &resp, attempt, sopts->max_retries, &wait))
 			break;
-		backoff_sleep(wait);
+		backoff_sleep(conn, wait);
 	}
 	if (resp.xfer_error != EPIC_XFER_OK)
 		epic_http_raise_transport_error(&req, &resp);
@@ -586,25 +586,16 @@ retry_wait(bool ok, const EpicHttpResponse *resp, int attempt, int max_retries, 
 	return true;
 }
 
-/* Sleep for secs, waking for interrupts (query cancel, shutdown). */
+/*
+ * Sleep for secs before a retry, waking for interrupts (query cancel,
+ * shutdown).  The connection's other transfers (the rest of a concurrent
+ * batch, a prefetch) are driven meanwhile, so their timeouts do not run out
+ * while nobody reads them.
+ */
 static void
-backoff_sleep(double secs)
+backoff_sleep(EpicConnection *conn, double secs)
 {
-	TimestampTz end = GetCurrentTimestamp() + (TimestampTz) (secs * USECS_PER_SEC);
-
-	for (;;)
-	{
-		long		ms;
-		TimestampTz now = GetCurrentTimestamp();
-
-		CHECK_FOR_INTERRUPTS();
-		if (now >= end)
-			break;
-		ms = (long) ((end - now) / 1000) + 1;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
+	epic_http_sleep(conn->http, secs);
 }
 
 /*
@@ -713,7 +704,7 @@ fhir_get_from(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 		attempt++;
 		if (ok)
 			pfree(resp->body.data);
-		backoff_sleep(wait);
+		backoff_sleep(conn, wait);
 	}
 }
 
@@ -762,7 +753,7 @@ settle(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
 	}
 	if (ok)
 		pfree(resp->body.data);
-	backoff_sleep(wait);
+	backoff_sleep(conn, wait);
 	fhir_get_from(conn, um, sopts, url, display, resp, stats, 1, false);
 }
 

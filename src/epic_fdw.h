@@ -341,6 +341,7 @@ extern EpicHttpXfer *epic_http_start(EpicHttpClient *client, const EpicHttpReque
 extern bool epic_http_done(const EpicHttpXfer *x);
 extern void epic_http_poll(EpicHttpClient *client);
 extern void epic_http_wait(EpicHttpClient *client, EpicHttpXfer **xfers, int n, bool any);
+extern void epic_http_sleep(EpicHttpClient *client, double secs);
 extern bool epic_http_finish(EpicHttpXfer *x);
 extern void epic_http_abort(EpicHttpXfer *x);
 extern void epic_http_perform(EpicHttpClient *client, const EpicHttpRequest *req,

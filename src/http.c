@@ -746,6 +746,34 @@ epic_http_wait(EpicHttpClient *client, EpicHttpXfer **xfers, int n, bool any)
 }
 
 /*
+ * Sleep for secs while driving every transfer of the client (they keep
+ * receiving), waking for interrupts: a query cancel is raised here.
+ */
+void
+epic_http_sleep(EpicHttpClient *client, double secs)
+{
+	TimestampTz end = GetCurrentTimestamp() + (TimestampTz) (secs * USECS_PER_SEC);
+
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		long		ms;
+		CURLMcode	mrc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (now >= end)
+			break;
+		ms = Min((long) ((end - now) / 1000) + 1, 100);
+		multi_perform(client);
+		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		mrc = curl_multi_poll(client->multi, NULL, 0, (int) ms, NULL);
+		pgstat_report_wait_end();
+		if (mrc != CURLM_OK)
+			multi_failed("curl_multi_poll", mrc);
+	}
+}
+
+/*
  * Complete a transfer epic_http_wait() reported done: true with resp filled
  * for any HTTP status; false for a transport failure (DNS, connect, TLS,
  * timeout, reset) with resp->xfer_error and resp->xfer_detail set.  A query
