@@ -174,7 +174,23 @@ SELECT count(*) = :expected5 AS all_rows FROM medication_statements
 \! $EPIC_CTL faults-clear
 ALTER SERVER dataset OPTIONS (DROP or_lists, DROP max_retries, DROP timeout);
 
--- 7. The credential rule: a key is never used where a non-superuser can
+-- 7. A resource returned by two searches of one scan is one row, whatever
+-- the length of its id (a server may send ids longer than FHIR's 64)
+\! echo '[{"resourceType":"Patient","id":"p-long-0123456789012345678901234567890123456789012345678901234567890123456789","name":[{"family":"Smith","given":["Ann"]}],"gender":"female"},{"resourceType":"Patient","id":"p-short","name":[{"family":"Smit","given":["Bo"]}],"gender":"male"}]' | $EPIC_CTL dataset longids STU3 -
+SELECT replace(:'dataset_url', '/STU3/', '/longids/') AS longids_url \gset
+CREATE SERVER longids FOREIGN DATA WRAPPER epic_fdw
+  OPTIONS (fhir_url :'longids_url', fhir_version 'STU3', ca_file :'ca_file', or_lists 'false');
+CREATE USER MAPPING FOR CURRENT_USER SERVER longids
+  OPTIONS (client_id 'epic-fdw-rs384', private_key_file :'rsa_key', key_id 'rs1');
+CREATE FOREIGN TABLE public.longid_patients (id text, family text) SERVER longids
+  OPTIONS (resource 'Patient');
+-- family=Smith and family=Smit (a prefix match) both return Ann Smith
+\! $EPIC_CTL reset
+SELECT length(id), family FROM public.longid_patients WHERE family IN ('Smith', 'Smit') ORDER BY family;
+\! $EPIC_CTL count fhir Patient
+DROP SERVER longids CASCADE;
+
+-- 8. The credential rule: a key is never used where a non-superuser can
 -- have chosen the endpoint or the client identity.
 CREATE ROLE regress_epic_owner LOGIN;
 GRANT USAGE ON FOREIGN DATA WRAPPER epic_fdw TO regress_epic_owner;

@@ -21,7 +21,9 @@
  */
 #include "epic_fdw.h"
 
+#include "common/hashfn.h"
 #include "json_page.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #define J (&epic_jdoc_ops)
@@ -449,22 +451,31 @@ epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen, const char *req
 			const char *ccode = issue_coding_code(issue);
 			const char *text = issue_text(issue);
 			char	   *key;
-			ListCell   *lc;
+			uint64		hkey[2];
 			bool		dup = false;
-			MemoryContext old;
 
 			if (code && strcmp(code, "not-supported") == 0)
 				ignored = names_mentioned(sent, issue, ignored);
+			/* one report per distinct issue and scan: a hash set, not a list */
 			key = psprintf("%s|%s|%s|%s", severity ? severity : "", code ? code : "",
 						   ccode ? ccode : "", text ? text : "");
-			foreach(lc, seen->keys)
-				if (strcmp((char *) lfirst(lc), key) == 0)
-					dup = true;
+			hkey[0] = hash_bytes_extended((const unsigned char *) key, (int) strlen(key), 0);
+			hkey[1] = hash_bytes_extended((const unsigned char *) key, (int) strlen(key),
+										  UINT64CONST(0x9e3779b97f4a7c15));
+			pfree(key);
+			if (seen->keys == NULL)
+			{
+				HASHCTL		ctl;
+
+				ctl.keysize = sizeof(hkey);
+				ctl.entrysize = sizeof(hkey);
+				ctl.hcxt = seen->cxt;
+				seen->keys = hash_create("epic_fdw outcome issues", 16, &ctl,
+										 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			}
+			hash_search(seen->keys, hkey, HASH_ENTER, &dup);
 			if (dup)
 				continue;
-			old = MemoryContextSwitchTo(seen->cxt);
-			seen->keys = lappend(seen->keys, pstrdup(key));
-			MemoryContextSwitchTo(old);
 
 			ereport(issue_is_serious(severity, code) ? WARNING : DEBUG1,
 					(errcode(ERRCODE_WARNING),

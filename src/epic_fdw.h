@@ -426,7 +426,7 @@ extern const EpicJsonOps *const epic_page_ops;
 
 typedef struct EpicOutcomeSeen
 {
-	List	   *keys;			/* issues already reported in this scan */
+	struct HTAB *keys;			/* issues already reported in this scan */
 	MemoryContext cxt;			/* where keys live (as long as the scan) */
 	bool		ignored_warned; /* "ignored search parameter" said */
 } EpicOutcomeSeen;

@@ -176,12 +176,17 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 	{
 		HASHCTL		ctl;
 
-		/* several requests may return the same resource: once per scan */
-		ctl.keysize = 65;		/* FHIR ids are at most 64 characters */
-		ctl.entrysize = 65;
+		/*
+		 * Several requests may return the same resource: once per scan.
+		 * Ids are keyed by two independent 64-bit hashes of their whole
+		 * text (FHIR ids have at most 64 characters, but a server may send
+		 * longer ones, and a long id must not escape the check).
+		 */
+		ctl.keysize = sizeof(uint64) * 2;
+		ctl.entrysize = sizeof(uint64) * 2;
 		ctl.hcxt = st->rescan_cxt;
 		st->seen_ids = hash_create("epic_fdw ids", 64, &ctl,
-								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	st->cache_key = NULL;
 	{
@@ -669,12 +674,13 @@ epic_scan_next_row(ForeignScanState *node, EpicScanState *st)
 			const char *id = idnode ? epic_page_ops->scalar(idnode, buf, sizeof(buf), &len) : NULL;
 			bool		found = false;
 
-			if (id != NULL && len > 0 && len <= 64)
+			if (id != NULL && len > 0)
 			{
-				char		key[65];
+				uint64		key[2];
 
-				memcpy(key, id, len);
-				key[len] = '\0';
+				key[0] = hash_bytes_extended((const unsigned char *) id, (int) len, 0);
+				key[1] = hash_bytes_extended((const unsigned char *) id, (int) len,
+											 UINT64CONST(0x9e3779b97f4a7c15));
 				hash_search(st->seen_ids, key, HASH_ENTER, &found);
 			}
 			if (found)
