@@ -76,13 +76,35 @@ SELECT * FROM patients_scoped WHERE id = 'eq081-VQEgP8drUUqCWzHfw3';
 ALTER SERVER sandbox_scoped OPTIONS (SET scope 'system/Patient.read');
 SELECT * FROM patients_scoped WHERE id = 'eq081-VQEgP8drUUqCWzHfw3';
 
--- a key file the server cannot read
+-- a key file that is missing: refused at CREATE, and reported at the first
+-- query when it goes missing later
 CREATE SERVER sandbox_nokey FOREIGN DATA WRAPPER epic_fdw
   OPTIONS (fhir_url :'fhir_url', token_url :'token_url', fhir_version 'STU3', ca_file :'ca_file');
 CREATE USER MAPPING FOR CURRENT_USER SERVER sandbox_nokey
   OPTIONS (client_id 'epic-fdw-rs384', private_key_file '/nonexistent/key.pem');
+\! install -o postgres -m 600 "$EPIC_RSA_KEY" /tmp/epic_fdw_regress_gone.pem
+CREATE USER MAPPING FOR CURRENT_USER SERVER sandbox_nokey
+  OPTIONS (client_id 'epic-fdw-rs384', private_key_file '/tmp/epic_fdw_regress_gone.pem');
+\! rm -f /tmp/epic_fdw_regress_gone.pem
 CREATE FOREIGN TABLE patients_nokey (id text) SERVER sandbox_nokey OPTIONS (resource 'Patient');
 SELECT * FROM patients_nokey WHERE id = 'eq081-VQEgP8drUUqCWzHfw3';
+
+-- a fhir_url that is not the FHIR base: the discovery 404 points at it
+SELECT replace(:'fhir_url', '/STU3/', '/NOPE/') AS bad_base \gset
+CREATE SERVER sandbox_badbase FOREIGN DATA WRAPPER epic_fdw
+  OPTIONS (fhir_url :'bad_base', fhir_version 'STU3', ca_file :'ca_file');
+CREATE USER MAPPING FOR CURRENT_USER SERVER sandbox_badbase
+  OPTIONS (client_id 'epic-fdw-rs384', private_key_file :'rsa_key', key_id 'rs1');
+CREATE FOREIGN TABLE patients_badbase (id text) SERVER sandbox_badbase OPTIONS (resource 'Patient');
+DO $$
+DECLARE m text; h text; st text;
+BEGIN
+  PERFORM * FROM patients_badbase WHERE id = 'x';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, h = PG_EXCEPTION_HINT;
+  RAISE NOTICE '% %: %', st, m, h;
+END $$;
+DROP SERVER sandbox_badbase CASCADE;
 
 \set SHOW_CONTEXT errors
 DROP SERVER sandbox, sandbox_es, sandbox_wrong, sandbox_scoped, sandbox_nokey CASCADE;

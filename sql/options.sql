@@ -41,7 +41,13 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER s1 OPTIONS (client_id 'c', private_k
 ALTER USER MAPPING FOR CURRENT_USER SERVER s1 OPTIONS (SET algorithm 'RS384');   -- key no longer fits
 DROP USER MAPPING FOR CURRENT_USER SERVER s1;
 CREATE USER MAPPING FOR CURRENT_USER SERVER s1
-  OPTIONS (client_id 'c', private_key_file '/etc/epic/key.pem', key_id 'k1', algorithm 'RS384', jku 'https://app.example.org/jwks.json');
+  OPTIONS (client_id 'c', private_key_file :'rsa_key', key_id 'k1', algorithm 'RS384', jku 'https://app.example.org/jwks.json');
+-- files are checked at CREATE/ALTER: an absolute path to a readable regular file
+ALTER USER MAPPING FOR CURRENT_USER SERVER s1 OPTIONS (SET private_key_file 'keys/key.pem');
+ALTER USER MAPPING FOR CURRENT_USER SERVER s1 OPTIONS (SET private_key_file '/etc/epic/key.pem');
+ALTER USER MAPPING FOR CURRENT_USER SERVER s1 OPTIONS (SET private_key_file '/etc');
+ALTER SERVER s1 OPTIONS (ADD ca_file 'ca.crt');
+ALTER SERVER s1 OPTIONS (ADD ca_file '/nonexistent/ca.crt');
 
 -- FOREIGN TABLE and COLUMN
 CREATE FOREIGN TABLE t1 (id text) SERVER s1 OPTIONS (resource 'patient');

@@ -332,6 +332,10 @@ discover_token_url(EpicConnection *conn, const EpicServerOptions *sopts, EpicSca
 		ereport(ERROR,
 				(errcode(epic_http_status_errcode(resp.status)),
 				 errmsg("could not discover the token endpoint: HTTP status %ld", resp.status),
+				 resp.status == 404 ?
+				 errhint("Check the server option \"fhir_url\": it must be the FHIR base URL, "
+						 "under which .well-known/smart-configuration is published "
+						 "(or set \"token_url\" if the server publishes none).") :
 				 errhint("Set the server option \"token_url\"."),
 				 errcontext("FHIR request: GET %s", url)));
 	found = epic_smart_config_token_endpoint(resp.body.data, resp.body.len, errbuf, sizeof(errbuf));

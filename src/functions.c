@@ -232,10 +232,16 @@ static void
 step_discovery(void *arg, CheckRow *row)
 {
 	CheckState *cs = arg;
-	const char *url = epic_connection_token_url(cs->conn, &cs->sopts, NULL);
+	EpicScanStats stats;
+	const char *url;
 
+	memset(&stats, 0, sizeof(stats));
+	url = epic_connection_token_url(cs->conn, &cs->sopts, &stats);
 	row->ok = true;
-	row->detail = psprintf("token endpoint: %s", url);
+	/* discovered earlier in this session: no request was made now */
+	row->detail = stats.requests == 0 ?
+		psprintf("token endpoint: %s (cached: discovered earlier in this session, no request made)", url) :
+		psprintf("token endpoint: %s", url);
 }
 
 static void

@@ -12,6 +12,9 @@
  */
 #include "epic_fdw.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <limits.h>
 
 #include "access/reloptions.h"
@@ -231,6 +234,43 @@ check_path_option(const char *value)
 		}
 	}
 	epic_fp_free(e);
+}
+
+/*
+ * A file option (superuser-only, so telling whether the file exists reveals
+ * nothing to anyone else): an absolute path to a regular file that the
+ * database server can read, checked at CREATE/ALTER time instead of at the
+ * first query.
+ */
+static void
+check_server_file(DefElem *def)
+{
+	const char *path;
+	struct stat st;
+
+	if (def == NULL)
+		return;
+	path = defGetString(def);
+	if (!is_absolute_path(path))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must be an absolute path", def->defname),
+				 errdetail("Got \"%s\".", path),
+				 errhint("The path is read by the database server, whose working directory is the data directory.")));
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not access file \"%s\" named by option \"%s\": %m", path, def->defname),
+				 errhint("The file must exist on the database server and be readable by its operating system user.")));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must name a regular file: \"%s\"", def->defname, path)));
+	if (access(path, R_OK) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read file \"%s\" named by option \"%s\": %m", path, def->defname),
+				 errhint("The file must be readable by the database server's operating system user.")));
 }
 
 /* Check one option's value; returns the option's entry. */
@@ -501,6 +541,12 @@ epic_fdw_validator(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 				 errmsg("the epic_fdw foreign-data wrapper takes no options"),
 				 errhint("Set options on the server, user mapping, foreign table or column.")));
+
+	/* last, once the options make sense together: the files they name */
+	if (context == ForeignServerRelationId)
+		check_server_file(find_option(options, "ca_file"));
+	else if (context == UserMappingRelationId)
+		check_server_file(find_option(options, "private_key_file"));
 
 	PG_RETURN_VOID();
 }
