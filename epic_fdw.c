@@ -834,6 +834,18 @@ epic_fdw_handler(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(routine);
 }
 
+/* Is relid a foreign table whose wrapper is epic_fdw's handler? */
+bool
+epic_is_own_table(Oid relid)
+{
+	FdwRoutine *routine;
+
+	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
+		return false;
+	routine = GetFdwRoutineByRelId(relid);
+	return routine->GetForeignRelSize == epicGetForeignRelSize;
+}
+
 void
 _PG_init(void)
 {

@@ -67,6 +67,23 @@ SELECT current_database() AS db \gset
 \! psql -X -q -d "$PGDATABASE" -c "SET search_path = ds; SELECT count(*) FROM patients" 2>&1 | grep -c 'epic_fdw progress'
 \! $EPIC_CTL latency 0
 
+-- column comments for BI tools: epic_fdw_view_ddl emits them, and the
+-- extension's event trigger adds them after IMPORT FOREIGN SCHEMA
+SELECT epic_fdw_view_ddl('{"resource":"Patient","name":"pt","select":[{"column":[
+  {"name":"id","path":"getResourceKey()"},
+  {"name":"family","path":"name.family.first()","description":"The first family name",
+   "tag":[{"name":"epic_fdw/search_param","value":"family:string"}]}]}]}', NULL, 'dataset');
+SELECT attname, col_description(attrelid, attnum)
+  FROM pg_attribute WHERE attrelid = 'ds.patients'::regclass AND attnum > 0
+   AND attname IN ('id', 'family', 'name', 'birthdate') ORDER BY attnum;
+CREATE SCHEMA other_import;
+IMPORT FOREIGN SCHEMA fhir LIMIT TO (conditions) FROM SERVER dataset INTO other_import;
+SELECT count(*) AS commented_columns,
+       count(*) FILTER (WHERE col_description(attrelid, attnum) LIKE 'FHIRPath: %') AS with_fhirpath
+  FROM pg_attribute WHERE attrelid = 'other_import.conditions'::regclass AND attnum > 0;
+SELECT pg_temp.sqlstate_of($$SELECT epic_fdw_column_comments('pg_class')$$) AS not_ours;
+DROP SCHEMA other_import CASCADE;
+
 SET client_min_messages = warning;
 DROP SCHEMA ds CASCADE;
 DROP SERVER dataset CASCADE;

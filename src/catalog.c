@@ -609,6 +609,71 @@ epic_view_ddl(const EpicView *v, const char *json, const char *table_name,
 	return buf.data;
 }
 
+/*
+ * The comment of a column for BI tools and \d+: its FHIRPath, its search
+ * parameter (or that it is not searchable), and the view's description.
+ */
+static char *
+column_comment(const EpicViewColumn *c)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "FHIRPath: %s", c->path ? c->path : "(none)");
+	if (c->search_param)
+		appendStringInfo(&buf, "; search parameter: %s", c->search_param);
+	else
+		appendStringInfoString(&buf, "; not searchable (filtered locally)");
+	if (c->description)
+		appendStringInfo(&buf, ". %s", c->description);
+	return buf.data;
+}
+
+/*
+ * COMMENT ON COLUMN statements (each ending with ";\n") for a table made
+ * from view v: see column_comment.
+ */
+char *
+epic_view_comments(const EpicView *v, const char *table_name)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < v->nslots; i++)
+	{
+		const EpicViewColumn *c = &v->columns[v->slot_column[i]];
+
+		appendStringInfo(&buf, "COMMENT ON COLUMN %s.%s IS %s;\n", quote_identifier(table_name),
+						 quote_identifier(c->name), quote_literal_cstr(column_comment(c)));
+	}
+	return buf.data;
+}
+
+/*
+ * The same statements for an existing foreign table (qualified name), from
+ * its resolved columns; a List of strings.
+ */
+List *
+epic_table_comments(Oid relid)
+{
+	EpicTable  *t = epic_table_resolve(relid);
+	char	   *qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid));
+	List	   *out = NIL;
+
+	for (int i = 0; i < t->ncolumns; i++)
+	{
+		EpicColumn *col = &t->columns[i];
+
+		if (col->name == NULL || col->vcol == NULL)
+			continue;
+		out = lappend(out, psprintf("COMMENT ON COLUMN %s.%s IS %s", qname,
+									quote_identifier(col->name),
+									quote_literal_cstr(column_comment(col->vcol))));
+	}
+	return out;
+}
+
 /* epic_view_ddl, then epic_view_free(v) (also when it raises an error). */
 char *
 epic_view_ddl_free(EpicView *v, const char *json, const char *table_name,

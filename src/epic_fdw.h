@@ -192,6 +192,9 @@ extern char *epic_view_ddl(const EpicView *v, const char *json, const char *tabl
 extern char *epic_view_ddl_free(EpicView *v, const char *json, const char *table_name,
 								const char *server_name);
 extern EpicTable *epic_table_resolve(Oid relid);
+extern char *epic_view_comments(const EpicView *v, const char *table_name);
+extern List *epic_table_comments(Oid relid);
+extern bool epic_is_own_table(Oid relid);
 
 /* ------------------------------------------------------------------------
  * import.c: IMPORT FOREIGN SCHEMA fhir / views

@@ -23,6 +23,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 #include "auth.h"
@@ -385,6 +386,7 @@ epic_fdw_view_ddl(PG_FUNCTION_ARGS)
 	int			errpos;
 	EpicView   *v;
 	char	   *ddl = NULL;
+	char	   *volatile comments = NULL;
 
 	/* as if STRICT in these two (table_name NULL means the view's name) */
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
@@ -408,8 +410,49 @@ epic_fdw_view_ddl(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("the ViewDefinition has no \"name\": give table_name")));
 	}
+	PG_TRY();
+	{
+		/* and a comment per column: its FHIRPath and search parameter */
+		comments = epic_view_comments(v, table_name);
+	}
+	PG_CATCH();
+	{
+		epic_view_free(v);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	ddl = epic_view_ddl_free(v, json, table_name, server_name);
-	PG_RETURN_TEXT_P(cstring_to_text(ddl));
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s;\n%s", ddl, comments)));
+}
+
+PG_FUNCTION_INFO_V1(epic_fdw_column_comments);
+
+/*
+ * epic_fdw_column_comments(regclass) -> SETOF text: COMMENT ON COLUMN
+ * statements for an epic_fdw foreign table (each column's FHIRPath and
+ * search parameter).  The extension's event trigger runs them after IMPORT
+ * FOREIGN SCHEMA, which can only create tables.
+ */
+Datum
+epic_fdw_column_comments(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid = PG_GETARG_OID(0);
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (!epic_is_own_table(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a foreign table of epic_fdw", get_rel_name(relid) ? get_rel_name(relid) : "?")));
+	foreach(lc, epic_table_comments(relid))
+	{
+		Datum		value = CStringGetTextDatum((char *) lfirst(lc));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	PG_RETURN_NULL();
 }
 
 PG_FUNCTION_INFO_V1(epic_fdw_get_connections);
