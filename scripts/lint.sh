@@ -140,10 +140,23 @@ allowed() {			# allowed FILE LINE CHECKS -> 0 if a reviewed false positive
 	return 1
 }
 
-epic_log "clang-tidy ($TIDY)"
-"$TIDY" --quiet -checks="$TIDY_CHECKS" "${SOURCES[@]}" -- \
-	-std=gnu11 -D_GNU_SOURCE "${INCLUDES[@]}" "${LIBINC[@]}" >"$TMP/tidy.out" 2>"$TMP/tidy.err"
-rc=$?
+epic_log "clang-tidy ($TIDY), one file per process, $(nproc) at a time"
+mkdir -p "$TMP/tidy"
+for f in "${SOURCES[@]}"; do
+	b=$(echo "$f" | tr '/' '_')
+	(
+		"$TIDY" --quiet -checks="$TIDY_CHECKS" "$f" -- \
+			-std=gnu11 -D_GNU_SOURCE "${INCLUDES[@]}" "${LIBINC[@]}" >"$TMP/tidy/$b.out" 2>"$TMP/tidy/$b.err"
+		echo $? >"$TMP/tidy/$b.rc"
+	) &
+	while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do sleep 0.2; done
+done
+wait
+cat "$TMP"/tidy/*.out >"$TMP/tidy.out"
+cat "$TMP"/tidy/*.err >"$TMP/tidy.err"
+rc=0
+for r in "$TMP"/tidy/*.rc; do [ "$(cat "$r")" = 0 ] || rc=$(cat "$r"); done
+[ "$(ls "$TMP"/tidy/*.rc | wc -l)" -eq "${#SOURCES[@]}" ] || rc=99
 : >"$TMP/tidy.findings"
 nallowed=0
 while IFS= read -r w; do
