@@ -84,6 +84,19 @@ INSERT INTO queries (q) VALUES
    AND effective_start = '2018-08-05 19:00:00+00'$$),
 ($$SELECT id FROM medication_statements WHERE patient_id = 'eq081-VQEgP8drUUqCWzHfw3'
    AND effective_start > '2009-12-15 17:19:47+00' AND effective_start < '2009-12-15 17:19:49+00'$$),
+-- a date column against timestamps (the day boundaries SQL uses, in the
+-- session's time zone for timestamptz), a timestamptz column against dates
+($$SELECT id FROM patients WHERE birthdate >= '1987-09-12 00:00'::timestamp AND gender = 'female'$$),
+($$SELECT id FROM patients WHERE birthdate > '1987-09-11 23:59'::timestamp AND birthdate < '1987-09-12 00:00:01'::timestamp$$),
+($$SELECT id FROM patients WHERE birthdate <= '1987-09-12 00:00'::timestamp AND birthdate >= '1987-09-12 00:00'::timestamp$$),
+($$SELECT id FROM patients WHERE birthdate = '1987-09-12 00:00'::timestamp$$),
+($$SELECT id FROM patients WHERE birthdate = '1987-09-12 08:00'::timestamp$$),
+($$SELECT id FROM patients WHERE birthdate >= '1987-09-12 03:00+00'::timestamptz AND birthdate < '1987-09-13 03:00+00'::timestamptz$$),
+($$SELECT id FROM patients WHERE birthdate > '1973-06-02 12:00+00'::timestamptz AND birthdate <= '1973-06-03 12:00+00'::timestamptz$$),
+($$SELECT id FROM medication_statements WHERE patient_id = 'eq081-VQEgP8drUUqCWzHfw3'
+   AND effective_start >= '2018-08-05'::date AND effective_start < '2018-08-06'::date$$),
+($$SELECT id FROM medication_statements WHERE patient_id = 'erXuFYUfucBZaryVksYEcMg3'
+   AND effective_start < '2011-05-04 00:00'::timestamp$$),
 -- local-only conditions, OR across columns
 ($$SELECT id, email FROM patients WHERE email LIKE '%example%'$$),
 ($$SELECT id FROM patients WHERE id = 'erXuFYUfucBZaryVksYEcMg3' OR family = 'Lin'$$),
@@ -119,6 +132,17 @@ INSERT INTO queries (q) VALUES
 ($$SELECT id FROM patients WHERE birthdate < '1990-01-01' ORDER BY birthdate, id LIMIT 4 OFFSET 2$$),
 -- aggregates
 ($$SELECT gender, count(*) FROM patients WHERE birthdate < '1980-01-01' GROUP BY gender$$);
+
+-- the same in another time zone (SQL reads dates and timestamps there)
+SET TimeZone = 'America/Chicago';
+CREATE TEMP TABLE outcome_tz AS SELECT n, pg_temp.same(q) AS result FROM queries
+  WHERE q LIKE '%timestamp%' OR q LIKE '%::date%';
+SET TimeZone = 'UTC';
+SELECT count(*) AS queries, count(*) FILTER (WHERE result LIKE '%identical') AS identical
+  FROM outcome_tz;
+-- stable expressions of the current date: evaluated at executor start
+SELECT pg_temp.same($$SELECT id FROM patients WHERE birthdate > current_date - interval '30 years'$$) LIKE '%identical';
+SELECT pg_temp.same($$SELECT id FROM patients WHERE birthdate <= (now() - interval '80 years')::date AND gender = 'male'$$) LIKE '%identical';
 
 CREATE TEMP TABLE outcome AS SELECT n, pg_temp.same(q) AS result FROM queries;
 SELECT n, result FROM outcome ORDER BY n;

@@ -106,6 +106,38 @@ format_timestamp(TimestampTz ts, EpicValueForm form, bool *ok)
 }
 
 /*
+ * The day of a timestamp (with time zone: in the session's time zone, as SQL
+ * compares a date with it), as YYYY-MM-DD; with ceil, the first day starting
+ * at or after it (the next day unless it is a midnight).
+ */
+static char *
+format_day(Timestamp ts, bool with_tz, bool ceil, bool *ok)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+	int			jd;
+
+	if (TIMESTAMP_NOT_FINITE(ts) ||
+		timestamp2tm(ts, with_tz ? &tz : NULL, &tm, &fsec, NULL, NULL) != 0)
+	{
+		*ok = false;
+		return NULL;
+	}
+	jd = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
+	if (ceil && (tm.tm_hour != 0 || tm.tm_min != 0 || tm.tm_sec != 0 || fsec != 0))
+		jd++;
+	j2date(jd, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+	if (tm.tm_year <= 0 || tm.tm_year > 9999)
+	{
+		*ok = false;
+		return NULL;
+	}
+	*ok = true;
+	return psprintf("%04d-%02d-%02d", tm.tm_year, tm.tm_mon, tm.tm_mday);
+}
+
+/*
  * The FHIR text of an SQL value: dates as YYYY-MM-DD and timestamps as
  * YYYY-MM-DDThh:mm:ssZ whatever DateStyle and TimeZone are, booleans as
  * true/false, text as is.  *ok is false for values FHIR cannot express
@@ -147,6 +179,16 @@ epic_format_value(Datum value, Oid type, EpicValueForm form, bool *ok)
 				return psprintf("%04d-%02d-%02d", y, m, dd);
 			}
 		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+			if (form == EPIC_VF_DAY_FLOOR || form == EPIC_VF_DAY_CEIL)
+				return format_day(DatumGetTimestamp(value), type == TIMESTAMPTZOID,
+								  form == EPIC_VF_DAY_CEIL, ok);
+
+			/*
+			 * A timestamp without time zone is read as UTC: SQL compares it
+			 * in the session's time zone (at most 15 hours away), which the
+			 * two days' widening covers.
+			 */
 			return format_timestamp(DatumGetTimestampTz(value), form, ok);
 		case BOOLOID:
 			return pstrdup(DatumGetBool(value) ? "true" : "false");
@@ -244,6 +286,12 @@ static bool
 is_text_type(Oid t)
 {
 	return t == TEXTOID || t == VARCHAROID || t == BPCHAROID || t == NAMEOID;
+}
+
+static bool
+is_datetime_type(Oid t)
+{
+	return t == DATEOID || t == TIMESTAMPOID || t == TIMESTAMPTZOID;
 }
 
 /*
@@ -525,10 +573,17 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 		if (!is_text_type(vtype) || !is_text_type(get_element_type(col->atttypid)))
 			return 0;
 	}
+	else if (is_datetime_type(col->atttypid) &&
+			 (col->search_type == EPIC_SP_DATE || col->search_type == EPIC_SP_DATETIME))
+	{
+		/* a date or timestamp column with any of date, timestamp, timestamptz */
+		if (!is_datetime_type(vtype))
+			return 0;
+	}
 	else if (is_text_type(col->atttypid) ? !is_text_type(vtype) : vtype != col->atttypid)
 		return 0;
 	if (vtype != TEXTOID && vtype != VARCHAROID && vtype != BPCHAROID &&
-		vtype != NAMEOID && vtype != DATEOID && vtype != TIMESTAMPTZOID && vtype != BOOLOID)
+		vtype != NAMEOID && !is_datetime_type(vtype) && vtype != BOOLOID)
 		return 0;
 
 	/* which operators each search type takes */
@@ -552,7 +607,7 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 		case EPIC_SP_DATETIME:
 			if (in_list || op == OP_LIKE || op == OP_ILIKE)
 				return 0;
-			if (vtype != DATEOID && vtype != TIMESTAMPTZOID)
+			if (!is_datetime_type(vtype))
 				return 0;
 			break;
 		case EPIC_SP_NONE:
@@ -578,6 +633,18 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 		static const char *const prefixes[] = {NULL, NULL, "lt", "le", "gt", "ge"};
 
 		params[0].comparator = (char *) prefixes[op];
+
+		/*
+		 * A date D against a timestamp T (D is midnight of its day): D > T
+		 * and D <= T compare D with T's day, D >= T and D < T with the
+		 * first day starting at or after T (the next day unless T is a
+		 * midnight); D = T needs T's day.
+		 */
+		if (vtype != DATEOID)
+		{
+			params[0].form = (op == OP_GE || op == OP_LT) ? EPIC_VF_DAY_CEIL : EPIC_VF_DAY_FLOOR;
+			params[0].exact = false;
+		}
 	}
 	else if (col->search_type == EPIC_SP_DATETIME)
 	{

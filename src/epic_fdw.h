@@ -199,7 +199,9 @@ typedef enum EpicValueForm
 	EPIC_VF_PLAIN = 0,			/* as is */
 	EPIC_VF_FIRST_WORD,			/* only its first word */
 	EPIC_VF_TS_LOWER,			/* a timestamp, moved two days earlier */
-	EPIC_VF_TS_UPPER			/* a timestamp, moved two days later */
+	EPIC_VF_TS_UPPER,			/* a timestamp, moved two days later */
+	EPIC_VF_DAY_FLOOR,			/* a timestamp's day (for a date column) */
+	EPIC_VF_DAY_CEIL			/* the first day starting at or after it */
 } EpicValueForm;
 
 /* What a classified condition does to a scan's requests. */
