@@ -57,6 +57,7 @@ PG_MODULE_MAGIC;
 #define EPIC_UNFILTERED_ROWS 1000000.0
 #define EPIC_CONDITION_SELECTIVITY 0.001
 #define EPIC_PARAM_ROWS		10.0
+#define EPIC_MISSING_PARAM_COST 1.0e25
 
 /* Planner state of one foreign base relation (baserel->fdw_private). */
 typedef struct EpicRelInfo
@@ -224,14 +225,18 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	/*
 	 * A search the server would reject (a required parameter is missing)
 	 * still gets a path, so that every query shape plans; it is costed out
-	 * of contention and raises a clear error if it ever runs.
+	 * of contention and raises a clear error if it ever runs.  The penalty
+	 * is far above PostgreSQL's disable_cost (1e10), which a valid plan of
+	 * three or more relations can exceed (a million-row estimate times a
+	 * request per row), so that any plan supplying the parameter wins,
+	 * whatever the join order and the number of relations.
 	 */
 	if (!info->no_match &&
 		epic_table_missing_required(info->table, info->pushed_names,
 									info->table->topts.search) != NULL)
 	{
-		startup += disable_cost;
-		total += disable_cost;
+		startup += EPIC_MISSING_PARAM_COST;
+		total += EPIC_MISSING_PARAM_COST;
 	}
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
 													   startup, total, NIL, NULL, NULL, NIL));

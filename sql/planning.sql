@@ -42,7 +42,8 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate > '1990-01-
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE '1990-01-01' <= birthdate AND gender = 'female';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
   WHERE birthdate BETWEEN '1980-01-01' AND '1989-12-31' AND gender = 'female';
--- a date compared with a timestamp is not a date search: local
+-- a date compared with a timestamp: the day SQL compares with (the date is
+-- midnight; 1990-01-01 12:00 is before 1990-01-02)
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
   WHERE birthdate < '1990-01-01 12:00+00'::timestamptz AND id = 'x';
 
