@@ -491,6 +491,58 @@ condition_is_exact(const EpicColumn *col, EpicOp op)
 	}
 }
 
+/*
+ * What a pushed parameter is expected to select (for the planner's row
+ * estimates): _id and identifier one resource per value, patient a few per
+ * value (EPIC_PATIENT_ROWS); other parameters a share of the population:
+ * a token on a plain code element (status, gender) a large one, other
+ * tokens (a phone, a diagnosis code) and strings (a family name) a small
+ * one, date equality a day's share, ranges a third.
+ */
+static void
+estimate(EpicSearchParam *p, const EpicColumn *col, EpicOp op, Node *other, bool in_list)
+{
+	double		nvalues = 1;
+
+	if (IsA(other, Const) && in_list && !((Const *) other)->constisnull)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(((Const *) other)->constvalue);
+
+		nvalues = Max(1, ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)));
+	}
+	else if (in_list)
+		nvalues = 10;			/* a run-time list: a few values */
+	p->anchor_rows = 0;
+	p->selectivity = 1;
+	switch (col->search_type)
+	{
+		case EPIC_SP_SPECIAL_ID:
+		case EPIC_SP_MRN:
+			p->anchor_rows = nvalues;
+			break;
+		case EPIC_SP_REFERENCE:
+			p->anchor_rows = nvalues * EPIC_PATIENT_ROWS;
+			break;
+		case EPIC_SP_TOKEN:
+			p->selectivity = path_is_plain(col->vcol->path, strlen(col->vcol->path)) ?
+				0.3 * nvalues : 1e-4 * nvalues;
+			break;
+		case EPIC_SP_STRING:
+		case EPIC_SP_STRING_WORD:
+			p->selectivity = (op == OP_EQ ? 1e-4 : 1e-3) * nvalues;
+			break;
+		case EPIC_SP_DATE:
+			p->selectivity = op == OP_EQ ? 1e-4 : 0.3;
+			break;
+		case EPIC_SP_DATETIME:
+			p->selectivity = op == OP_EQ ? 1e-2 : 0.3;
+			break;
+		case EPIC_SP_NONE:
+			break;
+	}
+	p->selectivity = Min(1.0, p->selectivity);
+}
+
 static int	classify_push(EpicTable *t, Index relid, QualShape *q,
 						  EpicSearchParam *params, Expr **runtime_expr);
 
@@ -617,6 +669,7 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 	params[0].name = pstrdup(col->search_param);
 	params[0].is_list = in_list;
 	params[0].exact = condition_is_exact(col, op);
+	estimate(&params[0], col, op, other, in_list);
 	if (col->search_type == EPIC_SP_STRING_WORD)
 		params[0].form = EPIC_VF_FIRST_WORD;
 	if (col->search_type == EPIC_SP_MRN)

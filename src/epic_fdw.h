@@ -235,9 +235,17 @@ typedef struct EpicSearchParam
 	EpicParamRole role;
 	bool		exact;			/* the server returns exactly the rows the
 								 * condition accepts (plan time only) */
+	double		anchor_rows;	/* plan time: resources the parameter alone
+								 * selects (_id, identifier: one per value;
+								 * patient: a few per value), or 0 */
+	double		selectivity;	/* plan time: else the share of all
+								 * resources it selects */
 } EpicSearchParam;
 
 #define EPIC_MAX_PARAMS_PER_QUAL 2
+
+/* Resources of one type a search by one patient is expected to return. */
+#define EPIC_PATIENT_ROWS 10.0
 
 extern bool epic_pushdown;		/* GUC epic_fdw.pushdown */
 extern bool epic_audit_log;		/* GUC epic_fdw.audit_log */
