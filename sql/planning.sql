@@ -42,7 +42,8 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate > '1990-01-
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE '1990-01-01' <= birthdate AND gender = 'female';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
   WHERE birthdate BETWEEN '1980-01-01' AND '1989-12-31' AND gender = 'female';
--- a date compared with a timestamp is not a date search: local
+-- a date compared with a timestamp: the day SQL compares with (the date is
+-- midnight; 1990-01-01 12:00 is before 1990-01-02)
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
   WHERE birthdate < '1990-01-01 12:00+00'::timestamptz AND id = 'x';
 
@@ -97,9 +98,28 @@ EXPLAIN (VERBOSE, COSTS OFF)
 SELECT m.medication, p.name FROM medication_statements m
   LEFT JOIN patients p ON p.id = m.patient_id WHERE m.patient_id = 'erXuFYUfucBZaryVksYEcMg3';
 
--- estimates: a pushed unique key is one row; the rows option scales the rest
+-- estimates: a pushed unique key is one row per value, a patient a few; the
+-- rows option scales the rest; a query that reads tens of rows costs far
+-- less than jit_above_cost
 EXPLAIN SELECT id FROM patients WHERE id = 'x';
+EXPLAIN SELECT id FROM patients WHERE id IN ('a', 'b', 'c', 'd', 'e');
 EXPLAIN SELECT id FROM patients WHERE family = 'Lopez';
+EXPLAIN SELECT id FROM patients WHERE family = 'Lopez' AND gender = 'female';
+EXPLAIN SELECT id FROM medication_statements WHERE patient_id IN ('a', 'b');
+CREATE FUNCTION pg_temp.plan_cost(q text) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE j json;
+BEGIN
+  EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO j;
+  RETURN (j->0->'Plan'->>'Total Cost')::float8;
+END $$;
+SELECT pg_temp.plan_cost($$SELECT p.id, m.id FROM patients p
+  LEFT JOIN medication_statements m ON m.patient_id = p.id WHERE p.family = 'Lopez'$$)
+  < current_setting('jit_above_cost')::float8 AS below_jit_above_cost;
+SELECT pg_temp.plan_cost($$SELECT p.id, count(m.id) FROM patients p
+  LEFT JOIN medication_statements m ON m.patient_id = p.id
+  WHERE p.id IN ('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o',
+                 'p', 'q', 'r', 's', 't', 'u', 'v') GROUP BY p.id$$)
+  < current_setting('jit_above_cost')::float8 AS below_jit_above_cost;
 ALTER FOREIGN TABLE patients OPTIONS (ADD rows '5000');
 EXPLAIN SELECT id FROM patients WHERE family = 'Lopez';
 EXPLAIN SELECT id FROM patients;

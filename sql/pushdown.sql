@@ -31,6 +31,22 @@ SET DateStyle = 'SQL, DMY';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate = '12/09/1987';
 RESET DateStyle;
 
+-- a date compared with a timestamp or timestamptz, a timestamptz column with
+-- a date: pushed, constants at plan time, stable expressions at executor
+-- start; a date column gets the day boundaries SQL uses (the session's time
+-- zone for timestamptz)
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate > current_date - interval '30 years';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
+  WHERE birthdate >= '1987-09-12 10:00'::timestamp AND birthdate < '1990-01-01 00:00'::timestamp;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
+  WHERE birthdate > '1987-09-12 10:00'::timestamp AND birthdate <= '1990-01-01 00:00:01'::timestamp;
+SET TimeZone = 'America/Chicago';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate >= '1987-09-12 03:00+00'::timestamptz;
+SET TimeZone = 'UTC';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate >= '1987-09-12 03:00+00'::timestamptz;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM medication_statements
+  WHERE patient_id = 'x' AND effective_start >= '2020-01-01'::date AND effective_start < now() - interval '1 day';
+
 -- values are escaped for FHIR (\ , $ |) and then percent-encoded
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'a,b$c|d\e f&g=h';
 

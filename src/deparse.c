@@ -106,6 +106,38 @@ format_timestamp(TimestampTz ts, EpicValueForm form, bool *ok)
 }
 
 /*
+ * The day of a timestamp (with time zone: in the session's time zone, as SQL
+ * compares a date with it), as YYYY-MM-DD; with ceil, the first day starting
+ * at or after it (the next day unless it is a midnight).
+ */
+static char *
+format_day(Timestamp ts, bool with_tz, bool ceil, bool *ok)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+	int			jd;
+
+	if (TIMESTAMP_NOT_FINITE(ts) ||
+		timestamp2tm(ts, with_tz ? &tz : NULL, &tm, &fsec, NULL, NULL) != 0)
+	{
+		*ok = false;
+		return NULL;
+	}
+	jd = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
+	if (ceil && (tm.tm_hour != 0 || tm.tm_min != 0 || tm.tm_sec != 0 || fsec != 0))
+		jd++;
+	j2date(jd, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+	if (tm.tm_year <= 0 || tm.tm_year > 9999)
+	{
+		*ok = false;
+		return NULL;
+	}
+	*ok = true;
+	return psprintf("%04d-%02d-%02d", tm.tm_year, tm.tm_mon, tm.tm_mday);
+}
+
+/*
  * The FHIR text of an SQL value: dates as YYYY-MM-DD and timestamps as
  * YYYY-MM-DDThh:mm:ssZ whatever DateStyle and TimeZone are, booleans as
  * true/false, text as is.  *ok is false for values FHIR cannot express
@@ -147,6 +179,16 @@ epic_format_value(Datum value, Oid type, EpicValueForm form, bool *ok)
 				return psprintf("%04d-%02d-%02d", y, m, dd);
 			}
 		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+			if (form == EPIC_VF_DAY_FLOOR || form == EPIC_VF_DAY_CEIL)
+				return format_day(DatumGetTimestamp(value), type == TIMESTAMPTZOID,
+								  form == EPIC_VF_DAY_CEIL, ok);
+
+			/*
+			 * A timestamp without time zone is read as UTC: SQL compares it
+			 * in the session's time zone (at most 15 hours away), which the
+			 * two days' widening covers.
+			 */
 			return format_timestamp(DatumGetTimestampTz(value), form, ok);
 		case BOOLOID:
 			return pstrdup(DatumGetBool(value) ? "true" : "false");
@@ -244,6 +286,12 @@ static bool
 is_text_type(Oid t)
 {
 	return t == TEXTOID || t == VARCHAROID || t == BPCHAROID || t == NAMEOID;
+}
+
+static bool
+is_datetime_type(Oid t)
+{
+	return t == DATEOID || t == TIMESTAMPOID || t == TIMESTAMPTZOID;
 }
 
 /*
@@ -443,6 +491,58 @@ condition_is_exact(const EpicColumn *col, EpicOp op)
 	}
 }
 
+/*
+ * What a pushed parameter is expected to select (for the planner's row
+ * estimates): _id and identifier one resource per value, patient a few per
+ * value (EPIC_PATIENT_ROWS); other parameters a share of the population:
+ * a token on a plain code element (status, gender) a large one, other
+ * tokens (a phone, a diagnosis code) and strings (a family name) a small
+ * one, date equality a day's share, ranges a third.
+ */
+static void
+estimate(EpicSearchParam *p, const EpicColumn *col, EpicOp op, Node *other, bool in_list)
+{
+	double		nvalues = 1;
+
+	if (IsA(other, Const) && in_list && !((Const *) other)->constisnull)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(((Const *) other)->constvalue);
+
+		nvalues = Max(1, ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)));
+	}
+	else if (in_list)
+		nvalues = 10;			/* a run-time list: a few values */
+	p->anchor_rows = 0;
+	p->selectivity = 1;
+	switch (col->search_type)
+	{
+		case EPIC_SP_SPECIAL_ID:
+		case EPIC_SP_MRN:
+			p->anchor_rows = nvalues;
+			break;
+		case EPIC_SP_REFERENCE:
+			p->anchor_rows = nvalues * EPIC_PATIENT_ROWS;
+			break;
+		case EPIC_SP_TOKEN:
+			p->selectivity = path_is_plain(col->vcol->path, strlen(col->vcol->path)) ?
+				0.3 * nvalues : 1e-4 * nvalues;
+			break;
+		case EPIC_SP_STRING:
+		case EPIC_SP_STRING_WORD:
+			p->selectivity = (op == OP_EQ ? 1e-4 : 1e-3) * nvalues;
+			break;
+		case EPIC_SP_DATE:
+			p->selectivity = op == OP_EQ ? 1e-4 : 0.3;
+			break;
+		case EPIC_SP_DATETIME:
+			p->selectivity = op == OP_EQ ? 1e-2 : 0.3;
+			break;
+		case EPIC_SP_NONE:
+			break;
+	}
+	p->selectivity = Min(1.0, p->selectivity);
+}
+
 static int	classify_push(EpicTable *t, Index relid, QualShape *q,
 						  EpicSearchParam *params, Expr **runtime_expr);
 
@@ -525,10 +625,17 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 		if (!is_text_type(vtype) || !is_text_type(get_element_type(col->atttypid)))
 			return 0;
 	}
+	else if (is_datetime_type(col->atttypid) &&
+			 (col->search_type == EPIC_SP_DATE || col->search_type == EPIC_SP_DATETIME))
+	{
+		/* a date or timestamp column with any of date, timestamp, timestamptz */
+		if (!is_datetime_type(vtype))
+			return 0;
+	}
 	else if (is_text_type(col->atttypid) ? !is_text_type(vtype) : vtype != col->atttypid)
 		return 0;
 	if (vtype != TEXTOID && vtype != VARCHAROID && vtype != BPCHAROID &&
-		vtype != NAMEOID && vtype != DATEOID && vtype != TIMESTAMPTZOID && vtype != BOOLOID)
+		vtype != NAMEOID && !is_datetime_type(vtype) && vtype != BOOLOID)
 		return 0;
 
 	/* which operators each search type takes */
@@ -552,7 +659,7 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 		case EPIC_SP_DATETIME:
 			if (in_list || op == OP_LIKE || op == OP_ILIKE)
 				return 0;
-			if (vtype != DATEOID && vtype != TIMESTAMPTZOID)
+			if (!is_datetime_type(vtype))
 				return 0;
 			break;
 		case EPIC_SP_NONE:
@@ -562,6 +669,7 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 	params[0].name = pstrdup(col->search_param);
 	params[0].is_list = in_list;
 	params[0].exact = condition_is_exact(col, op);
+	estimate(&params[0], col, op, other, in_list);
 	if (col->search_type == EPIC_SP_STRING_WORD)
 		params[0].form = EPIC_VF_FIRST_WORD;
 	if (col->search_type == EPIC_SP_MRN)
@@ -578,6 +686,18 @@ classify_push(EpicTable *t, Index relid, QualShape *q,
 		static const char *const prefixes[] = {NULL, NULL, "lt", "le", "gt", "ge"};
 
 		params[0].comparator = (char *) prefixes[op];
+
+		/*
+		 * A date D against a timestamp T (D is midnight of its day): D > T
+		 * and D <= T compare D with T's day, D >= T and D < T with the
+		 * first day starting at or after T (the next day unless T is a
+		 * midnight); D = T needs T's day.
+		 */
+		if (vtype != DATEOID)
+		{
+			params[0].form = (op == OP_GE || op == OP_LT) ? EPIC_VF_DAY_CEIL : EPIC_VF_DAY_FLOOR;
+			params[0].exact = false;
+		}
 	}
 	else if (col->search_type == EPIC_SP_DATETIME)
 	{

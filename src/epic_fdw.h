@@ -214,7 +214,9 @@ typedef enum EpicValueForm
 	EPIC_VF_PLAIN = 0,			/* as is */
 	EPIC_VF_FIRST_WORD,			/* only its first word */
 	EPIC_VF_TS_LOWER,			/* a timestamp, moved two days earlier */
-	EPIC_VF_TS_UPPER			/* a timestamp, moved two days later */
+	EPIC_VF_TS_UPPER,			/* a timestamp, moved two days later */
+	EPIC_VF_DAY_FLOOR,			/* a timestamp's day (for a date column) */
+	EPIC_VF_DAY_CEIL			/* the first day starting at or after it */
 } EpicValueForm;
 
 /* What a classified condition does to a scan's requests. */
@@ -248,9 +250,17 @@ typedef struct EpicSearchParam
 	EpicParamRole role;
 	bool		exact;			/* the server returns exactly the rows the
 								 * condition accepts (plan time only) */
+	double		anchor_rows;	/* plan time: resources the parameter alone
+								 * selects (_id, identifier: one per value;
+								 * patient: a few per value), or 0 */
+	double		selectivity;	/* plan time: else the share of all
+								 * resources it selects */
 } EpicSearchParam;
 
 #define EPIC_MAX_PARAMS_PER_QUAL 2
+
+/* Resources of one type a search by one patient is expected to return. */
+#define EPIC_PATIENT_ROWS 10.0
 
 extern bool epic_pushdown;		/* GUC epic_fdw.pushdown */
 extern bool epic_audit_log;		/* GUC epic_fdw.audit_log */
