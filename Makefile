@@ -27,6 +27,11 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 VIEW_FILES = $(sort $(wildcard $(srcdir)/views/*.json))
 EXTRA_CLEAN = src/builtin_views.c
 
+# PGXS tracks no header dependencies: every object (and bitcode file)
+# depends on every header, so a changed struct never leaves a stale object.
+HEADERS = $(wildcard $(srcdir)/src/*.h)
+$(OBJS) $(OBJS:.o=.bc): $(HEADERS)
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
