@@ -27,13 +27,12 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 VIEW_FILES = $(sort $(wildcard $(srcdir)/views/*.json))
 EXTRA_CLEAN = src/builtin_views.c
 
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
 # PGXS tracks no header dependencies: every object (and bitcode file)
 # depends on every header, so a changed struct never leaves a stale object.
 HEADERS = $(wildcard $(srcdir)/src/*.h)
 $(OBJS) $(OBJS:.o=.bc): $(HEADERS)
-
-PGXS := $(shell $(PG_CONFIG) --pgxs)
-include $(PGXS)
 
 # make installcheck: pg_regress runs under scripts/installcheck.sh, which starts
 # the HTTPS sandbox the tests need unless the caller (scripts/test.sh, ...)
