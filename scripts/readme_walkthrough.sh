@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# scripts/readme_walkthrough.sh — run the README's "Connecting to a real Epic"
-# walkthrough unchanged against the sandbox.  Only the FHIR base (plus the
+# scripts/readme_walkthrough.sh — run the walkthrough of docs/connecting-to-epic.md
+# (its "readme-walkthrough" blocks) unchanged against the sandbox.  Only the FHIR base (plus the
 # sandbox's ca_file) and the key file are substituted, and between the two
 # parts the app's JWK Set is registered with the sandbox, as a user would
 # register it with Epic.  Needs the environment of scripts/lib.sh (sandbox and
@@ -12,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS readme_walkthrough" >/dev/null 2>&1' EXIT
 
 block() {
-	sed -n "/<!-- readme-walkthrough:$1 -->/,/<!-- readme-walkthrough:end -->/p" "$REPO/README.md" |
+	sed -n "/<!-- readme-walkthrough:$1 -->/,/<!-- readme-walkthrough:end -->/p" "$REPO/docs/connecting-to-epic.md" |
 		grep -v -e '^<!--' -e '^```'
 }
 subst() {

@@ -110,6 +110,8 @@ rc=$?
 line=$(echo "$out" | tail -n 1)
 if [ $rc -eq 0 ]; then pass "README walkthrough: $line ($((SECONDS - t0)) s)"; else echo "$out"; fail "README walkthrough"; fi
 
+counted "docs: every sql block of README.md and docs/*.md (scripts/docs_test.sh)" bash "$REPO/scripts/docs_test.sh"
+
 # --- the Medplum tier: an independent FHIR server (test/medplum/run.sh) ---------
 counted "Medplum tier: equivalence against an independent FHIR server" bash "$REPO/test/medplum/run.sh"
 
