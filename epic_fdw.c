@@ -745,6 +745,18 @@ side_attrs(List *scan_tlist, Index relid, AttrNumber key_attno)
 	return attrs;
 }
 
+/*
+ * Does a LIMIT stop reading the join's rows (no sort or grouping needs them
+ * all)?  Then neither side fetches pages ahead.
+ */
+static bool
+join_limited(PlannerInfo *root)
+{
+	return root->limit_tuples > 0 && root->parse->sortClause == NIL &&
+		root->parse->groupClause == NIL && !root->parse->hasAggs &&
+		root->parse->distinctClause == NIL && root->parse->setOperations == NULL;
+}
+
 static ForeignScan *
 join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *tlist,
 		  Plan *outer_plan)
@@ -777,11 +789,12 @@ join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *
 
 	return make_foreignscan(tlist, quals, 0, fdw_exprs,
 							list_make5(dpriv, fpriv,
-									   list_make5(makeInteger(ji->drel->relid),
-												  makeInteger(ji->frel->relid),
-												  makeInteger(ji->d_attno),
-												  makeInteger(ji->f_attno),
-												  makeInteger(key->runtime_index)),
+									   lappend(list_make5(makeInteger(ji->drel->relid),
+														  makeInteger(ji->frel->relid),
+														  makeInteger(ji->d_attno),
+														  makeInteger(ji->f_attno),
+														  makeInteger(key->runtime_index)),
+											   makeInteger(join_limited(root))),
 									   epic_param_to_list(key),
 									   makeFloat(psprintf("%.0f", Max(1, ji->drel->rows)))),
 							scan_tlist, NIL, outer_plan);

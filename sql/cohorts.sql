@@ -149,6 +149,31 @@ SELECT count(*) FROM group_members g JOIN patients p ON p.id = g.patient_id
  WHERE g.group_id = 'registry-mixed';
 \! $EPIC_CTL log
 
+-- LIMIT through the join: the keys are searched chunk by chunk as rows
+-- are consumed; a cursor that fetches 5 rows of the 600-key cohort stops
+-- after the Group read and one Patient search
+BEGIN;
+DECLARE c CURSOR FOR SELECT p.id, p.family FROM group_members g JOIN patients p ON p.id = g.patient_id
+ WHERE g.group_id = 'registry-all';
+\! $EPIC_CTL reset
+FETCH 5 FROM c \g /dev/null
+\! $EPIC_CTL log | cut -c1-60
+FETCH 200 FROM c \g /dev/null
+\! $EPIC_CTL count fhir Patient
+COMMIT;
+\! $EPIC_CTL reset
+SELECT count(*) FROM (SELECT p.id FROM group_members g JOIN patients p ON p.id = g.patient_id
+ WHERE g.group_id = 'registry-all' LIMIT 10) s;
+\! $EPIC_CTL count fhir
+-- a parameterized nested loop (local ids, one search each) stops too
+CREATE TEMP TABLE local_ids AS
+  SELECT patient_id AS id FROM group_members WHERE group_id = 'registry-sample';
+ANALYZE local_ids;
+EXPLAIN (COSTS OFF) SELECT p.family FROM local_ids l JOIN patients p ON p.id = l.id LIMIT 3;
+\! $EPIC_CTL reset
+SELECT count(*) FROM (SELECT p.family FROM local_ids l JOIN patients p ON p.id = l.id LIMIT 3) s;
+\! $EPIC_CTL count fhir Patient
+
 -- max_url_length: a static IN list packed into several searches
 SELECT string_agg(quote_literal(patient_id), ',') AS ids
   FROM (SELECT patient_id FROM group_members WHERE group_id = 'registry-all' LIMIT 150) s \gset
@@ -219,6 +244,25 @@ DECLARE c CURSOR FOR SELECT id FROM medication_statements WHERE patient_id = ANY
 FETCH 30 FROM c \g /dev/null
 \! $EPIC_CTL count fhir MedicationStatement
 COMMIT;
+-- A view joining patients to their statements, LIMIT 10: the first page
+-- of patients and the statements of the first keys, not every patient
+CREATE VIEW v_patient_meds AS
+  SELECT p.id AS patient_id, p.family, m.id, m.medication, m.status
+    FROM patients p JOIN medication_statements m ON m.patient_id = p.id;
+ALTER SERVER dataset OPTIONS (DROP or_lists);
+\! $EPIC_CTL reset
+SELECT count(*) FROM (SELECT * FROM v_patient_meds LIMIT 10) s;
+\! $EPIC_CTL log
+SELECT pg_temp.explain_analyze('SELECT * FROM v_patient_meds LIMIT 10');
+-- without the LIMIT the same rows as the plan without pushdown
+CREATE TEMP TABLE vpm AS SELECT * FROM v_patient_meds;
+SET epic_fdw.pushdown = off;
+CREATE TEMP TABLE vpm_off AS SELECT * FROM v_patient_meds;
+RESET epic_fdw.pushdown;
+SELECT (SELECT count(*) FROM vpm) AS rows,
+       (SELECT count(*) FROM (SELECT * FROM vpm EXCEPT ALL SELECT * FROM vpm_off) a) +
+       (SELECT count(*) FROM (SELECT * FROM vpm_off EXCEPT ALL SELECT * FROM vpm) b) AS differences;
+ALTER SERVER dataset OPTIONS (ADD or_lists 'false');
 CREATE TEMP TABLE all_meds_small AS
   SELECT id, patient_id, status FROM medication_statements WHERE patient_id = ANY (:'ids');
 SELECT (SELECT count(*) FROM all_meds) AS rows,

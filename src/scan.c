@@ -261,7 +261,8 @@ maybe_prefetch(EpicScanState *st)
 	const char *display;
 
 	drop_prefetch(st);
-	if (st->next_url == NULL || (st->limit >= 0 && st->resources_fetched >= st->limit))
+	if (st->next_url == NULL || st->no_prefetch ||
+		(st->limit >= 0 && st->resources_fetched >= st->limit))
 		return;
 	display = relative_url(st, st->next_url);
 	st->prefetch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
@@ -752,6 +753,15 @@ epic_join_begin(ForeignScanState *node, int eflags)
 	st->join = js;
 	js->f = epic_scan_begin(node, lsecond(priv), js->f_relid, eflags);
 	js->f->key_index = intVal(list_nth(ids, 4));
+	st->no_prefetch = js->f->no_prefetch = intVal(list_nth(ids, 5)) != 0;
+	{
+		/* what a fan-out URL leaves for keys: its length with "?" for them */
+		const char *q = linitial(epic_build_queries(js->f->resource, js->f->fixed_search,
+													js->f->params, NULL, js->f->count, true));
+
+		js->room = Max(1.0, (double) js->f->table->sopts.max_url_length -
+					   strlen(js->f->table->sopts.fhir_url) - strlen(q) + 1);
+	}
 	js->ntl = list_length(fsplan->fdw_scan_tlist);
 	js->tl_fanout = palloc0(sizeof(bool) * Max(1, js->ntl));
 	js->tl_attno = palloc0(sizeof(AttrNumber) * Max(1, js->ntl));
@@ -770,11 +780,12 @@ epic_join_begin(ForeignScanState *node, int eflags)
 
 /*
  * The current row of side (epic_scan_next_row() said there is one) as an
- * EpicJoinRow in js->cxt: the scan tuple's columns of that side, and the
+ * EpicJoinRow in cxt: the scan tuple's columns of that side, and the
  * key column as text.
  */
 static EpicJoinRow *
-join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber key_attno)
+join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber key_attno,
+			  MemoryContext cxt)
 {
 	const EpicViewCell *cells = &side->rows.cells[(size_t) side->next_row * (size_t) side->rows.width];
 	EpicJoinRow *r;
@@ -783,9 +794,9 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 	Datum		kd;
 	bool		knull;
 
-	r = MemoryContextAllocZero(js->cxt, sizeof(EpicJoinRow));
-	r->values = MemoryContextAllocZero(js->cxt, sizeof(Datum) * Max(1, js->ntl));
-	r->nulls = MemoryContextAlloc(js->cxt, sizeof(bool) * Max(1, js->ntl));
+	r = MemoryContextAllocZero(cxt, sizeof(EpicJoinRow));
+	r->values = MemoryContextAllocZero(cxt, sizeof(Datum) * Max(1, js->ntl));
+	r->nulls = MemoryContextAlloc(cxt, sizeof(bool) * Max(1, js->ntl));
 	memset(r->nulls, true, sizeof(bool) * Max(1, js->ntl));
 	side->next_row++;
 
@@ -808,7 +819,7 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 		if (!r->nulls[k])
 		{
 			get_typlenbyval(col->atttypid, &typlen, &typbyval);
-			MemoryContextSwitchTo(js->cxt);
+			MemoryContextSwitchTo(cxt);
 			r->values[k] = datumCopy(d, typbyval, typlen);
 			MemoryContextSwitchTo(side->tuple_cxt);
 		}
@@ -816,7 +827,7 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 	cc.col = &side->table->columns[key_attno - 1];
 	kd = epic_convert_cell(side->table, cc.col, side->cur_resource, &cells[cc.col->slot], &knull);
 	if (!knull)
-		r->key = MemoryContextStrdup(js->cxt, TextDatumGetCString(kd));
+		r->key = MemoryContextStrdup(cxt, TextDatumGetCString(kd));
 	MemoryContextSwitchTo(old);
 	pop_conversion(&cc);
 	return r;
@@ -838,64 +849,200 @@ strptr_match(const void *a, const void *b, Size keysize)
 }
 
 /*
- * Read the driving side whole, then search the fan-out side for every
- * distinct key at once, grouping its rows by key.
+ * Can epic_scan_next_row() give st's next row (or say there is none)
+ * without a request?
+ */
+static bool
+row_ready(EpicScanState *st)
+{
+	if (!st->started)
+		return false;
+	if (st->done)
+		return true;
+	if (st->cur_resource != NULL && st->next_row < st->rows.nrows)
+		return true;
+	return st->page != NULL && st->next_index < epic_page_count(st->page);
+}
+
+/* A hash table in cxt keyed by strings, entries of entrysize bytes. */
+static HTAB *
+strings_hash(MemoryContext cxt, const char *name, Size entrysize)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = entrysize;
+	ctl.hash = strptr_hash;
+	ctl.match = strptr_match;
+	ctl.hcxt = cxt;
+	return hash_create(name, 256, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+static HTAB *
+groups_create(EpicJoinState *js)
+{
+	return strings_hash(js->cxt, "epic_fdw join keys", sizeof(EpicJoinGroup));
+}
+
+/* State of the join, in js->cxt: fan-out rows by key, keys searched. */
+static void
+join_init(EpicJoinState *js)
+{
+	js->groups = groups_create(js);
+	js->searched = strings_hash(js->cxt, "epic_fdw join keys searched", sizeof(char *));
+	js->chunk_cxt = AllocSetContextCreate(js->cxt, "epic_fdw join chunk",
+										  ALLOCSET_DEFAULT_SIZES);
+	js->chunk_searches = 1;
+	js->cap = 0;
+	js->built = true;
+}
+
+/* Start the fan-out side's search for keys (NIL: without the key parameter). */
+static void
+fanout_start(EpicJoinState *js, List *keys)
+{
+	if (js->f->started)
+		epic_scan_rescan(js->f);
+	js->f->key_values = keys;
+	js->streaming = true;
+}
+
+/* Add r to the chain of its key in groups (a hash of EpicJoinGroup). */
+static void
+group_add(HTAB *groups, EpicJoinRow *r)
+{
+	bool		found;
+	EpicJoinGroup *g = hash_search(groups, &r->key, HASH_ENTER, &found);
+
+	if (!found)
+		g->rows = g->last = NULL;
+	if (g->last)
+		g->last->next = r;
+	else
+		g->rows = r;
+	g->last = r;
+}
+
+/*
+ * The next row of the fan-out search as an EpicJoinRow in js->cxt, kept in
+ * js->groups for driving rows of later chunks; NULL at its end.
+ */
+static EpicJoinRow *
+fanout_next(ForeignScanState *node, EpicJoinState *js)
+{
+	while (epic_scan_next_row(node, js->f))
+	{
+		EpicJoinRow *r = join_side_row(js, js->f, true, js->f_attno, js->cxt);
+
+		CHECK_FOR_INTERRUPTS();
+		if (r->key == NULL)
+			continue;
+		group_add(js->groups, r);
+		return r;
+	}
+	js->streaming = false;
+	return NULL;
+}
+
+/*
+ * The next chunk of the join: driving rows read until their new keys fill
+ * js->chunk_searches searches (the keys' bytes against the room a URL
+ * leaves with or_lists, else one key a search), or until the next row would
+ * need another request of the driving side; then one fan-out search of
+ * those keys (packed and concurrent, see build_requests).  Chunks double up
+ * to max_concurrency searches, so that a LIMIT or a cursor that stops early
+ * stops the searches too, and a whole join still runs max_concurrency
+ * searches at a time.
  */
 static void
-join_build(ForeignScanState *node, EpicScanState *st)
+join_next_chunk(ForeignScanState *node, EpicScanState *st)
 {
 	EpicJoinState *js = st->join;
 	EpicScanState *f = js->f;
-	HASHCTL		ctl;
-	HTAB	   *seen;
+	const EpicServerOptions *so = &f->table->sopts;
 	List	   *keys = NIL;
+	double		bytes = 0;
+	double		longest = 0;
+	int			nkeys = 0;
 	bool		unsendable = false;
-	int			cap = 64;
 	MemoryContext old;
 
-	js->built = true;
-	old = MemoryContextSwitchTo(js->cxt);
-	js->drows = palloc(sizeof(EpicJoinRow *) * cap);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(EpicJoinGroup);
-	ctl.hash = strptr_hash;
-	ctl.match = strptr_match;
-	ctl.hcxt = js->cxt;
-	js->groups = hash_create("epic_fdw join keys", 256, &ctl,
-							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	seen = hash_create("epic_fdw join key values", 256, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	MemoryContextSwitchTo(old);
-
-	while (epic_scan_next_row(node, st))
+	MemoryContextReset(js->chunk_cxt);
+	js->drows = NULL;
+	js->nd = js->di = 0;
+	js->cap = 0;
+	js->pending = strings_hash(js->chunk_cxt, "epic_fdw join chunk keys", sizeof(EpicJoinGroup));
+	js->pcur = NULL;
+	for (;;)
 	{
-		EpicJoinRow *r = join_side_row(js, st, false, js->d_attno);
+		EpicJoinRow *r;
+		char	   *kcopy;
 		List	   *enc = NIL;
 		bool		found;
 
+		if ((js->nd > 0 || nkeys > 0) && !row_ready(st))
+			break;
+		/* another key as long as the longest so far would not fit */
+		if (so->or_lists && nkeys > 0 &&
+			bytes + longest > js->chunk_searches * Max(1.0, js->room + 1 - longest))
+			break;
+		if (!epic_scan_next_row(node, st))
+		{
+			js->d_done = true;
+			break;
+		}
 		CHECK_FOR_INTERRUPTS();
-
+		r = join_side_row(js, st, false, js->d_attno, js->chunk_cxt);
 		if (r->key == NULL)
 			continue;
-		if (js->nd == cap)
+		if (!js->all_fetched)
 		{
-			cap *= 2;
-			js->drows = repalloc(js->drows, sizeof(EpicJoinRow *) * cap);
+			/* a key of this chunk's search: matched as its rows stream in */
+			hash_search(js->pending, &r->key, HASH_FIND, &found);
+			if (found)
+			{
+				group_add(js->pending, r);
+				continue;
+			}
+			hash_search(js->searched, &r->key, HASH_FIND, &found);
 		}
-		js->drows[js->nd++] = r;
-		hash_search(seen, &r->key, HASH_ENTER, &found);
-		if (found)
+		if (js->all_fetched || found)
+		{
+			/* a key searched before: matched from js->groups */
+			if (js->nd == js->cap)
+			{
+				js->cap = Max(64, js->cap * 2);
+				js->drows = js->drows ?
+					repalloc(js->drows, sizeof(EpicJoinRow *) * js->cap) :
+					MemoryContextAlloc(js->chunk_cxt, sizeof(EpicJoinRow *) * js->cap);
+			}
+			js->drows[js->nd++] = r;
 			continue;
-		old = MemoryContextSwitchTo(js->cxt);
+		}
+		group_add(js->pending, r);
+		kcopy = MemoryContextStrdup(js->cxt, r->key);
+		hash_search(js->searched, &kcopy, HASH_ENTER, NULL);
+		old = MemoryContextSwitchTo(js->chunk_cxt);
 		if (epic_encode_datum(js->key, CStringGetTextDatum(r->key), TEXTOID, false, &enc) == EPIC_ENC_OK)
+		{
+			ListCell   *lc;
+
+			foreach(lc, enc)
+			{
+				bytes += strlen(lfirst(lc)) + 1;
+				longest = Max(longest, strlen(lfirst(lc)) + 1);
+			}
 			keys = list_concat(keys, enc);
+		}
 		else
 			unsendable = true;
 		MemoryContextSwitchTo(old);
+		nkeys++;
+		if (!so->or_lists && nkeys >= js->chunk_searches)
+			break;
 	}
-	if (js->nd == 0)
-		return;
 	if (unsendable)
 	{
 		/*
@@ -906,6 +1053,8 @@ join_build(ForeignScanState *node, EpicScanState *st)
 		List	   *names = NIL;
 		ListCell   *lc;
 		const char *missing;
+		HASH_SEQ_STATUS hs;
+		EpicJoinGroup *g;
 
 		foreach(lc, f->params)
 		{
@@ -922,32 +1071,40 @@ join_build(ForeignScanState *node, EpicScanState *st)
 							"but the value of \"%s\" cannot be sent",
 							f->resource, epic_requirement_text(missing), js->key->name),
 					 errhint("Join on values FHIR search can express, or add a condition on another of the parameters.")));
-		keys = NIL;
-	}
-	else if (keys == NIL)
+		/*
+		 * Every fan-out row, once: rows of keys searched before come again,
+		 * so group them afresh, and match this chunk's driving rows (and
+		 * every later chunk's) from the groups.
+		 */
+		js->groups = groups_create(js);
+		js->all_fetched = true;
+		fanout_start(js, NIL);
+		while (fanout_next(node, js) != NULL)
+			;
+		hash_seq_init(&hs, js->pending);
+		while ((g = hash_seq_search(&hs)) != NULL)
+			for (EpicJoinRow *r = g->rows; r != NULL;)
+			{
+				EpicJoinRow *next = r->next;
+
+				if (js->nd == js->cap)
+				{
+					js->cap = Max(64, js->cap * 2);
+					js->drows = js->drows ?
+						repalloc(js->drows, sizeof(EpicJoinRow *) * js->cap) :
+						MemoryContextAlloc(js->chunk_cxt, sizeof(EpicJoinRow *) * js->cap);
+				}
+				r->next = NULL;
+				js->drows[js->nd++] = r;
+				r = next;
+			}
 		return;
-
-	CHECK_FOR_INTERRUPTS();
-	f->key_values = keys;
-	while (epic_scan_next_row(node, f))
-	{
-		EpicJoinRow *r = join_side_row(js, f, true, js->f_attno);
-		EpicJoinGroup *g;
-		bool		found;
-
-		CHECK_FOR_INTERRUPTS();
-
-		if (r->key == NULL)
-			continue;
-		g = hash_search(js->groups, &r->key, HASH_ENTER, &found);
-		if (!found)
-			g->rows = g->last = NULL;
-		if (g->last)
-			g->last->next = r;
-		else
-			g->rows = r;
-		g->last = r;
 	}
+	if (keys == NIL)
+		return;
+	CHECK_FOR_INTERRUPTS();
+	fanout_start(js, keys);
+	js->chunk_searches = Min(js->chunk_searches * 2, Max(1, so->max_concurrency));
 }
 
 TupleTableSlot *
@@ -956,28 +1113,62 @@ epic_join_iterate(ForeignScanState *node, EpicScanState *st)
 	EpicJoinState *js = st->join;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 
+	EpicJoinRow *d;
+	EpicJoinRow *f;
+
 	ExecClearTuple(slot);
 	if (!js->built)
-		join_build(node, st);
-	while (js->fcur == NULL)
+		join_init(js);
+	for (;;)
 	{
-		EpicJoinGroup *g;
-
 		CHECK_FOR_INTERRUPTS();
-		if (js->di >= js->nd)
+		if (js->fcur != NULL)
+		{
+			/* a driving row of a key searched before, and its next match */
+			d = js->dcur;
+			f = js->fcur;
+			js->fcur = f->next;
+			break;
+		}
+		if (js->pcur != NULL)
+		{
+			/* the fan-out row streamed in, and its next driving row */
+			d = js->pcur;
+			f = js->frow;
+			js->pcur = d->next;
+			break;
+		}
+		if (js->di < js->nd)
+		{
+			EpicJoinGroup *g;
+
+			js->dcur = js->drows[js->di++];
+			g = hash_search(js->groups, &js->dcur->key, HASH_FIND, NULL);
+			js->fcur = g ? g->rows : NULL;
+			continue;
+		}
+		if (js->streaming)
+		{
+			EpicJoinGroup *g;
+
+			js->frow = fanout_next(node, js);
+			if (js->frow == NULL)
+				continue;
+			g = hash_search(js->pending, &js->frow->key, HASH_FIND, NULL);
+			js->pcur = g ? g->rows : NULL;
+			continue;
+		}
+		if (js->d_done)
 			return slot;
-		js->dcur = js->drows[js->di++];
-		g = js->groups ? hash_search(js->groups, &js->dcur->key, HASH_FIND, NULL) : NULL;
-		js->fcur = g ? g->rows : NULL;
+		join_next_chunk(node, st);
 	}
 	for (int k = 0; k < js->ntl; k++)
 	{
-		EpicJoinRow *r = js->tl_fanout[k] ? js->fcur : js->dcur;
+		EpicJoinRow *r = js->tl_fanout[k] ? f : d;
 
 		slot->tts_values[k] = r->values[k];
 		slot->tts_isnull[k] = r->nulls[k];
 	}
-	js->fcur = js->fcur->next;
 	ExecStoreVirtualTuple(slot);
 	return slot;
 }
@@ -1021,10 +1212,17 @@ epic_join_rescan(EpicScanState *st)
 	epic_scan_rescan(st->join->f);
 	MemoryContextReset(st->join->cxt);
 	st->join->built = false;
+	st->join->d_done = false;
+	st->join->all_fetched = false;
+	st->join->chunk_cxt = NULL;	/* was in cxt */
 	st->join->groups = NULL;
+	st->join->searched = NULL;
 	st->join->drows = NULL;
 	st->join->nd = st->join->di = 0;
 	st->join->dcur = st->join->fcur = NULL;
+	st->join->pending = NULL;
+	st->join->pcur = st->join->frow = NULL;
+	st->join->streaming = false;
 }
 
 /*

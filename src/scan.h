@@ -105,6 +105,7 @@ typedef struct EpicScanState
 	int			key_index;		/* the key's runtime slot, or -1 */
 	int			searches;		/* searches sent (first pages), for EXPLAIN ANALYZE */
 	bool		page_cached;	/* st->page belongs to the cache */
+	bool		no_prefetch;	/* never fetch a next page ahead (a join under a LIMIT) */
 	bool		started;
 	bool		done;
 } EpicScanState;
@@ -140,10 +141,22 @@ typedef struct EpicJoinState
 	AttrNumber *tl_attno;
 	MemoryContext cxt;			/* rows; reset at rescan */
 	bool		built;
-	EpicJoinRow **drows;
+	bool		d_done;			/* the driving side has no row left */
+	bool		all_fetched;	/* fan-out searched without the key: all rows */
+	double		room;			/* bytes a fan-out URL leaves for keys */
+	int			chunk_searches; /* searches' worth of keys in the next chunk */
+	MemoryContext chunk_cxt;	/* the chunk's driving rows; in cxt */
+	EpicJoinRow **drows;		/* the chunk's driving rows */
 	int			nd;
 	int			di;
+	int			cap;
 	HTAB	   *groups;			/* key -> EpicJoinGroup */
+	HTAB	   *searched;		/* keys searched so far (char *) */
+	HTAB	   *pending;		/* key -> this chunk's driving rows of keys it
+								 * searches (EpicJoinGroup, in chunk_cxt) */
+	bool		streaming;		/* the fan-out search of this chunk is read */
+	EpicJoinRow *frow;			/* its current row */
+	EpicJoinRow *pcur;			/* next driving row to pair with frow */
 	EpicJoinRow *dcur;
 	EpicJoinRow *fcur;
 } EpicJoinState;
