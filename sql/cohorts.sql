@@ -29,11 +29,11 @@ SELECT patient_id, resource->'entity'->>'reference' AS reference, resource->'ent
   FROM group_members WHERE group_id = 'registry-mixed';
 -- a Group without members: no row, no error
 SELECT count(*) FROM group_members WHERE group_id = 'registry-empty';
--- two groups: two reads
+-- three groups: three reads (concurrent, so the log is sorted)
 \! $EPIC_CTL reset
 SELECT group_id, count(*) FROM group_members
  WHERE group_id IN ('registry-mixed', 'registry-empty', 'registry-sample') GROUP BY 1 ORDER BY 1;
-\! $EPIC_CTL log
+\! $EPIC_CTL log | sort
 -- a Group that does not exist
 SELECT * FROM group_members WHERE group_id = 'no-such-group';
 -- a value that is not a FHIR id names no Group: nothing is read
@@ -269,6 +269,74 @@ SELECT (SELECT count(*) FROM all_meds) AS rows,
        (SELECT count(*) FROM (SELECT * FROM all_meds EXCEPT ALL SELECT * FROM all_meds_small) a) +
        (SELECT count(*) FROM (SELECT * FROM all_meds_small EXCEPT ALL SELECT * FROM all_meds) b) AS differences;
 ALTER SERVER dataset OPTIONS (SET batch_memory '1000');
+ALTER SERVER dataset OPTIONS (DROP batch_memory, DROP or_lists);
+
+-- Semi- and anti-joins between two epic_fdw tables: EXISTS, NOT EXISTS and
+-- IN (subquery) run as one join scan; rows as PostgreSQL's own plan gives
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT p.id FROM patients p
+ WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id);
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT p.id FROM patients p WHERE p.state = 'TX'
+   AND NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.status = 'active');
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT m.id FROM medication_statements m
+ WHERE m.patient_id IN (SELECT id FROM patients WHERE family = 'Lopez');
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT p.id, p.family FROM patients p
+ WHERE p.id IN (SELECT patient_id FROM group_members WHERE group_id = 'registry-sample');
+\! $EPIC_CTL reset
+SELECT count(*) FROM patients p
+ WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id);
+\! $EPIC_CTL count fhir Patient
+\! $EPIC_CTL count fhir MedicationStatement
+\! $EPIC_CTL reset
+SELECT count(*) FROM patients p
+ WHERE p.id IN (SELECT patient_id FROM group_members WHERE group_id = 'registry-sample');
+\! $EPIC_CTL count fhir
+
+-- each query with pushdown on (the join scan) and off (PostgreSQL's plan)
+CREATE FUNCTION pg_temp.compare(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE n bigint; d bigint; plan text;
+BEGIN
+  EXECUTE 'EXPLAIN (COSTS OFF) ' || q INTO plan;
+  EXECUTE 'CREATE TEMP TABLE cmp_on AS ' || q;
+  PERFORM set_config('epic_fdw.pushdown', 'off', true);
+  EXECUTE 'CREATE TEMP TABLE cmp_off AS ' || q;
+  PERFORM set_config('epic_fdw.pushdown', 'on', true);
+  SELECT count(*) INTO n FROM cmp_on;
+  SELECT (SELECT count(*) FROM (SELECT * FROM cmp_on EXCEPT ALL SELECT * FROM cmp_off) a) +
+         (SELECT count(*) FROM (SELECT * FROM cmp_off EXCEPT ALL SELECT * FROM cmp_on) b) INTO d;
+  DROP TABLE cmp_on, cmp_off;
+  RETURN format('%s: %s rows, %s differences', plan, n, d);
+END $$;
+SELECT pg_temp.compare(q) AS "plan: rows, differences from pushdown off" FROM (VALUES
+ -- EXISTS, NOT EXISTS, IN
+ ($$SELECT p.id, p.family FROM patients p WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id)$$),
+ ($$SELECT p.id, p.family FROM patients p WHERE NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id)$$),
+ ($$SELECT p.id FROM patients p WHERE p.id IN (SELECT patient_id FROM medication_statements)$$),
+ -- with correlated extra conditions of the subquery's table
+ ($$SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.status = 'active')$$),
+ ($$SELECT p.id FROM patients p WHERE NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.status IN ('active', 'completed'))$$),
+ ($$SELECT p.id FROM patients p WHERE p.gender = 'female' AND p.id IN (SELECT patient_id FROM medication_statements WHERE status <> 'stopped')$$),
+ -- conditions across both tables (checked on each pair)
+ ($$SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.effective_start < p.birthdate + interval '30 years')$$),
+ ($$SELECT p.id FROM patients p WHERE NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.medication <> p.family)$$),
+ ($$SELECT p.id FROM patients p WHERE p.state = 'TX' AND NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.status = 'active')$$),
+ -- the kept rows from the fan-out side (driven by the subquery's table)
+ ($$SELECT m.id, m.status FROM medication_statements m WHERE m.patient_id IN (SELECT id FROM patients WHERE family = 'Lopez')$$),
+ ($$SELECT m.id FROM medication_statements m WHERE EXISTS (SELECT 1 FROM patients p WHERE p.id = m.patient_id AND p.state IN ('TX', 'CO'))$$),
+ -- cohorts: Group members, NULL keys (members that are not Patients)
+ ($$SELECT p.id, p.family FROM patients p WHERE p.id IN (SELECT patient_id FROM group_members WHERE group_id = 'registry-sample')$$),
+ ($$SELECT g.patient_id, g.resource FROM group_members g WHERE g.group_id = 'registry-mixed' AND NOT EXISTS (SELECT 1 FROM patients p WHERE p.id = g.patient_id)$$),
+ ($$SELECT g.patient_id FROM group_members g WHERE g.group_id = 'registry-sample' AND EXISTS (SELECT 1 FROM patients p WHERE p.id = g.patient_id AND p.gender = 'female')$$),
+ ($$SELECT g.patient_id FROM group_members g WHERE g.group_id = 'registry-all' AND NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = g.patient_id)$$),
+ ($$SELECT g.patient_id, g.inactive FROM group_members g WHERE g.group_id = 'registry-sample' AND EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = g.patient_id AND m.effective_start > g.period_start)$$),
+ -- an aggregate over a semi-join
+ ($$SELECT count(*) AS n, count(DISTINCT p.state) AS states FROM patients p WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id)$$),
+ -- NOT IN stays a SubPlan (for correctness only)
+ ($$SELECT p.id FROM patients p WHERE p.state = 'TX' AND p.id NOT IN (SELECT m.patient_id FROM medication_statements m WHERE m.patient_id = p.id AND m.status = 'active')$$)
+) v(q);
 RESET search_path;
 SET client_min_messages = warning;
 DROP SCHEMA epic, reg, ds CASCADE;

@@ -754,6 +754,9 @@ epic_join_begin(ForeignScanState *node, int eflags)
 	js->f = epic_scan_begin(node, lsecond(priv), js->f_relid, eflags);
 	js->f->key_index = intVal(list_nth(ids, 4));
 	st->no_prefetch = js->f->no_prefetch = intVal(list_nth(ids, 5)) != 0;
+	js->mode = (EpicJoinMode) intVal(list_nth(ids, 6));
+	js->preserve_fanout = intVal(list_nth(ids, 7)) != 0;
+	js->pair_index = intVal(list_nth(ids, 8));
 	{
 		/* what a fan-out URL leaves for keys: its length with "?" for them */
 		const char *q = linitial(epic_build_queries(js->f->resource, js->f->fixed_search,
@@ -888,8 +891,9 @@ groups_create(EpicJoinState *js)
 
 /* State of the join, in js->cxt: fan-out rows by key, keys searched. */
 static void
-join_init(EpicJoinState *js)
+join_init(EpicJoinState *js, EpicScanState *st)
 {
+	js->pair = js->pair_index >= 0 ? list_nth(st->runtime_states, js->pair_index) : NULL;
 	js->groups = groups_create(js);
 	js->searched = strings_hash(js->cxt, "epic_fdw join keys searched", sizeof(char *));
 	js->chunk_cxt = AllocSetContextCreate(js->cxt, "epic_fdw join chunk",
@@ -946,6 +950,19 @@ fanout_next(ForeignScanState *node, EpicJoinState *js)
 	return NULL;
 }
 
+/* Append r to the array *rows (of *n, room for *cap) in cxt. */
+static void
+rows_append(EpicJoinRow ***rows, int *n, int *cap, EpicJoinRow *r, MemoryContext cxt)
+{
+	if (*n == *cap)
+	{
+		*cap = Max(64, *cap * 2);
+		*rows = *rows ? repalloc(*rows, sizeof(EpicJoinRow *) * *cap) :
+			MemoryContextAlloc(cxt, sizeof(EpicJoinRow *) * *cap);
+	}
+	(*rows)[(*n)++] = r;
+}
+
 /*
  * The next chunk of the join: driving rows read until their new keys fill
  * js->chunk_searches searches (the keys' bytes against the room a URL
@@ -973,6 +990,8 @@ join_next_chunk(ForeignScanState *node, EpicScanState *st)
 	js->drows = NULL;
 	js->nd = js->di = 0;
 	js->cap = 0;
+	js->arows = NULL;
+	js->na = js->ai = js->acap = 0;
 	js->pending = strings_hash(js->chunk_cxt, "epic_fdw join chunk keys", sizeof(EpicJoinGroup));
 	js->pcur = NULL;
 	for (;;)
@@ -996,7 +1015,12 @@ join_next_chunk(ForeignScanState *node, EpicScanState *st)
 		CHECK_FOR_INTERRUPTS();
 		r = join_side_row(js, st, false, js->d_attno, js->chunk_cxt);
 		if (r->key == NULL)
+		{
+			/* matches nothing: an anti-join keeps it */
+			if (js->mode == EPIC_JOIN_ANTI)
+				rows_append(&js->drows, &js->nd, &js->cap, r, js->chunk_cxt);
 			continue;
+		}
 		if (!js->all_fetched)
 		{
 			/* a key of this chunk's search: matched as its rows stream in */
@@ -1004,6 +1028,8 @@ join_next_chunk(ForeignScanState *node, EpicScanState *st)
 			if (found)
 			{
 				group_add(js->pending, r);
+				if (js->mode == EPIC_JOIN_ANTI)
+					rows_append(&js->arows, &js->na, &js->acap, r, js->chunk_cxt);
 				continue;
 			}
 			hash_search(js->searched, &r->key, HASH_FIND, &found);
@@ -1011,17 +1037,12 @@ join_next_chunk(ForeignScanState *node, EpicScanState *st)
 		if (js->all_fetched || found)
 		{
 			/* a key searched before: matched from js->groups */
-			if (js->nd == js->cap)
-			{
-				js->cap = Max(64, js->cap * 2);
-				js->drows = js->drows ?
-					repalloc(js->drows, sizeof(EpicJoinRow *) * js->cap) :
-					MemoryContextAlloc(js->chunk_cxt, sizeof(EpicJoinRow *) * js->cap);
-			}
-			js->drows[js->nd++] = r;
+			rows_append(&js->drows, &js->nd, &js->cap, r, js->chunk_cxt);
 			continue;
 		}
 		group_add(js->pending, r);
+		if (js->mode == EPIC_JOIN_ANTI)
+			rows_append(&js->arows, &js->na, &js->acap, r, js->chunk_cxt);
 		kcopy = MemoryContextStrdup(js->cxt, r->key);
 		hash_search(js->searched, &kcopy, HASH_ENTER, NULL);
 		old = MemoryContextSwitchTo(js->chunk_cxt);
@@ -1087,17 +1108,11 @@ join_next_chunk(ForeignScanState *node, EpicScanState *st)
 			{
 				EpicJoinRow *next = r->next;
 
-				if (js->nd == js->cap)
-				{
-					js->cap = Max(64, js->cap * 2);
-					js->drows = js->drows ?
-						repalloc(js->drows, sizeof(EpicJoinRow *) * js->cap) :
-						MemoryContextAlloc(js->chunk_cxt, sizeof(EpicJoinRow *) * js->cap);
-				}
 				r->next = NULL;
-				js->drows[js->nd++] = r;
+				rows_append(&js->drows, &js->nd, &js->cap, r, js->chunk_cxt);
 				r = next;
 			}
+		js->na = 0;				/* they are all in drows now */
 		return;
 	}
 	if (keys == NIL)
@@ -1107,43 +1122,124 @@ join_next_chunk(ForeignScanState *node, EpicScanState *st)
 	js->chunk_searches = Min(js->chunk_searches * 2, Max(1, so->max_concurrency));
 }
 
+/* Put the pair (d, f) into the scan slot; f NULL: the fan-out columns NULL. */
+static void
+pair_store(EpicJoinState *js, TupleTableSlot *slot, EpicJoinRow *d, EpicJoinRow *f)
+{
+	ExecClearTuple(slot);
+	for (int k = 0; k < js->ntl; k++)
+	{
+		EpicJoinRow *r = js->tl_fanout[k] ? f : d;
+
+		slot->tts_values[k] = r ? r->values[k] : (Datum) 0;
+		slot->tts_isnull[k] = r ? r->nulls[k] : true;
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * Is (d, f) a pair to consider and does it match?  It is in the slot
+ * afterwards.  Rows of a semi-join's result already produced, and driving
+ * rows of an anti-join already matched, need no more pairs.
+ */
+static bool
+pair_matches(ForeignScanState *node, EpicJoinState *js, EpicJoinRow *d, EpicJoinRow *f)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	bool		isnull;
+	Datum		v;
+
+	if (js->mode != EPIC_JOIN_INNER && (js->preserve_fanout ? f->matched : d->matched))
+		return false;
+	pair_store(js, slot, d, f);
+	if (js->pair == NULL)
+		return true;
+	ResetExprContext(econtext);
+	econtext->ecxt_scantuple = slot;
+	v = ExecEvalExpr(js->pair, econtext, &isnull);
+	return !isnull && DatumGetBool(v);
+}
+
+/*
+ * The join's next row: pairs of driving rows whose keys were searched
+ * before with their rows kept in js->groups, then pairs of the rows the
+ * chunk's fan-out search streams in with the chunk's driving rows of their
+ * key; then the next chunk.  A semi-join produces each kept row at its
+ * first matching pair; an anti-join the driving rows no pair matched, once
+ * their candidates are all seen.
+ */
 TupleTableSlot *
 epic_join_iterate(ForeignScanState *node, EpicScanState *st)
 {
 	EpicJoinState *js = st->join;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 
-	EpicJoinRow *d;
-	EpicJoinRow *f;
-
-	ExecClearTuple(slot);
 	if (!js->built)
-		join_init(js);
+		join_init(js, st);
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (js->fcur != NULL)
+		if (js->dcur != NULL)
 		{
-			/* a driving row of a key searched before, and its next match */
-			d = js->dcur;
-			f = js->fcur;
+			/* a driving row of a key searched before, and its candidates */
+			EpicJoinRow *d = js->dcur;
+			EpicJoinRow *f = js->fcur;
+
+			if (f == NULL)
+			{
+				js->dcur = NULL;
+				if (js->mode == EPIC_JOIN_ANTI && !d->matched)
+				{
+					pair_store(js, slot, d, NULL);
+					return slot;
+				}
+				continue;
+			}
 			js->fcur = f->next;
-			break;
+			if (!pair_matches(node, js, d, f))
+				continue;
+			if (js->mode == EPIC_JOIN_INNER)
+				return slot;
+			if (js->preserve_fanout)
+				f->matched = true;
+			else
+			{
+				d->matched = true;
+				js->fcur = NULL;
+			}
+			if (js->mode == EPIC_JOIN_SEMI)
+				return slot;
+			continue;
 		}
 		if (js->pcur != NULL)
 		{
-			/* the fan-out row streamed in, and its next driving row */
-			d = js->pcur;
-			f = js->frow;
+			/* the fan-out row streamed in, and the next driving row of its key */
+			EpicJoinRow *d = js->pcur;
+
 			js->pcur = d->next;
-			break;
+			if (!pair_matches(node, js, d, js->frow))
+				continue;
+			if (js->mode == EPIC_JOIN_INNER)
+				return slot;
+			if (js->preserve_fanout)
+			{
+				js->frow->matched = true;
+				js->pcur = NULL;
+			}
+			else
+				d->matched = true;
+			if (js->mode == EPIC_JOIN_SEMI)
+				return slot;
+			continue;
 		}
 		if (js->di < js->nd)
 		{
-			EpicJoinGroup *g;
+			EpicJoinGroup *g = NULL;
 
 			js->dcur = js->drows[js->di++];
-			g = hash_search(js->groups, &js->dcur->key, HASH_FIND, NULL);
+			if (js->dcur->key != NULL)
+				g = hash_search(js->groups, &js->dcur->key, HASH_FIND, NULL);
 			js->fcur = g ? g->rows : NULL;
 			continue;
 		}
@@ -1158,19 +1254,22 @@ epic_join_iterate(ForeignScanState *node, EpicScanState *st)
 			js->pcur = g ? g->rows : NULL;
 			continue;
 		}
+		if (js->ai < js->na)
+		{
+			/* anti-join: the chunk's searched rows that no pair matched */
+			EpicJoinRow *d = js->arows[js->ai++];
+
+			if (!d->matched)
+			{
+				pair_store(js, slot, d, NULL);
+				return slot;
+			}
+			continue;
+		}
 		if (js->d_done)
-			return slot;
+			return ExecClearTuple(slot);
 		join_next_chunk(node, st);
 	}
-	for (int k = 0; k < js->ntl; k++)
-	{
-		EpicJoinRow *r = js->tl_fanout[k] ? f : d;
-
-		slot->tts_values[k] = r->values[k];
-		slot->tts_isnull[k] = r->nulls[k];
-	}
-	ExecStoreVirtualTuple(slot);
-	return slot;
 }
 
 /* Convert the current row of st into slot (its retrieved columns). */
@@ -1222,6 +1321,8 @@ epic_join_rescan(EpicScanState *st)
 	st->join->dcur = st->join->fcur = NULL;
 	st->join->pending = NULL;
 	st->join->pcur = st->join->frow = NULL;
+	st->join->arows = NULL;
+	st->join->na = st->join->ai = st->join->acap = 0;
 	st->join->streaming = false;
 }
 

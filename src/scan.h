@@ -110,6 +110,14 @@ typedef struct EpicScanState
 	bool		done;
 } EpicScanState;
 
+/* What a join of two epic_fdw tables produces. */
+typedef enum EpicJoinMode
+{
+	EPIC_JOIN_INNER,
+	EPIC_JOIN_SEMI,				/* each kept row once, if some pair matches */
+	EPIC_JOIN_ANTI				/* each kept row for which no pair matches */
+} EpicJoinMode;
+
 /* A row of one side of a join (values at the scan tuple's positions). */
 typedef struct EpicJoinRow
 {
@@ -117,6 +125,7 @@ typedef struct EpicJoinRow
 	bool	   *nulls;
 	char	   *key;			/* the join key as text; NULL: no match */
 	struct EpicJoinRow *next;	/* next fan-out row of the same key */
+	bool		matched;		/* semi/anti: a pair with it matched */
 } EpicJoinRow;
 
 typedef struct EpicJoinGroup
@@ -152,6 +161,14 @@ typedef struct EpicJoinState
 	int			cap;
 	HTAB	   *groups;			/* key -> EpicJoinGroup */
 	HTAB	   *searched;		/* keys searched so far (char *) */
+	EpicJoinMode mode;
+	bool		preserve_fanout;	/* semi: the fan-out rows are the result */
+	int			pair_index;		/* fdw_exprs item: does a pair match, or -1 */
+	ExprState  *pair;			/* its state (NULL: every pair matches) */
+	EpicJoinRow **arows;		/* anti: the chunk's rows of keys it searches */
+	int			na;
+	int			ai;
+	int			acap;
 	HTAB	   *pending;		/* key -> this chunk's driving rows of keys it
 								 * searches (EpicJoinGroup, in chunk_cxt) */
 	bool		streaming;		/* the fan-out search of this chunk is read */
