@@ -893,10 +893,11 @@ join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *
 															  makeInteger(ji->d_attno),
 															  makeInteger(ji->f_attno),
 															  makeInteger(key->runtime_index)),
-												   list_make4(makeInteger(join_limited(root)),
+												   list_make5(makeInteger(join_limited(root)),
 															  makeInteger(ji->mode),
 															  makeInteger(ji->preserve_fanout),
-															  makeInteger(pair_index))),
+															  makeInteger(pair_index),
+															  makeInteger(root->tuple_fraction > 0))),
 									   epic_param_to_list(key),
 									   makeFloat(psprintf("%.0f", Max(1, ji->drel->rows)))),
 							scan_tlist, NIL, outer_plan);

@@ -757,6 +757,7 @@ epic_join_begin(ForeignScanState *node, int eflags)
 	js->mode = (EpicJoinMode) intVal(list_nth(ids, 6));
 	js->preserve_fanout = intVal(list_nth(ids, 7)) != 0;
 	js->pair_index = intVal(list_nth(ids, 8));
+	js->fast_start = intVal(list_nth(ids, 9)) != 0;
 	{
 		/* what a fan-out URL leaves for keys: its length with "?" for them */
 		const char *q = linitial(epic_build_queries(js->f->resource, js->f->fixed_search,
@@ -898,7 +899,8 @@ join_init(EpicJoinState *js, EpicScanState *st)
 	js->searched = strings_hash(js->cxt, "epic_fdw join keys searched", sizeof(char *));
 	js->chunk_cxt = AllocSetContextCreate(js->cxt, "epic_fdw join chunk",
 										  ALLOCSET_DEFAULT_SIZES);
-	js->chunk_searches = 1;
+	/* the first rows soon (a LIMIT, a cursor), or all of them at full speed */
+	js->chunk_searches = js->fast_start ? 1 : Max(1, js->f->table->sopts.max_concurrency);
 	js->cap = 0;
 	js->built = true;
 }
@@ -968,10 +970,10 @@ rows_append(EpicJoinRow ***rows, int *n, int *cap, EpicJoinRow *r, MemoryContext
  * js->chunk_searches searches (the keys' bytes against the room a URL
  * leaves with or_lists, else one key a search), or until the next row would
  * need another request of the driving side; then one fan-out search of
- * those keys (packed and concurrent, see build_requests).  Chunks double up
- * to max_concurrency searches, so that a LIMIT or a cursor that stops early
- * stops the searches too, and a whole join still runs max_concurrency
- * searches at a time.
+ * those keys (packed and concurrent, see build_requests).  When the
+ * planner wants the first rows soon (a LIMIT, a cursor), chunks start at one
+ * search and double up to max_concurrency, so that stopping early stops the
+ * searches too; otherwise every chunk is max_concurrency searches.
  */
 static void
 join_next_chunk(ForeignScanState *node, EpicScanState *st)

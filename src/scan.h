@@ -164,6 +164,7 @@ typedef struct EpicJoinState
 	EpicJoinMode mode;
 	bool		preserve_fanout;	/* semi: the fan-out rows are the result */
 	int			pair_index;		/* fdw_exprs item: does a pair match, or -1 */
+	bool		fast_start;		/* the planner wants the first rows soon */
 	ExprState  *pair;			/* its state (NULL: every pair matches) */
 	EpicJoinRow **arows;		/* anti: the chunk's rows of keys it searches */
 	int			na;
