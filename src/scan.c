@@ -280,22 +280,23 @@ maybe_prefetch(EpicScanState *st)
  * The links are remembered by a 64-bit hash of their text.
  */
 static void
-check_next_link(EpicScanState *st, const char *next, const char *display)
+check_next_link(EpicScanState *st, HTAB **links, MemoryContext cxt, const char *next,
+				const char *display)
 {
 	uint64		h = hash_bytes_extended((const unsigned char *) next, (int) strlen(next), 0);
 	bool		found;
 
-	if (st->links == NULL)
+	if (*links == NULL)
 	{
 		HASHCTL		ctl;
 
 		ctl.keysize = sizeof(uint64);
 		ctl.entrysize = sizeof(uint64);
-		ctl.hcxt = st->rescan_cxt;
-		st->links = hash_create("epic_fdw next links", 64, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		ctl.hcxt = cxt;
+		*links = hash_create("epic_fdw next links", 64, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	hash_search(st->links, &h, HASH_ENTER, &found);
+	hash_search(*links, &h, HASH_ENTER, &found);
 	if (found)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
@@ -306,14 +307,18 @@ check_next_link(EpicScanState *st, const char *next, const char *display)
 }
 
 /*
- * Make resp (a response in st->page_cxt, the current context) the current
- * page: check it, parse it, note its next link.
+ * Check resp (a response to display, in the current context) and parse it
+ * into a page there (the body is freed); count it and report its outcome
+ * issues.  Its next link, checked (same origin, not followed before by this
+ * request: *links, created in links_cxt), is returned in *next_out
+ * (palloc'd), or NULL.
  */
-static void
-load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
+static EpicPage *
+parse_response(EpicScanState *st, EpicHttpResponse *resp, const char *display,
+			   HTAB **links, MemoryContext links_cxt, char **next_out)
 {
 	const char *next;
-	Size		bytes;
+	EpicPage   *page;
 
 	if (resp->status == 404 && st->table->read_by_id)
 	{
@@ -330,7 +335,6 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 	}
 	if (resp->status != 200)
 		epic_raise_http_error(resp, display, st->table->read_by_id ? "FHIR read" : "FHIR search");
-	bytes = resp->body.len;
 	if (resp->content_type != NULL)
 	{
 		char	   *ct = asc_tolower(resp->content_type, strlen(resp->content_type));
@@ -343,17 +347,16 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 					 errcontext("FHIR request: GET %s", display)));
 	}
 	if (st->table->read_by_id)
-		st->page = epic_page_parse_read(resp->body.data, resp->body.len, st->resource,
-										display + strlen(st->resource) + 1, display);
+		page = epic_page_parse_read(resp->body.data, resp->body.len, st->resource,
+									display + strlen(st->resource) + 1, display);
 	else
-		st->page = epic_page_parse(resp->body.data, resp->body.len, st->resource, display);
+		page = epic_page_parse(resp->body.data, resp->body.len, st->resource, display);
 	pfree(resp->body.data);
 	st->stats.pages++;
-	st->pages_this_result++;
-	st->resources_fetched += epic_page_count(st->page);
-	epic_page_report_outcomes(st->page, &st->seen);
+	epic_page_report_outcomes(page, &st->seen);
 
-	next = epic_page_next(st->page);
+	*next_out = NULL;
+	next = epic_page_next(page);
 	if (next != NULL)
 	{
 		if (!epic_url_same_origin(next, st->table->sopts.fhir_url))
@@ -363,11 +366,47 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 					 errdetail("The next link \"%s\" does not share scheme, host and port with fhir_url; "
 							   "epic_fdw sends the access token only to the FHIR server.", next),
 					 errcontext("FHIR request: GET %s", display)));
-		check_next_link(st, next, display);
-		st->next_url = pstrdup(next);
+		check_next_link(st, links, links_cxt, next, display);
+		*next_out = pstrdup(next);
 	}
+	return page;
+}
+
+/*
+ * Make resp (a response in st->page_cxt, the current context) the current
+ * page: check it, parse it, note its next link, fetch the next page ahead.
+ */
+static void
+load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
+{
+	Size		bytes = resp->body.len;
+
+	st->page = parse_response(st, resp, display, &st->links, st->rescan_cxt, &st->next_url);
+	st->pages_this_result++;
+	st->resources_fetched += epic_page_count(st->page);
 	maybe_cache_page(st, bytes);
 	maybe_prefetch(st);
+}
+
+/* Make the first of st->held the current page. */
+static void
+take_held_page(EpicScanState *st)
+{
+	EpicHeldPage *h = linitial(st->held);
+
+	release_page(st);
+	st->held = list_delete_first(st->held);
+	st->page_cxt = h->cxt;
+	st->page = h->page;
+	st->pages_this_result++;
+	st->resources_fetched += epic_page_count(st->page);
+	if (st->held == NIL && st->held_next != NULL)
+	{
+		/* pages the batch did not fetch: followed as usual */
+		st->next_url = st->held_next;
+		st->held_next = NULL;
+		maybe_prefetch(st);
+	}
 }
 
 /*
@@ -399,12 +438,13 @@ fetch_page(EpicScanState *st, const char *url, const char *display)
 }
 
 /*
- * How many first pages the next batch fetches: as many as fit in the
- * server's batch_memory at the average size of the first pages seen so far
- * (max_concurrency before any is seen), at least one and at most
- * 32 x max_concurrency; and under a LIMIT no more than the rows still
- * needed call for at the rows per search seen so far (one search before any
- * is seen), so that a LIMIT met by the first search sends no other.
+ * How many requests the next batch fetches (whole, see fetch_batch): as
+ * many as fit in the server's batch_memory at the average size of the
+ * batched requests seen so far, all their pages (max_concurrency before any
+ * is seen), at least one and at most 32 x max_concurrency; and under a
+ * LIMIT no more than the rows still needed call for at the rows per request
+ * seen so far (one request before any is seen), so that a LIMIT met by the
+ * first search sends no other.
  */
 static int
 batch_size(EpicScanState *st)
@@ -430,55 +470,113 @@ batch_size(EpicScanState *st)
 }
 
 /*
+ * Fetch the requests start..end-1 whole, in rounds: their first pages
+ * concurrently (max_concurrency at a time), then the next pages of those
+ * that have one, concurrently, and so on; each page parsed as it arrives.
+ * The batch lives in st->batch_cxt.
+ */
+static void
+fetch_batch(EpicScanState *st, int start, int end)
+{
+	int			n = end - start;
+	char	  **urls;
+	char	  **displays;
+	int		   *which;
+	EpicHttpResponse *resps;
+	int			m = n;
+	int64		got = 0;
+	MemoryContext old;
+
+	if (st->batch_cxt != NULL)
+		MemoryContextDelete(st->batch_cxt);
+	st->batch = NULL;
+	st->batch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(st->batch_cxt);
+	st->batch = palloc0(sizeof(EpicBatchItem) * n);
+	urls = palloc(sizeof(char *) * n);
+	displays = palloc(sizeof(char *) * n);
+	which = palloc(sizeof(int) * n);
+	for (int k = 0; k < n; k++)
+	{
+		displays[k] = list_nth(st->requests, start + k);
+		urls[k] = psprintf("%s%s", st->table->sopts.fhir_url, displays[k]);
+		which[k] = k;
+	}
+	while (m > 0)
+	{
+		int			more = 0;
+
+		resps = palloc0(sizeof(EpicHttpResponse) * m);
+		epic_fhir_get_many(st->conn, st->um, &st->table->sopts, m, urls, displays, resps,
+						   &st->stats);
+		for (int j = 0; j < m; j++)
+		{
+			EpicBatchItem *it = &st->batch[which[j]];
+			EpicHeldPage *h = palloc(sizeof(EpicHeldPage));
+
+			CHECK_FOR_INTERRUPTS();
+			h->cxt = AllocSetContextCreate(st->batch_cxt, "epic_fdw page",
+										   ALLOCSET_DEFAULT_SIZES);
+			it->bytes += resps[j].body.len;
+			MemoryContextSwitchTo(h->cxt);
+			h->page = parse_response(st, &resps[j], displays[j], &it->links, st->batch_cxt,
+									 &it->next);
+			MemoryContextSwitchTo(st->batch_cxt);
+			it->resources += epic_page_count(h->page);
+			got += epic_page_count(h->page);
+			it->pages = lappend(it->pages, h);
+			if (it->next != NULL)
+			{
+				/* its next page in the next round */
+				urls[more] = it->next;
+				displays[more] = pstrdup(relative_url(st, it->next));
+				which[more] = which[j];
+				more++;
+			}
+		}
+		pfree(resps);
+		m = more;
+		/* under a LIMIT, no later pages once the batch has the rows needed */
+		if (st->limit >= 0 && st->rescan_resources + got >= st->limit)
+			break;
+	}
+	MemoryContextSwitchTo(old);
+	st->batch_start = start;
+	st->batch_end = end;
+}
+
+/*
  * Several requests (an IN list sent one value at a time, or OR lists
- * packed under max_url_length): fetch the first pages of the next few
- * concurrently, max_concurrency at a time, batch_size() of them at once.
+ * packed under max_url_length): fetch the next batch_size() of them whole
+ * (fetch_batch), and make request st->request_index's first page current,
+ * its other pages held.
  */
 static bool
 batched_first_page(EpicScanState *st, const char *request)
 {
 	int			n = list_length(st->requests);
 	int			i = st->request_index;
-	MemoryContext old;
+	EpicBatchItem *it;
 
 	if (n <= 1 || st->table->sopts.max_concurrency <= 1)
 		return false;
-	if (st->batch == NULL || i < st->batch_start || i >= st->batch_end)
-	{
-		int			end = Min(n, i + batch_size(st));
-		char	  **urls = palloc(sizeof(char *) * (end - i));
-		char	  **displays = palloc(sizeof(char *) * (end - i));
-
-		if (st->batch_cxt != NULL)
-			MemoryContextDelete(st->batch_cxt);
-		st->batch = NULL;
-		st->batch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw batch",
-											  ALLOCSET_DEFAULT_SIZES);
-		old = MemoryContextSwitchTo(st->batch_cxt);
-		for (int k = i; k < end; k++)
-		{
-			displays[k - i] = list_nth(st->requests, k);
-			urls[k - i] = psprintf("%s%s", st->table->sopts.fhir_url, displays[k - i]);
-		}
-		st->batch = palloc0(sizeof(EpicHttpResponse) * (end - i));
-		epic_fhir_get_many(st->conn, st->um, &st->table->sopts, end - i, urls, displays,
-						   st->batch, &st->stats);
-		MemoryContextSwitchTo(old);
-
-		st->batch_start = i;
-		st->batch_end = end;
-	}
+	/* the current page may belong to the batch about to be replaced */
 	release_page(st);
+	if (st->batch == NULL || i < st->batch_start || i >= st->batch_end)
+		fetch_batch(st, i, Min(n, i + batch_size(st)));
+	it = &st->batch[i - st->batch_start];
 	drop_prefetch(st);
-	st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
-										 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(st->page_cxt);
-	st->batch_seen_bytes += st->batch[i - st->batch_start].body.len;
-	load_page(st, &st->batch[i - st->batch_start], request);
-	MemoryContextSwitchTo(old);
+	st->held = it->pages;
+	st->held_next = it->next;
+	st->links = it->links;
+	it->pages = NIL;
+	it->links = NULL;
+	take_held_page(st);
 	st->batch_seen_pages++;
-	st->batch_seen_resources += epic_page_count(st->page);
-	st->rescan_resources += epic_page_count(st->page);
+	st->batch_seen_bytes += it->bytes;
+	st->batch_seen_resources += it->resources;
+	st->rescan_resources += it->resources;
 	return true;
 }
 
@@ -630,6 +728,8 @@ epic_scan_next_row(ForeignScanState *node, EpicScanState *st)
 				pfree(url);
 				pfree(display);
 			}
+			else if (st->held != NIL)
+				take_held_page(st);
 			else if (st->request_index + 1 < list_length(st->requests))
 			{
 				st->request_index++;
@@ -700,6 +800,8 @@ epic_scan_rescan(EpicScanState *st)
 	st->prefetch_cxt = NULL;
 	st->batch = NULL;
 	st->batch_cxt = NULL;
+	st->held = NIL;
+	st->held_next = NULL;
 	MemoryContextReset(st->rescan_cxt);
 	st->requests = NIL;
 	st->seen_ids = NULL;

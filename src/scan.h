@@ -37,6 +37,23 @@ typedef struct EpicCachedResult
 /* Results up to this size in all are kept for repeated join keys. */
 #define EPIC_CACHE_BUDGET (16 * 1024 * 1024)
 
+/* A page of a batch, parsed when it arrived, in its own context. */
+typedef struct EpicHeldPage
+{
+	MemoryContext cxt;
+	EpicPage   *page;
+} EpicHeldPage;
+
+/* One request of a batch: all its pages, fetched in rounds with the others. */
+typedef struct EpicBatchItem
+{
+	List	   *pages;			/* EpicHeldPage * in order */
+	struct HTAB *links;			/* next links followed (see check_next_link) */
+	char	   *next;			/* the next page to fetch, or NULL */
+	Size		bytes;
+	int64		resources;
+} EpicBatchItem;
+
 /* Executor state. */
 typedef struct EpicScanState
 {
@@ -77,7 +94,10 @@ typedef struct EpicScanState
 
 	/* first pages of several requests, fetched concurrently */
 	MemoryContext batch_cxt;
-	EpicHttpResponse *batch;	/* responses of requests batch_start.. */
+	struct EpicBatchItem *batch;	/* requests batch_start..: their pages */
+	List	   *held;			/* the current request's pages still to read
+								 * (EpicHeldPage *), from its batch */
+	char	   *held_next;		/* the next link after them, or NULL */
 
 	/* the fan-out side of a join: values of the key parameter */
 	List	   *key_values;		/* encoded values (char *) */
@@ -98,8 +118,8 @@ typedef struct EpicScanState
 	int			since_poll;		/* resources read since the prefetch was polled */
 	int			batch_start;
 	int			batch_end;
-	int64		batch_seen_pages;	/* first pages of batches so far (this scan) */
-	int64		batch_seen_bytes;	/* their bytes */
+	int64		batch_seen_pages;	/* requests of batches read so far (this scan) */
+	int64		batch_seen_bytes;	/* the bytes of all their pages */
 	int64		batch_seen_resources;	/* their resources */
 	int64		rescan_resources;	/* resources of this (re)scan's batches */
 	int			key_index;		/* the key's runtime slot, or -1 */
