@@ -271,6 +271,19 @@ SELECT (SELECT count(*) FROM all_meds) AS rows,
 ALTER SERVER dataset OPTIONS (SET batch_memory '1000');
 ALTER SERVER dataset OPTIONS (DROP batch_memory, DROP or_lists);
 
+-- A member of a batch told to wait (503, Retry-After: 3) waits once the
+-- others are done: the others (sent byte by byte, about a second) are not
+-- left undriven past their 2-second timeout while it sleeps
+ALTER SERVER dataset OPTIONS (ADD timeout '2', ADD max_retries '1');
+\! $EPIC_CTL reset
+\! $EPIC_CTL fault '{"match": "Group/", "kind": "status", "status": 503, "headers": {"Retry-After": "3"}}'
+\! $EPIC_CTL fault '{"match": "Group/", "kind": "drip", "interval_ms": 1, "times": 2}'
+SELECT group_id, count(*) FROM group_members
+ WHERE group_id IN ('registry-mixed', 'registry-empty') GROUP BY 1 ORDER BY 1;
+\! $EPIC_CTL log | sed 's/registry-[a-z]*/registry-*/' | sort
+\! $EPIC_CTL faults-clear
+ALTER SERVER dataset OPTIONS (DROP timeout, DROP max_retries);
+
 -- Semi- and anti-joins between two epic_fdw tables: EXISTS, NOT EXISTS and
 -- IN (subquery) run as one join scan; rows as PostgreSQL's own plan gives
 EXPLAIN (VERBOSE, COSTS OFF)
