@@ -1103,7 +1103,7 @@ join_next_chunk(ForeignScanState *node, EpicScanState *st)
 		EpicJoinRow *r;
 		char	   *kcopy;
 		List	   *enc = NIL;
-		bool		found;
+		bool		found = false;
 
 		if ((js->nd > 0 || nkeys > 0) && !row_ready(st))
 			break;
