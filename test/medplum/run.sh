@@ -27,6 +27,7 @@ source "$HERE/../../scripts/lib.sh"
 MRN_SYSTEM=urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14
 MAX_SECONDS=${EPIC_MEDPLUM_MAX_SECONDS:-180}
 
+# shellcheck disable=SC2317  # (called from the EXIT trap)
 stop_medplum() {
 	local d=${MP:-}
 	[ -n "$d" ] && [ -s "$d/pid" ] || return 0
@@ -40,6 +41,7 @@ stop_medplum() {
 	fi
 	rm -f "$d/pid" "$d/port"
 }
+# shellcheck disable=SC2317
 finish() {
 	stop_medplum
 	epic_cleanup
