@@ -292,17 +292,6 @@ function capabilityStatement() {
   };
 }
 
-// The query of a request as Medplum's router wants it: repeated names as arrays.
-function queryRecord(params) {
-  const q = {};
-  for (const [k, v] of params) {
-    if (q[k] === undefined) q[k] = v;
-    else if (Array.isArray(q[k])) q[k].push(v);
-    else q[k] = [q[k], v];
-  }
-  return q;
-}
-
 async function fhirRequest(state, req, res, origin, rel, params) {
   const auth = req.headers.authorization ?? '';
   const m = /^bearer\s+(\S+)\s*$/i.exec(auth);
