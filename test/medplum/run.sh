@@ -89,7 +89,7 @@ if [ ! -f "$CACHE/.complete" ]; then
 	rm -rf "$CACHE"
 	mkdir -p "$CACHE"
 	cp "$HERE/package.json" "$HERE/package-lock.json" "$CACHE/"
-	if (cd "$CACHE" && "$NPM" ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+	if (cd "$CACHE" && "$NPM" ci --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error \
 		>"$CACHE/npm.log" 2>&1); then
 		touch "$CACHE/.complete"
 	else
