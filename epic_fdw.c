@@ -48,24 +48,35 @@
 PG_MODULE_MAGIC;
 
 /*
- * Cost model: one HTTPS round trip dominates everything else.  A search with
- * no pushed condition is assumed to return a large population; each pushed
- * condition is assumed to be selective.
+ * Cost model: one HTTPS round trip dominates everything else: a request
+ * costs as much as reading a hundred pages, a row (a resource parsed and
+ * mapped) ten times a local tuple.  A search with no pushed condition is
+ * assumed to return a large population; each pushed condition selects what
+ * epic_classify_qual estimates (one resource per _id, a few per patient, a
+ * share of the population for the rest).  The scale matters beyond the
+ * choice between epic_fdw's own paths: PostgreSQL JIT-compiles plans above
+ * jit_above_cost (100000), and a query that reads tens of rows must stay
+ * below it.
  */
-#define EPIC_REQUEST_COST	1000.0
-#define EPIC_ROW_COST		1.0
+#define EPIC_REQUEST_COST	100.0
+#define EPIC_ROW_COST		0.1
 #define EPIC_UNFILTERED_ROWS 1000000.0
-#define EPIC_CONDITION_SELECTIVITY 0.001
-#define EPIC_PARAM_ROWS		10.0
+#define EPIC_PARAM_ROWS		EPIC_PATIENT_ROWS
+#define EPIC_MISSING_PARAM_COST 1.0e25
 
 /* Planner state of one foreign base relation (baserel->fdw_private). */
 typedef struct EpicRelInfo
 {
 	EpicTable  *table;
 	int			npushed;		/* pushable baserestrictinfo quals */
-	bool		has_unique;		/* a pushed _id or identifier */
+	double		anchor_rows;	/* what pushed _id/identifier/patient
+								 * conditions select (0: none) */
+	double		selectivity;	/* of the other pushed conditions */
 	List	   *pushed_names;	/* search parameter names pushed */
 	List	   *local_only;		/* quals that cannot be pushed */
+	bool		no_match;		/* a condition no row can match: no request */
+	bool		inexact;		/* a pushed condition the server matches
+								 * more loosely than SQL (e.g. prefix) */
 } EpicRelInfo;
 
 static ForeignScan *join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path,
@@ -84,6 +95,7 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	double		total;
 
 	info->table = epic_table_resolve(foreigntableid);
+	info->selectivity = 1.0;
 	baserel->fdw_private = info;
 
 	foreach(lc, baserel->baserestrictinfo)
@@ -92,27 +104,36 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 		EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
 		Expr	   *rt;
 
-		if (epic_classify_qual(info->table, baserel->relid, ri->clause, p, &rt) > 0)
+		if (epic_classify_qual(info->table, baserel->relid, ri->clause, p, &rt) > 0 &&
+			p[0].role != EPIC_PR_PROBE)
 		{
+			if (p[0].role == EPIC_PR_NO_MATCH)
+				info->no_match = true;
+			if (!p[0].exact)
+				info->inexact = true;
 			info->npushed++;
 			info->pushed_names = lappend(info->pushed_names, p[0].name);
-			if ((strcmp(p[0].name, "_id") == 0 || strcmp(p[0].name, "identifier") == 0) &&
-				p[0].values != NIL)
-				info->has_unique = true;
+			if (p[0].role == EPIC_PR_SEND && p[0].anchor_rows > 0)
+				info->anchor_rows = info->anchor_rows > 0 ?
+					Min(info->anchor_rows, p[0].anchor_rows) : p[0].anchor_rows;
+			else if (p[0].role == EPIC_PR_SEND)
+				info->selectivity *= p[0].selectivity;
 		}
 		else
 			info->local_only = lappend(info->local_only, ri);
 	}
 
 	/*
-	 * The server returns what the pushed conditions select: the table's
-	 * "rows" option (or a large default) shrunk by each pushed condition.
+	 * The server returns what the pushed conditions select: what _id,
+	 * identifier or patient conditions select (else the table's "rows"
+	 * option, or a large default), shrunk by each other pushed condition.
 	 */
 	total = info->table->topts.rows > 0 ? info->table->topts.rows : EPIC_UNFILTERED_ROWS;
-	if (info->has_unique)
+	if (info->no_match)
 		rows = 1;
 	else
-		rows = total * pow(EPIC_CONDITION_SELECTIVITY, info->npushed);
+		rows = (info->anchor_rows > 0 ? Min(info->anchor_rows, total) : total) *
+			info->selectivity;
 	rows *= clauselist_selectivity(root, info->local_only, baserel->relid, JOIN_INNER, NULL);
 	baserel->rows = clamp_row_est(rows);
 	baserel->tuples = total;
@@ -167,7 +188,8 @@ add_param_path(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info,
 
 	if (!join_clause_is_movable_to(rinfo, baserel))
 		return;
-	if (epic_classify_qual(info->table, baserel->relid, rinfo->clause, p, &rt) == 0)
+	if (epic_classify_qual(info->table, baserel->relid, rinfo->clause, p, &rt) == 0 ||
+		p[0].role != EPIC_PR_SEND)
 		return;
 	required_outer = bms_difference(rinfo->clause_relids, baserel->relids);
 	if (bms_is_empty(required_outer) || bms_overlap(required_outer, baserel->lateral_referencers))
@@ -215,13 +237,18 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	/*
 	 * A search the server would reject (a required parameter is missing)
 	 * still gets a path, so that every query shape plans; it is costed out
-	 * of contention and raises a clear error if it ever runs.
+	 * of contention and raises a clear error if it ever runs.  The penalty
+	 * is far above PostgreSQL's disable_cost (1e10), which a valid plan of
+	 * three or more relations can exceed (a million-row estimate times a
+	 * request per row), so that any plan supplying the parameter wins,
+	 * whatever the join order and the number of relations.
 	 */
-	if (epic_table_missing_required(info->table, info->pushed_names,
+	if (!info->no_match &&
+		epic_table_missing_required(info->table, info->pushed_names,
 									info->table->topts.search) != NULL)
 	{
-		startup += disable_cost;
-		total += disable_cost;
+		startup += EPIC_MISSING_PARAM_COST;
+		total += EPIC_MISSING_PARAM_COST;
 	}
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
 													   startup, total, NIL, NULL, NULL, NIL));
@@ -255,8 +282,8 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 /*
  * The _count to ask for: page_size, or LIMIT n when the scan alone answers
  * the query's LIMIT (one relation, no ORDER BY, grouping or other operation
- * between, and every condition pushed, so that each row the server sends
- * is a row of the result).
+ * between, and every condition pushed and exact, so that each row the
+ * server sends is a row of the result).
  */
 static int
 scan_count(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPath *best_path)
@@ -266,7 +293,7 @@ scan_count(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPat
 	if (root->limit_tuples > 0 && root->parse->sortClause == NIL &&
 		root->parse->distinctClause == NIL && root->parse->setOperations == NULL &&
 		bms_membership(root->all_baserels) == BMS_SINGLETON &&
-		info->local_only == NIL && best_path->path.param_info == NULL &&
+		info->local_only == NIL && !info->inexact && best_path->path.param_info == NULL &&
 		root->limit_tuples < count)
 		count = Max(1, (int) ceil(root->limit_tuples));
 	return count;
@@ -283,7 +310,7 @@ scan_limit(PlannerInfo *root, RelOptInfo *baserel, EpicRelInfo *info, ForeignPat
 		root->parse->sortClause == NIL &&
 		root->parse->distinctClause == NIL && root->parse->setOperations == NULL &&
 		bms_membership(root->all_baserels) == BMS_SINGLETON &&
-		info->local_only == NIL && best_path->path.param_info == NULL)
+		info->local_only == NIL && !info->inexact && best_path->path.param_info == NULL)
 		return (int) ceil(root->limit_tuples);
 	return -1;
 }
@@ -303,6 +330,7 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 	List	   *names = NIL;
 	ListCell   *lc;
 	const char *missing;
+	bool		no_match = false;
 	int			i;
 
 	foreach(lc, rinfos)
@@ -324,7 +352,10 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 				*fdw_exprs = lappend(*fdw_exprs, rt);
 			}
 			params = lappend(params, pp);
-			names = lappend(names, (char *) pp->name);
+			if (pp->role == EPIC_PR_SEND)
+				names = lappend(names, (char *) pp->name);
+			else if (pp->role == EPIC_PR_NO_MATCH)
+				no_match = true;
 		}
 	}
 	if (extra != NULL)
@@ -332,7 +363,7 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 		params = lappend(params, extra);
 		names = lappend(names, extra->name);
 	}
-	missing = epic_table_missing_required(t, names, t->topts.search);
+	missing = no_match ? NULL : epic_table_missing_required(t, names, t->topts.search);
 	list_sort(params, epic_param_cmp);
 	foreach(lc, params)
 		param_lists = lappend(param_lists, epic_param_to_list(lfirst(lc)));
@@ -472,7 +503,16 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 
 	EpicScanStats total = st->stats;
 
-	ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
+	ListCell   *lc;
+	bool		no_match = false;
+
+	foreach(lc, st->params)
+		if (((EpicSearchParam *) lfirst(lc))->role == EPIC_PR_NO_MATCH)
+			no_match = true;
+	if (no_match)
+		ExplainPropertyText("FHIR Request", "none (a condition matches no row)", es);
+	else
+		ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
 	if (st->missing_required)
 	{
 		/* alternatives "category|code" as "category or code" */
@@ -613,7 +653,7 @@ epicGetForeignJoinPaths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *oute
 
 		if (found || !IsA(ri->clause, OpExpr) ||
 			epic_classify_qual(finfo->table, innerrel->relid, ri->clause, p, &rt) != 1 ||
-			rt == NULL || p[0].is_list)
+			rt == NULL || p[0].is_list || p[0].role != EPIC_PR_SEND)
 			continue;
 		dv = plain_var((Node *) rt);
 		if (dv == NULL || dv->varno != (int) outerrel->relid || dv->varattno <= 0 ||
@@ -662,8 +702,8 @@ epicGetForeignJoinPaths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *oute
 	startup = dpath->startup_cost + EPIC_REQUEST_COST;
 	total = dpath->total_cost +
 		ceil(requests / Max(1, sopts->max_concurrency)) * EPIC_REQUEST_COST +
-		Max(1, outerrel->rows) * Min(EPIC_PARAM_ROWS, innerrel->rows) * EPIC_ROW_COST +
-		joinrel->rows * cpu_tuple_cost;
+		Max(1, outerrel->rows) * Min(EPIC_PARAM_ROWS, innerrel->rows) *
+		(EPIC_ROW_COST + cpu_tuple_cost);
 
 	/*
 	 * This join never makes more requests than a nested loop over a

@@ -391,6 +391,88 @@ def s7_page_size():
     R["s7"] = res
 
 
+DASH_RUNS = int(ENV.get("BENCH_DASH_RUNS", "20"))
+
+
+def dashboard_queries():
+    """Ten typical dashboard queries, each reading tens of rows at most: lookups by id,
+    MRN and name, one patient's medications, a 22-patient LEFT JOIN, the IVR query."""
+    ids = []
+    with open(os.path.join(ENV["BENCH_DATASET_DIR"], "Patient.ndjson")) as f:
+        for line in f:
+            ids.append(json.loads(line)["id"])
+            if len(ids) == 22:
+                break
+    one, five, all22 = lit(ids[0]), ", ".join(lit(i) for i in ids[:5]), ", ".join(lit(i) for i in ids)
+    w = "SELECT count(*) FROM (%s) s"
+    return [
+        ("patient by id", w % ("SELECT * FROM patients WHERE id = %s" % one)),
+        ("patient by MRN", w % "SELECT id, name, birthdate FROM patients WHERE mrn = '203713'"),
+        ("patient by name parts", w % ("SELECT id, birthdate FROM patients "
+                                       "WHERE family = 'Lopez' AND 'Camila' = ANY(given_names)")),
+        ("patient by birth date and gender", w % ("SELECT id FROM patients "
+                                                  "WHERE birthdate = '1987-09-12' AND gender = 'female'")),
+        ("one patient's medications", w % ("SELECT medication, dosage FROM medication_statements "
+                                           "WHERE patient_id = %s" % one)),
+        ("one patient's active medications", w % ("SELECT medication FROM medication_statements "
+                                                  "WHERE patient_id = %s AND status = 'active'" % one)),
+        ("22 patients LEFT JOIN medications", w % (
+            "SELECT p.id, p.name, m.medication FROM patients p LEFT JOIN medication_statements m "
+            "ON m.patient_id = p.id WHERE p.id IN (%s)" % all22)),
+        ("5 patients' medications by status", w % (
+            "SELECT patient_id, status, count(*) FROM medication_statements "
+            "WHERE patient_id IN (%s) GROUP BY 1, 2" % five)),
+        ("5 patients JOIN recent medications", w % (
+            "SELECT p.id, m.medication FROM patients p JOIN medication_statements m "
+            "ON m.patient_id = p.id WHERE p.id IN (%s) AND m.effective_start >= '2015-01-01'" % five)),
+        ("IVR query", IVR),
+    ]
+
+
+def measure_jit_pair(query, runs, label):
+    """Runs `query` `runs` times at default settings and `runs` times with jit = off,
+    alternating in one session (after a warm-up and one discarded run of each), so that
+    drift on a shared machine affects both alike. Returns (default, jit_off) like
+    measure()."""
+    COMMANDS.append((label, query))
+    sql = SESSION_SETUP + WARMUP
+    for setting in ("default", "off"):
+        sql += "SET jit = %s;\nSELECT 'warm-up', * FROM bench_run(%s);\n" % (setting, lit(query))
+    for _ in range(runs):
+        for setting in ("default", "off"):
+            sql += ("SET jit = %s;\nSELECT '%s', ms, cpu_ms, n FROM bench_run(%s);\n"
+                    % (setting, setting, lit(query)))
+    out = [l.split("|") for l in psql(sql).split("\n") if l.count("|") == 3]
+    res = []
+    for setting in ("default", "off"):
+        rows = [r[1:] for r in out if r[0] == setting]
+        ms = [float(r[0]) for r in rows]
+        log("%s, jit %s: median %.1f ms" % (label, setting, statistics.median(ms)))
+        res.append({"wall": stats(ms), "cpu": stats([float(r[1]) for r in rows]),
+                    "value": ",".join(sorted({r[2] for r in rows}))})
+    return res
+
+
+def s8_dashboard():
+    """Each dashboard query DASH_RUNS times at default settings and with jit = off
+    (alternating in one session): the medians must be within 10%, i.e. no query is
+    JIT-compiled."""
+    log("scenario 8: dashboard queries, default settings vs jit = off")
+    server_opt("page_size", 100)
+    res = []
+    for label, q in dashboard_queries():
+        plan = explain(q)
+        d, off = measure_jit_pair(q, DASH_RUNS, "8. %s" % label)
+        res.append({"label": label, "default": d, "jit_off": off, "jit_ms": plan["JIT"],
+                    "requests": plan["FHIR Requests"], "value": d["value"]})
+    total_d = sum(r["default"]["wall"]["median"] for r in res)
+    total_off = sum(r["jit_off"]["wall"]["median"] for r in res)
+    log("8. sum of medians: default %.1f ms, jit = off %.1f ms (%+.1f%%); JIT used by %d queries"
+        % (total_d, total_off, 100 * (total_d - total_off) / total_off,
+           sum(1 for r in res if r["jit_ms"] is not None)))
+    R["s8"] = {"queries": res, "sum_default": total_d, "sum_jit_off": total_off}
+
+
 # -- report ------------------------------------------------------------------------------
 
 def sh(cmd):
@@ -764,6 +846,31 @@ def write_report(t_total):
                  LAT, (N_PAT // 100 - N_PAT // 1000) * LAT, N_PAT))
     p("")
 
+    if "s8" in R:
+        s8 = R["s8"]
+        p("## 8. Dashboard queries: default settings vs `jit = off`")
+        p("")
+        p("Ten typical small queries (lookups, one patient's medications, a 22-patient "
+          "`LEFT JOIN`, the IVR query), each run %d times at default settings and %d times "
+          "with `SET jit = off`, alternating in one session. epic_fdw's estimates keep such "
+          "plans below `jit_above_cost`, so the two must be within 10%%." % (DASH_RUNS, DASH_RUNS))
+        p("")
+        p("| query | rows | FHIR requests | JIT at default (ms) | default: median (min–max) | "
+          "jit = off: median (min–max) | ratio |")
+        p("|---|---|---|---|---|---|---|")
+        for r in s8["queries"]:
+            d, o = r["default"]["wall"], r["jit_off"]["wall"]
+            p("| %s | %s | %s | %s | %.1f (%.1f–%.1f) | %.1f (%.1f–%.1f) | %.2f |" % (
+                r["label"], r["value"], r["requests"],
+                "—" if r["jit_ms"] is None else "%.1f" % r["jit_ms"],
+                d["median"], d["min"], d["max"], o["median"], o["min"], o["max"],
+                d["median"] / o["median"] if o["median"] else float("nan")))
+        p("")
+        p("Sum of the medians: default %.1f ms, `jit = off` %.1f ms (%+.1f%%)." % (
+            s8["sum_default"], s8["sum_jit_off"],
+            100 * (s8["sum_default"] - s8["sum_jit_off"]) / s8["sum_jit_off"]))
+        p("")
+
     p("## Exact commands")
     p("")
     p("```sh")
@@ -809,7 +916,8 @@ def main():
         R["n_stmt"] = sum(1 for _ in f)
     only = ENV.get("BENCH_ONLY", "").split()
     for name, fn in (("s1", s1_full_scan), ("s3", s3_latency), ("s4", s4_fanout),
-                     ("s5", s5_memory), ("s6", s6_round_trips), ("s7", s7_page_size)):
+                     ("s5", s5_memory), ("s6", s6_round_trips), ("s7", s7_page_size),
+                     ("s8", s8_dashboard)):
         if not only or name in only:
             fn()
     R["commands"] = COMMANDS

@@ -42,10 +42,14 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
+# PL/Python is the baseline of scenario 1 only
+WITH_PLPY=true
+case " ${BENCH_ONLY:-s1} " in *" s1 "*) ;; *) WITH_PLPY=false ;; esac
+
 epic_install_deps
 # PL/Python for the baseline, time -v for whole processes, git for the
 # commit RESULTS.md names
-if ! dpkg -s postgresql-plpython3-15 time git >/dev/null 2>&1; then
+if $WITH_PLPY && ! dpkg -s postgresql-plpython3-15 time git >/dev/null 2>&1; then
 	epic_log "installing postgresql-plpython3-15, time and git"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >/dev/null
@@ -82,11 +86,13 @@ cd "$REPO"
 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench" >/dev/null
 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d bench \
 	-v dataset_url="$EPIC_DATASET_URL_STU3" -v ca_file="$EPIC_CA_FILE" -v rsa_key="$EPIC_RSA_KEY" \
-	>/dev/null <<'SQL'
+	-v with_plpy="$WITH_PLPY" >/dev/null <<'SQL'
 CREATE EXTENSION epic_fdw;
 \i sql/include/dataset.sql
 ALTER SERVER dataset OPTIONS (ADD page_size '100', ADD or_lists 'true');
+\if :with_plpy
 \i bench/plpython.sql
+\endif
 -- backend CPU time in ns (schedstat's first field), peak RSS in kB
 CREATE FUNCTION public.bench_cpu_ns() RETURNS bigint LANGUAGE sql AS
 $$ SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint $$;

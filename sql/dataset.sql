@@ -69,6 +69,15 @@ SELECT count(*) FROM patients WHERE gender IN ('other', 'unknown');
 SELECT * FROM pg_temp.explain_analyze($$SELECT count(*) FROM patients p
   JOIN medication_statements m ON m.patient_id = p.id WHERE p.family = 'Lopez'$$);
 
+-- given joins the given names with spaces, so given = 'Camila' misses
+-- Camila Maria Lopez; given_names (imported right after given) holds each
+-- given name and is pushed down as given=
+\! $EPIC_CTL reset
+SELECT id, given, given_names FROM patients WHERE family = 'Lopez' AND given = 'Camila';
+SELECT id, given, given_names FROM patients WHERE family = 'Lopez' AND 'Camila' = ANY(given_names);
+SELECT id, given, given_names FROM patients WHERE family = 'Lopez' AND 'Maria' = ANY(given_names);
+\! $EPIC_CTL log
+
 RESET search_path;
 DROP SCHEMA ds CASCADE;
 DROP SERVER dataset CASCADE;

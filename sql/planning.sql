@@ -42,7 +42,8 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate > '1990-01-
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE '1990-01-01' <= birthdate AND gender = 'female';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
   WHERE birthdate BETWEEN '1980-01-01' AND '1989-12-31' AND gender = 'female';
--- a date compared with a timestamp is not a date search: local
+-- a date compared with a timestamp: the day SQL compares with (the date is
+-- midnight; 1990-01-01 12:00 is before 1990-01-02)
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients
   WHERE birthdate < '1990-01-01 12:00+00'::timestamptz AND id = 'x';
 
@@ -68,9 +69,19 @@ EXPLAIN (VERBOSE, COSTS OFF) EXECUTE q1('{a,b}', '1980-01-01');
 RESET plan_cache_mode;
 DEALLOCATE q1;
 
--- LIMIT: _count = n when the scan alone answers the LIMIT
+-- LIMIT: _count = n when the scan alone answers the LIMIT and every pushed
+-- condition is exact (tokens on one code, _id, references, date equality)
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE gender = 'female' LIMIT 5;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE gender = 'female' LIMIT 5 OFFSET 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE birthdate = '1987-09-12' AND gender IN ('female', 'other') LIMIT 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM medication_statements WHERE patient_id = 'x' AND status = 'active' LIMIT 3;
+-- ...not when a pushed condition matches more loosely than SQL: string
+-- prefixes, widened dateTime bounds, date ranges (which match partial dates),
+-- the first of several codes or phones
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' LIMIT 5;
-EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' LIMIT 5 OFFSET 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE gender = 'female' AND birthdate < '1990-01-01' LIMIT 5;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE phone = '469-555-5555' LIMIT 5;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM medication_statements WHERE patient_id = 'x' AND effective_start > '2020-01-01' LIMIT 3;
 -- ...but not when rows may be filtered locally, sorted, or grouped first
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' AND id <> 'x' LIMIT 5;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM patients WHERE family = 'Lopez' ORDER BY id LIMIT 5;
@@ -87,9 +98,28 @@ EXPLAIN (VERBOSE, COSTS OFF)
 SELECT m.medication, p.name FROM medication_statements m
   LEFT JOIN patients p ON p.id = m.patient_id WHERE m.patient_id = 'erXuFYUfucBZaryVksYEcMg3';
 
--- estimates: a pushed unique key is one row; the rows option scales the rest
+-- estimates: a pushed unique key is one row per value, a patient a few; the
+-- rows option scales the rest; a query that reads tens of rows costs far
+-- less than jit_above_cost
 EXPLAIN SELECT id FROM patients WHERE id = 'x';
+EXPLAIN SELECT id FROM patients WHERE id IN ('a', 'b', 'c', 'd', 'e');
 EXPLAIN SELECT id FROM patients WHERE family = 'Lopez';
+EXPLAIN SELECT id FROM patients WHERE family = 'Lopez' AND gender = 'female';
+EXPLAIN SELECT id FROM medication_statements WHERE patient_id IN ('a', 'b');
+CREATE FUNCTION pg_temp.plan_cost(q text) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE j json;
+BEGIN
+  EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO j;
+  RETURN (j->0->'Plan'->>'Total Cost')::float8;
+END $$;
+SELECT pg_temp.plan_cost($$SELECT p.id, m.id FROM patients p
+  LEFT JOIN medication_statements m ON m.patient_id = p.id WHERE p.family = 'Lopez'$$)
+  < current_setting('jit_above_cost')::float8 AS below_jit_above_cost;
+SELECT pg_temp.plan_cost($$SELECT p.id, count(m.id) FROM patients p
+  LEFT JOIN medication_statements m ON m.patient_id = p.id
+  WHERE p.id IN ('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o',
+                 'p', 'q', 'r', 's', 't', 'u', 'v') GROUP BY p.id$$)
+  < current_setting('jit_above_cost')::float8 AS below_jit_above_cost;
 ALTER FOREIGN TABLE patients OPTIONS (ADD rows '5000');
 EXPLAIN SELECT id FROM patients WHERE family = 'Lopez';
 EXPLAIN SELECT id FROM patients;

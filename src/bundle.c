@@ -7,7 +7,10 @@
  * is returned only if it is a proper absolute URL, and entries with
  * search.mode = "outcome" are never rows: their issues are reported once
  * per scan (deduplicated), at WARNING when they mean that data was withheld
- * or failed and at DEBUG1 when they are informational.
+ * or failed and at DEBUG1 when they are informational.  A search parameter
+ * the server ignored (a "not-supported" issue naming it, or its absence from
+ * the self link, which FHIR says lists the parameters the server used) is
+ * one WARNING per scan.
  *
  * Pages are parsed with json_page.c (fast, arena-allocated, keeps the
  * server's text of every value); the document is malloc'd and a memory
@@ -31,6 +34,7 @@ struct EpicPage
 	const void **outcomes;		/* OperationOutcome resources */
 	int			noutcomes;
 	const char *next;			/* next link URL, or NULL */
+	const char *self;			/* self link URL, or NULL */
 	MemoryContextCallback cb;
 };
 
@@ -45,11 +49,10 @@ page_free_cb(void *arg)
 	page->doc = NULL;
 }
 
-/* A string member of obj (palloc'd copy), or NULL. */
+/* A JSON string's text (palloc'd copy), or NULL if v is not a string. */
 static const char *
-jstr(const void *obj, const char *key)
+jstr_value(const void *v)
 {
-	const void *v = obj ? J->member(obj, key) : NULL;
 	char		buf[64];
 	size_t		len;
 	const char *s;
@@ -58,6 +61,13 @@ jstr(const void *obj, const char *key)
 		return NULL;
 	s = J->scalar(v, buf, sizeof(buf), &len);
 	return s ? pnstrdup(s, len) : NULL;
+}
+
+/* A string member of obj (palloc'd copy), or NULL. */
+static const char *
+jstr(const void *obj, const char *key)
+{
+	return jstr_value(obj ? J->member(obj, key) : NULL);
 }
 
 static bool
@@ -170,6 +180,8 @@ epic_page_parse(const char *body, size_t len, const char *resource, const char *
 		const void *link = J->item(links, i);
 		const char *rel = jstr(link, "relation");
 
+		if (rel && strcmp(rel, "self") == 0)
+			page->self = jstr(link, "url");
 		if (rel && strcmp(rel, "next") == 0)
 		{
 			page->next = jstr(link, "url");
@@ -248,6 +260,125 @@ issue_is_serious(const char *severity, const char *code)
 	return false;
 }
 
+/* names with name appended, unless it is there already */
+static List *
+add_name(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			return names;
+	return lappend(names, pstrdup(name));
+}
+
+/*
+ * The parameter names of a request's query string ("Patient?a=1&b:exact=2"),
+ * without _count and percent-decoded; palloc'd.
+ */
+static List *
+query_names(const char *url)
+{
+	const char *q = strchr(url, '?');
+	List	   *out = NIL;
+
+	for (const char *p = q ? q + 1 : NULL; p && *p;)
+	{
+		size_t		len = strcspn(p, "=&");
+		StringInfoData name;
+
+		initStringInfo(&name);
+		for (size_t i = 0; i < len; i++)
+		{
+			if (p[i] == '%' && i + 2 < len && isxdigit((unsigned char) p[i + 1]) &&
+				isxdigit((unsigned char) p[i + 2]))
+			{
+				char		hex[3] = {p[i + 1], p[i + 2], '\0'};
+
+				appendStringInfoChar(&name, (char) strtol(hex, NULL, 16));
+				i += 2;
+			}
+			else
+				appendStringInfoChar(&name, p[i]);
+		}
+		if (name.len > 0 && strcmp(name.data, "_count") != 0)
+			out = add_name(out, name.data);
+		p = strchr(p, '&');
+		if (p)
+			p++;
+	}
+	return out;
+}
+
+/* Is name (possibly "name:modifier") in used, with or without its modifier? */
+static bool
+name_listed(List *used, const char *name)
+{
+	size_t		base = strcspn(name, ":");
+	ListCell   *lc;
+
+	foreach(lc, used)
+	{
+		const char *u = lfirst(lc);
+
+		if (strcmp(u, name) == 0 ||
+			(strncmp(u, name, base) == 0 && (u[base] == '\0' || u[base] == ':')))
+			return true;
+	}
+	return false;
+}
+
+/* Does text name the parameter base (len bytes) as a whole word? */
+static bool
+text_names(const char *text, const char *base, size_t len)
+{
+	for (const char *p = text ? strstr(text, base) : NULL; p; p = strstr(p + 1, base))
+	{
+		bool		start = (p == text || !(isalnum((unsigned char) p[-1]) || p[-1] == '-' || p[-1] == '_'));
+		char		after = p[len];
+
+		if (start && !(isalnum((unsigned char) after) || after == '-' || after == '_'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The parameters of sent that a "not-supported" issue names (in its text,
+ * expression or location), added to ignored.
+ */
+static List *
+names_mentioned(List *sent, const void *issue, List *ignored)
+{
+	StringInfoData all;
+	static const char *const lists[] = {"expression", "location"};
+	ListCell   *lc;
+
+	initStringInfo(&all);
+	appendStringInfo(&all, "%s\n", issue_text(issue) ? issue_text(issue) : "");
+	for (int k = 0; k < 2; k++)
+	{
+		const void *arr = J->member(issue, lists[k]);
+
+		for (size_t i = 0; is_kind(arr, EPIC_JSON_ARRAY) && i < J->size(arr); i++)
+		{
+			const char *str = jstr_value(J->item(arr, i));
+
+			if (str)
+				appendStringInfo(&all, "%s\n", str);
+		}
+	}
+	foreach(lc, sent)
+	{
+		const char *name = lfirst(lc);
+		char	   *base = pnstrdup(name, strcspn(name, ":"));
+
+		if (text_names(all.data, base, strlen(base)))
+			ignored = add_name(ignored, name);
+	}
+	return ignored;
+}
+
 /*
  * Report the page's outcome issues that this scan has not reported yet.
  * New keys are added to seen->keys in seen->cxt, which must live as long
@@ -255,8 +386,11 @@ issue_is_serious(const char *severity, const char *code)
  * per outer row).
  */
 void
-epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen)
+epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen, const char *request)
 {
+	List	   *sent = request ? query_names(request) : NIL;
+	List	   *ignored = NIL;
+
 	for (int i = 0; i < page->noutcomes; i++)
 	{
 		const void *issues = J->member(page->outcomes[i], "issue");
@@ -273,6 +407,8 @@ epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen)
 			bool		dup = false;
 			MemoryContext old;
 
+			if (code && strcmp(code, "not-supported") == 0)
+				ignored = names_mentioned(sent, issue, ignored);
 			key = psprintf("%s|%s|%s|%s", severity ? severity : "", code ? code : "",
 						   ccode ? ccode : "", text ? text : "");
 			foreach(lc, seen->keys)
@@ -291,6 +427,36 @@ epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen)
 							   severity ? severity : "(none)", code ? code : "(none)",
 							   ccode ? ", detail code " : "", ccode ? ccode : "")));
 		}
+	}
+
+	/* the self link lists the parameters the server used */
+	if (sent != NIL && page->self != NULL && strchr(page->self, '?') != NULL)
+	{
+		List	   *used = query_names(page->self);
+		ListCell   *lc;
+
+		foreach(lc, sent)
+			if (!name_listed(used, lfirst(lc)))
+				ignored = add_name(ignored, lfirst(lc));
+	}
+	if (ignored != NIL && !seen->ignored_warned)
+	{
+		StringInfoData names;
+		ListCell   *lc;
+
+		seen->ignored_warned = true;
+		initStringInfo(&names);
+		foreach(lc, ignored)
+			appendStringInfo(&names, "%s\"%s\"", names.len ? ", " : "", (char *) lfirst(lc));
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("FHIR server ignored search parameter%s %s",
+						list_length(ignored) > 1 ? "s" : "", names.data),
+				 errdetail("The server searched without %s, so more resources were read than the conditions select; "
+						   "every condition is still checked locally, so the rows are correct.",
+						   list_length(ignored) > 1 ? "them" : "it"),
+				 errhint("Check which search parameters the server supports (its CapabilityStatement)."),
+				 errcontext("FHIR request: GET %s", request)));
 	}
 }
 

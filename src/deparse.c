@@ -106,6 +106,38 @@ format_timestamp(TimestampTz ts, EpicValueForm form, bool *ok)
 }
 
 /*
+ * The day of a timestamp (with time zone: in the session's time zone, as SQL
+ * compares a date with it), as YYYY-MM-DD; with ceil, the first day starting
+ * at or after it (the next day unless it is a midnight).
+ */
+static char *
+format_day(Timestamp ts, bool with_tz, bool ceil, bool *ok)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+	int			jd;
+
+	if (TIMESTAMP_NOT_FINITE(ts) ||
+		timestamp2tm(ts, with_tz ? &tz : NULL, &tm, &fsec, NULL, NULL) != 0)
+	{
+		*ok = false;
+		return NULL;
+	}
+	jd = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
+	if (ceil && (tm.tm_hour != 0 || tm.tm_min != 0 || tm.tm_sec != 0 || fsec != 0))
+		jd++;
+	j2date(jd, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+	if (tm.tm_year <= 0 || tm.tm_year > 9999)
+	{
+		*ok = false;
+		return NULL;
+	}
+	*ok = true;
+	return psprintf("%04d-%02d-%02d", tm.tm_year, tm.tm_mon, tm.tm_mday);
+}
+
+/*
  * The FHIR text of an SQL value: dates as YYYY-MM-DD and timestamps as
  * YYYY-MM-DDThh:mm:ssZ whatever DateStyle and TimeZone are, booleans as
  * true/false, text as is.  *ok is false for values FHIR cannot express
@@ -147,6 +179,16 @@ epic_format_value(Datum value, Oid type, EpicValueForm form, bool *ok)
 				return psprintf("%04d-%02d-%02d", y, m, dd);
 			}
 		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+			if (form == EPIC_VF_DAY_FLOOR || form == EPIC_VF_DAY_CEIL)
+				return format_day(DatumGetTimestamp(value), type == TIMESTAMPTZOID,
+								  form == EPIC_VF_DAY_CEIL, ok);
+
+			/*
+			 * A timestamp without time zone is read as UTC: SQL compares it
+			 * in the session's time zone (at most 15 hours away), which the
+			 * two days' widening covers.
+			 */
 			return format_timestamp(DatumGetTimestampTz(value), form, ok);
 		case BOOLOID:
 			return pstrdup(DatumGetBool(value) ? "true" : "false");
@@ -246,6 +288,12 @@ is_text_type(Oid t)
 	return t == TEXTOID || t == VARCHAROID || t == BPCHAROID || t == NAMEOID;
 }
 
+static bool
+is_datetime_type(Oid t)
+{
+	return t == DATEOID || t == TIMESTAMPOID || t == TIMESTAMPTZOID;
+}
+
 /*
  * The literal prefix of a LIKE pattern of the form 'literal%' (backslash
  * escapes), or NULL if the pattern has another shape.
@@ -272,21 +320,6 @@ like_prefix(const char *pattern)
 }
 
 /*
- * Encode a constant's value(s) for param; NIL if nothing is to be sent (a
- * constant that matches nothing is left to the local check, which rejects
- * every row without help).
- */
-static List *
-encode_const(const EpicSearchParam *param, Const *c)
-{
-	List	   *out;
-
-	if (epic_encode_datum(param, c->constvalue, c->consttype, c->constisnull, &out) != EPIC_ENC_OK)
-		return NIL;
-	return out;
-}
-
-/*
  * Can clause become FHIR search parameters?  Returns how many (0: no; at
  * most EPIC_MAX_PARAMS_PER_QUAL) and fills params[].  *runtime_expr is set
  * to the expression to evaluate at run time (a Param, or an outer relation's
@@ -294,7 +327,8 @@ encode_const(const EpicSearchParam *param, Const *c)
  * are in params[i].values.
  *
  * Each pushed parameter selects a superset of the rows the clause accepts
- * (the clause stays in the plan as a local recheck):
+ * by the FHIR specification's definition of the parameter, on any
+ * conformant server (the clause stays in the plan as a local recheck):
  *   token, reference, _id, MRN:  =, IN (...) / = ANY(array)  (comma OR list)
  *   string:  =, LIKE/ILIKE 'literal%'  (FHIR string search is a
  *            case-insensitive prefix match); for columns that join several
@@ -307,40 +341,44 @@ encode_const(const EpicSearchParam *param, Const *c)
  *   array column:  value = ANY(column)
  * With the GUC epic_fdw.pushdown off only the resource's required
  * parameter is pushed.
+ *
+ * Whatever the pushdown setting, a condition that no row can satisfy (a
+ * NULL constant, an empty or all-NULL array) is returned as one parameter
+ * of role EPIC_PR_NO_MATCH: the scan makes no request.  A condition whose
+ * value is a statement parameter but which is not pushed is returned as a
+ * EPIC_PR_PROBE parameter (never sent): the scan makes no request when the
+ * value turns out NULL or empty.
  */
-int
-epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
-				   EpicSearchParam *params, Expr **runtime_expr)
+typedef struct QualShape
 {
-	Var		   *var = NULL;
-	Node	   *other = NULL;
-	EpicColumn *col;
-	EpicOp		op = OP_NONE;
-	bool		any_of_array = false;	/* value = ANY(array column) */
-	bool		in_list = false;	/* column = ANY(array value) */
-	Oid			vtype;
-	int			n = 1;
+	Var		   *var;
+	Node	   *other;
+	EpicOp		op;
+	bool		any_of_array;	/* value = ANY(array column) */
+	bool		in_list;		/* column = ANY(array value) */
+} QualShape;
 
-	memset(params, 0, sizeof(EpicSearchParam) * EPIC_MAX_PARAMS_PER_QUAL);
-	params[0].runtime_index = params[1].runtime_index = -1;
-	*runtime_expr = NULL;
-
+/* column OP value, value OP column, column = ANY(array), value = ANY(column)? */
+static bool
+qual_shape(Index relid, Expr *clause, QualShape *q)
+{
+	memset(q, 0, sizeof(QualShape));
 	if (IsA(clause, OpExpr))
 	{
 		OpExpr	   *opx = (OpExpr *) clause;
 
 		if (list_length(opx->args) != 2)
-			return 0;
-		op = builtin_op(opx->opno);
-		var = strip_to_var(linitial(opx->args), relid);
-		other = lsecond(opx->args);
-		if (var == NULL)
+			return false;
+		q->op = builtin_op(opx->opno);
+		q->var = strip_to_var(linitial(opx->args), relid);
+		q->other = lsecond(opx->args);
+		if (q->var == NULL)
 		{
-			var = strip_to_var(lsecond(opx->args), relid);
-			other = linitial(opx->args);
-			if (op == OP_LIKE || op == OP_ILIKE)
-				return 0;		/* 'x' LIKE column */
-			op = commute(op);
+			q->var = strip_to_var(lsecond(opx->args), relid);
+			q->other = linitial(opx->args);
+			if (q->op == OP_LIKE || q->op == OP_ILIKE)
+				return false;	/* 'x' LIKE column */
+			q->op = commute(q->op);
 		}
 	}
 	else if (IsA(clause, ScalarArrayOpExpr))
@@ -348,25 +386,223 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 		ScalarArrayOpExpr *sa = (ScalarArrayOpExpr *) clause;
 
 		if (!sa->useOr || list_length(sa->args) != 2 || builtin_op(sa->opno) != OP_EQ)
-			return 0;
-		op = OP_EQ;
-		var = strip_to_var(linitial(sa->args), relid);
-		if (var != NULL)
+			return false;
+		q->op = OP_EQ;
+		q->var = strip_to_var(linitial(sa->args), relid);
+		if (q->var != NULL)
 		{
 			/* column = ANY(array): an IN list */
-			other = lsecond(sa->args);
-			in_list = true;
+			q->other = lsecond(sa->args);
+			q->in_list = true;
 		}
 		else
 		{
 			/* value = ANY(array column) */
-			var = strip_to_var(lsecond(sa->args), relid);
-			other = linitial(sa->args);
-			any_of_array = true;
+			q->var = strip_to_var(lsecond(sa->args), relid);
+			q->other = linitial(sa->args);
+			q->any_of_array = true;
 		}
 	}
-	if (op == OP_NONE || var == NULL || other == NULL || var->varattno > t->ncolumns)
+	return q->op != OP_NONE && q->var != NULL && q->other != NULL;
+}
+
+/* The elements of an array Datum (palloc'd); returns how many. */
+static int
+array_elements(Datum value, Oid *elemtype, Datum **elems, bool **nulls)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(value);
+	int16		elmlen;
+	bool		elmbyval;
+	char		elmalign;
+	int			nelems;
+
+	*elemtype = ARR_ELEMTYPE(arr);
+	get_typlenbyvalalign(*elemtype, &elmlen, &elmbyval, &elmalign);
+	deconstruct_array(arr, *elemtype, elmlen, elmbyval, elmalign, elems, nulls, &nelems);
+	return nelems;
+}
+
+/*
+ * Does a constant select no row: NULL, or (an IN list) an array that is
+ * empty or only NULLs?
+ */
+static bool
+const_matches_nothing(Const *c, bool in_list)
+{
+	Oid			elemtype;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+
+	if (c->constisnull)
+		return true;
+	if (!in_list)
+		return false;
+	nelems = array_elements(c->constvalue, &elemtype, &elems, &nulls);
+	for (int i = 0; i < nelems; i++)
+		if (!nulls[i])
+			return false;
+	return true;
+}
+
+/* Are the first len bytes of a FHIRPath a plain element path ("period.start")? */
+static bool
+path_is_plain(const char *path, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char) path[i]) && path[i] != '_' && path[i] != '.')
+			return false;
+	return len > 0;
+}
+
+/*
+ * Does the server return exactly the rows that column op value accepts (so
+ * that _count = LIMIT is enough)?  By the specification: _id always; a
+ * reference or a token on a plain element path (one code, not the first
+ * of several codings or telecoms); a date element compared with eq.
+ * String search is a prefix match, dateTime bounds are widened, and a date
+ * range comparison also matches partial dates (NULL in SQL): none of these
+ * is exact.
+ */
+static bool
+condition_is_exact(const EpicColumn *col, EpicOp op)
+{
+	const char *path = col->vcol->path;
+
+	if (op != OP_EQ)
+		return false;
+	switch (col->search_type)
+	{
+		case EPIC_SP_SPECIAL_ID:
+			return true;
+		case EPIC_SP_TOKEN:
+			return path_is_plain(path, strlen(path));
+		case EPIC_SP_REFERENCE:
+			{
+				/* subject.getReferenceKey(Patient) */
+				const char *key = strstr(path, ".getReferenceKey(");
+
+				return key != NULL && path_is_plain(path, key - path);
+			}
+		case EPIC_SP_DATE:
+			return path_is_plain(path, strlen(path));
+		default:
+			return false;
+	}
+}
+
+/*
+ * What a pushed parameter is expected to select (for the planner's row
+ * estimates): _id and identifier one resource per value, patient a few per
+ * value (EPIC_PATIENT_ROWS); other parameters a share of the population:
+ * a token on a plain code element (status, gender) a large one, other
+ * tokens (a phone, a diagnosis code) and strings (a family name) a small
+ * one, date equality a day's share, ranges a third.
+ */
+static void
+estimate(EpicSearchParam *p, const EpicColumn *col, EpicOp op, Node *other, bool in_list)
+{
+	double		nvalues = 1;
+
+	if (IsA(other, Const) && in_list && !((Const *) other)->constisnull)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(((Const *) other)->constvalue);
+
+		nvalues = Max(1, ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)));
+	}
+	else if (in_list)
+		nvalues = 10;			/* a run-time list: a few values */
+	p->anchor_rows = 0;
+	p->selectivity = 1;
+	switch (col->search_type)
+	{
+		case EPIC_SP_SPECIAL_ID:
+		case EPIC_SP_MRN:
+			p->anchor_rows = nvalues;
+			break;
+		case EPIC_SP_REFERENCE:
+			p->anchor_rows = nvalues * EPIC_PATIENT_ROWS;
+			break;
+		case EPIC_SP_TOKEN:
+			p->selectivity = path_is_plain(col->vcol->path, strlen(col->vcol->path)) ?
+				0.3 * nvalues : 1e-4 * nvalues;
+			break;
+		case EPIC_SP_STRING:
+		case EPIC_SP_STRING_WORD:
+			p->selectivity = (op == OP_EQ ? 1e-4 : 1e-3) * nvalues;
+			break;
+		case EPIC_SP_DATE:
+			p->selectivity = op == OP_EQ ? 1e-4 : 0.3;
+			break;
+		case EPIC_SP_DATETIME:
+			p->selectivity = op == OP_EQ ? 1e-2 : 0.3;
+			break;
+		case EPIC_SP_NONE:
+			break;
+	}
+	p->selectivity = Min(1.0, p->selectivity);
+}
+
+static int	classify_push(EpicTable *t, Index relid, QualShape *q,
+						  EpicSearchParam *params, Expr **runtime_expr);
+
+int
+epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
+				   EpicSearchParam *params, Expr **runtime_expr)
+{
+	QualShape	q;
+	EpicColumn *col;
+	int			n;
+
+	memset(params, 0, sizeof(EpicSearchParam) * EPIC_MAX_PARAMS_PER_QUAL);
+	params[0].runtime_index = params[1].runtime_index = -1;
+	*runtime_expr = NULL;
+
+	if (!qual_shape(relid, clause, &q) || q.var->varattno > t->ncolumns)
 		return 0;
+	col = &t->columns[q.var->varattno - 1];
+	if (col->name == NULL)
+		return 0;
+	if (IsA(q.other, Const) && const_matches_nothing((Const *) q.other, q.in_list))
+	{
+		params[0].name = pstrdup(col->search_param ? col->search_param : "");
+		params[0].role = EPIC_PR_NO_MATCH;
+		return 1;
+	}
+	n = classify_push(t, relid, &q, params, runtime_expr);
+	if (n > 0)
+		return n;
+
+	/* a statement parameter not pushed: still no request if it selects nothing */
+	memset(params, 0, sizeof(EpicSearchParam) * EPIC_MAX_PARAMS_PER_QUAL);
+	params[0].runtime_index = params[1].runtime_index = -1;
+	*runtime_expr = NULL;
+	if (IsA(q.other, Param) && ((Param *) q.other)->paramkind == PARAM_EXTERN &&
+		(!q.in_list || type_is_array(exprType(q.other))))
+	{
+		params[0].name = pstrdup("");
+		params[0].role = EPIC_PR_PROBE;
+		params[0].is_list = q.in_list;
+		params[0].param_id = ((Param *) q.other)->paramid;
+		*runtime_expr = (Expr *) q.other;
+		return 1;
+	}
+	return 0;
+}
+
+/* The pushable part of epic_classify_qual: SEND parameters, or 0. */
+static int
+classify_push(EpicTable *t, Index relid, QualShape *q,
+			  EpicSearchParam *params, Expr **runtime_expr)
+{
+	Var		   *var = q->var;
+	Node	   *other = q->other;
+	EpicColumn *col;
+	EpicOp		op = q->op;
+	bool		any_of_array = q->any_of_array;
+	bool		in_list = q->in_list;
+	Oid			vtype;
+	int			n = 1;
 
 	col = &t->columns[var->varattno - 1];
 	if (col->name == NULL || col->search_param == NULL || col->search_type == EPIC_SP_NONE)
@@ -389,10 +625,17 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 		if (!is_text_type(vtype) || !is_text_type(get_element_type(col->atttypid)))
 			return 0;
 	}
+	else if (is_datetime_type(col->atttypid) &&
+			 (col->search_type == EPIC_SP_DATE || col->search_type == EPIC_SP_DATETIME))
+	{
+		/* a date or timestamp column with any of date, timestamp, timestamptz */
+		if (!is_datetime_type(vtype))
+			return 0;
+	}
 	else if (is_text_type(col->atttypid) ? !is_text_type(vtype) : vtype != col->atttypid)
 		return 0;
 	if (vtype != TEXTOID && vtype != VARCHAROID && vtype != BPCHAROID &&
-		vtype != NAMEOID && vtype != DATEOID && vtype != TIMESTAMPTZOID && vtype != BOOLOID)
+		vtype != NAMEOID && !is_datetime_type(vtype) && vtype != BOOLOID)
 		return 0;
 
 	/* which operators each search type takes */
@@ -416,7 +659,7 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 		case EPIC_SP_DATETIME:
 			if (in_list || op == OP_LIKE || op == OP_ILIKE)
 				return 0;
-			if (vtype != DATEOID && vtype != TIMESTAMPTZOID)
+			if (!is_datetime_type(vtype))
 				return 0;
 			break;
 		case EPIC_SP_NONE:
@@ -425,6 +668,8 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 
 	params[0].name = pstrdup(col->search_param);
 	params[0].is_list = in_list;
+	params[0].exact = condition_is_exact(col, op);
+	estimate(&params[0], col, op, other, in_list);
 	if (col->search_type == EPIC_SP_STRING_WORD)
 		params[0].form = EPIC_VF_FIRST_WORD;
 	if (col->search_type == EPIC_SP_MRN)
@@ -441,6 +686,18 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 		static const char *const prefixes[] = {NULL, NULL, "lt", "le", "gt", "ge"};
 
 		params[0].comparator = (char *) prefixes[op];
+
+		/*
+		 * A date D against a timestamp T (D is midnight of its day): D > T
+		 * and D <= T compare D with T's day, D >= T and D < T with the
+		 * first day starting at or after T (the next day unless T is a
+		 * midnight); D = T needs T's day.
+		 */
+		if (vtype != DATEOID)
+		{
+			params[0].form = (op == OP_GE || op == OP_LT) ? EPIC_VF_DAY_CEIL : EPIC_VF_DAY_FLOOR;
+			params[0].exact = false;
+		}
 	}
 	else if (col->search_type == EPIC_SP_DATETIME)
 	{
@@ -481,10 +738,9 @@ epic_classify_qual(EpicTable *t, Index relid, Expr *clause,
 				if (linitial(params[i].values) == NULL)
 					return 0;
 			}
-			else
-				params[i].values = encode_const(&params[i], c);
-			if (params[i].values == NIL)
-				return 0;		/* NULL or empty: left to the local check */
+			else if (epic_encode_datum(&params[i], c->constvalue, c->consttype, c->constisnull,
+										 &params[i].values) != EPIC_ENC_OK)
+				return 0;		/* FHIR cannot express it: left to the local check */
 		}
 		return n;
 	}
@@ -546,18 +802,12 @@ epic_encode_datum(const EpicSearchParam *param, Datum value, Oid type, bool isnu
 		return EPIC_ENC_NO_MATCH;
 	if (param->is_list)
 	{
-		ArrayType  *arr = DatumGetArrayTypeP(value);
-		Oid			elemtype = ARR_ELEMTYPE(arr);
-		int16		elmlen;
-		bool		elmbyval;
-		char		elmalign;
+		Oid			elemtype;
 		Datum	   *elems;
 		bool	   *nulls;
-		int			nelems;
+		int			nelems = array_elements(value, &elemtype, &elems, &nulls);
 		List	   *strs = NIL;
 
-		get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
-		deconstruct_array(arr, elemtype, elmlen, elmbyval, elmalign, &elems, &nulls, &nelems);
 		for (int i = 0; i < nelems; i++)
 		{
 			bool		ok;
@@ -727,6 +977,11 @@ build_one(const char *resource, const char *fixed_search, List *params,
 		char	   *text;
 		char	   *pair;
 
+		if (p->role != EPIC_PR_SEND)
+		{
+			i++;
+			continue;			/* never sent */
+		}
 		if (values == NIL && runtime_values != NULL)
 		{
 			i++;
@@ -826,8 +1081,8 @@ epic_param_to_list(EpicSearchParam *p)
 	foreach(lc, p->values)
 		values = lappend(values, makeString(lfirst(lc)));
 	return list_make5(makeString(p->name), values,
-					  list_make3(makeInteger(p->runtime_index), makeInteger(p->param_id),
-								 makeInteger(p->form)),
+					  list_make4(makeInteger(p->runtime_index), makeInteger(p->param_id),
+								 makeInteger(p->form), makeInteger(p->role)),
 					  makeBoolean(p->is_list),
 					  list_make2(makeString(p->comparator ? p->comparator : ""),
 								 makeString(p->prefix ? p->prefix : "")));
@@ -847,6 +1102,7 @@ epic_param_from_list(List *l)
 	p->runtime_index = intVal(linitial(ints));
 	p->param_id = intVal(lsecond(ints));
 	p->form = (EpicValueForm) intVal(lthird(ints));
+	p->role = (EpicParamRole) intVal(lfourth(ints));
 	p->is_list = boolVal(lfourth(l));
 	p->comparator = strVal(linitial(strs))[0] ? strVal(linitial(strs)) : NULL;
 	p->prefix = strVal(lsecond(strs))[0] ? strVal(lsecond(strs)) : NULL;

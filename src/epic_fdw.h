@@ -199,8 +199,21 @@ typedef enum EpicValueForm
 	EPIC_VF_PLAIN = 0,			/* as is */
 	EPIC_VF_FIRST_WORD,			/* only its first word */
 	EPIC_VF_TS_LOWER,			/* a timestamp, moved two days earlier */
-	EPIC_VF_TS_UPPER			/* a timestamp, moved two days later */
+	EPIC_VF_TS_UPPER,			/* a timestamp, moved two days later */
+	EPIC_VF_DAY_FLOOR,			/* a timestamp's day (for a date column) */
+	EPIC_VF_DAY_CEIL			/* the first day starting at or after it */
 } EpicValueForm;
+
+/* What a classified condition does to a scan's requests. */
+typedef enum EpicParamRole
+{
+	EPIC_PR_SEND = 0,			/* a search parameter sent to the server */
+	EPIC_PR_NO_MATCH,			/* a constant no row can match (NULL, an empty
+								 * or all-NULL array): no request at all */
+	EPIC_PR_PROBE				/* not sent (pushdown off, or not searchable):
+								 * its run-time value is only checked for
+								 * NULL / empty, which means no request */
+} EpicParamRole;
 
 /*
  * One search parameter of a request.  Its values are known at plan time
@@ -219,9 +232,20 @@ typedef struct EpicSearchParam
 	char	   *prefix;			/* encoded text before each value
 								 * ("system%7C" for an MRN), or NULL */
 	EpicValueForm form;
+	EpicParamRole role;
+	bool		exact;			/* the server returns exactly the rows the
+								 * condition accepts (plan time only) */
+	double		anchor_rows;	/* plan time: resources the parameter alone
+								 * selects (_id, identifier: one per value;
+								 * patient: a few per value), or 0 */
+	double		selectivity;	/* plan time: else the share of all
+								 * resources it selects */
 } EpicSearchParam;
 
 #define EPIC_MAX_PARAMS_PER_QUAL 2
+
+/* Resources of one type a search by one patient is expected to return. */
+#define EPIC_PATIENT_ROWS 10.0
 
 extern bool epic_pushdown;		/* GUC epic_fdw.pushdown */
 extern bool epic_audit_log;		/* GUC epic_fdw.audit_log */
@@ -375,6 +399,7 @@ typedef struct EpicOutcomeSeen
 {
 	List	   *keys;			/* issues already reported in this scan */
 	MemoryContext cxt;			/* where keys live (as long as the scan) */
+	bool		ignored_warned; /* "ignored search parameter" said */
 } EpicOutcomeSeen;
 
 extern EpicPage *epic_page_parse(const char *body, size_t len, const char *resource,
@@ -382,7 +407,8 @@ extern EpicPage *epic_page_parse(const char *body, size_t len, const char *resou
 extern int	epic_page_count(EpicPage *page);
 extern const void *epic_page_resource(EpicPage *page, int i);
 extern const char *epic_page_next(EpicPage *page);
-extern void epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen);
+extern void epic_page_report_outcomes(EpicPage *page, EpicOutcomeSeen *seen,
+									  const char *request);
 extern void epic_page_free(EpicPage *page);
 extern void epic_raise_http_error(const EpicHttpResponse *resp, const char *display,
 								  const char *what);

@@ -101,6 +101,12 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 		bool		isnull;
 		Datum		d;
 
+		if (p->role == EPIC_PR_NO_MATCH)
+		{
+			/* a constant no row can match: no request */
+			MemoryContextSwitchTo(old);
+			return false;
+		}
 		if (p->runtime_index < 0 || p->runtime_index == st->key_index)
 			continue;
 		d = ExecEvalExpr(list_nth(st->runtime_states, p->runtime_index), econtext, &isnull);
@@ -108,6 +114,8 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 								  &values[p->runtime_index]))
 		{
 			case EPIC_ENC_OK:
+				if (p->role == EPIC_PR_PROBE)
+					values[p->runtime_index] = NIL; /* checked, never sent */
 				break;
 			case EPIC_ENC_NO_MATCH:
 				/* = NULL, or IN (NULL, ...) with no other value: no row */
@@ -116,7 +124,8 @@ build_requests(ForeignScanState *node, EpicScanState *st)
 			case EPIC_ENC_UNSENDABLE:
 				/* not sent; the local check still applies */
 				values[p->runtime_index] = NIL;
-				unsent = p->name;
+				if (p->role == EPIC_PR_SEND)
+					unsent = p->name;
 				break;
 		}
 	}
@@ -317,7 +326,8 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 	st->stats.pages++;
 	st->pages_this_result++;
 	st->resources_fetched += epic_page_count(st->page);
-	epic_page_report_outcomes(st->page, &st->seen);
+	/* the first page of a request: its self link shows the parameters used */
+	epic_page_report_outcomes(st->page, &st->seen, st->pages_this_result == 1 ? display : NULL);
 
 	next = epic_page_next(st->page);
 	if (next != NULL)

@@ -125,6 +125,10 @@ GIVEN_M = [
     "Dan", "Jacob", "Logan", "Jackson", "D'Angelo", "Björn", "François", "Jean-Luc",
     "Søren", "Matthew", "Matteo", "Mateo", "Samuel", "Sam", "Sebastián",
 ]
+# official names (every third patient with one of these first given names) whose
+# text is the nickname, not the parts; no nickname is a prefix of a given name
+NICKNAMES = {"William": "Bill", "Elizabeth": "Betty", "James": "Jim", "Michael": "Mike",
+             "Alexander": "Sasha", "Margaret": "Peggy", "Isabella": "Bella"}
 GIVEN_X = GIVEN_F[:10] + GIVEN_M[:10] + ["Alex", "Jordan", "Taylor", "Casey", "Riley"]
 CITIES = [
     ("GARLAND", "DALLAS", "TX", "750"), ("DALLAS", "DALLAS", "TX", "752"),
@@ -311,6 +315,10 @@ class Gen:
                 res["active"] = False
         official = {"use": "official", "text": " ".join(given + [family]), "family": family,
                     "given": list(given)}
+        if not public and n % 3 == 0 and given[0] in NICKNAMES:
+            # a name whose text is not made of its parts ("Bill Smith" for William
+            # Smith): FHIR's name search may match the parts only
+            official["text"] = " ".join([NICKNAMES[given[0]]] + [family])
         usual = {"use": "usual", "text": " ".join(usual_given + [family]), "family": family,
                  "given": list(usual_given)}
         if not public and r.random() < 0.03:

@@ -25,11 +25,13 @@ Usage: EPIC_SANDBOX_DIR=DIR /usr/bin/python3 ctl.py CMD [ARGS]
   faults-clear          drop every queued fault and pending revoke-after, and release
                         connections that are hanging or dripping
   revoke-after N        revoke the current tokens once N more FHIR requests succeeded
-  dataset NAME VERSION FILE [epic]
+  dataset NAME VERSION FILE [epic|lenient]
                         (re)load the named ad-hoc dataset NAME (served under
                         /dataset/NAME/, FHIR VERSION STU3 or R4) from FILE (- for
                         standard input): a JSON array of resources or a Bundle; with
                         `epic`, Epic's required search parameters are enforced;
+                        with `lenient`, unknown search parameters are ignored (an
+                        outcome issue "not-supported", left out of the self link);
                         prints nothing
   dataset-delete NAME   drop the named dataset NAME
   datasets              every dataset served: NAME VERSION RULES TYPE=N ... one a line
@@ -134,7 +136,7 @@ def main(argv):
         request("POST", "/_sandbox/faults-clear")
     elif cmd == "revoke-after" and len(args) == 1 and args[0].isdigit():
         request("POST", "/_sandbox/revoke-after?n=%d" % int(args[0]))
-    elif cmd == "dataset" and len(args) in (3, 4) and args[3:] in ([], ["epic"]):
+    elif cmd == "dataset" and len(args) in (3, 4) and args[3:] in ([], ["epic"], ["lenient"]):
         name, version, path = args[:3]
         try:
             if path == "-":
@@ -145,7 +147,7 @@ def main(argv):
         except OSError as e:
             die("dataset: cannot read %s: %s" % (path, e), 1)
         query = urllib.parse.urlencode([("name", name), ("version", version)]
-                                       + ([("rules", "epic")] if args[3:] else []))
+                                       + ([("rules", args[3])] if args[3:] else []))
         request("POST", "/_sandbox/dataset?" + query, body)
     elif cmd == "dataset-delete" and len(args) == 1:
         request("DELETE", "/_sandbox/dataset?" + urllib.parse.urlencode([("name", args[0])]))

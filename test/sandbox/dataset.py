@@ -291,7 +291,9 @@ def param_table(version):
         "identifier": ("token", _identifiers),
         "family": ("string", lambda r: _names(r, ("family",))),
         "given": ("string", lambda r: _names(r, ("given",))),
-        "name": ("string", lambda r: _names(r, ("text", "family", "given", "prefix", "suffix"))),
+        # FHIR leaves name matching to the server ("may match any of the string fields");
+        # this one matches the parts only, never HumanName.text, as some servers do
+        "name": ("string", lambda r: _names(r, ("family", "given", "prefix", "suffix"))),
         "birthdate": ("date", lambda r: _date(r.get("birthDate"))),
         "gender": ("token", lambda r: _code(r.get("gender"))),
         "address-city": ("string", lambda r: _addr(r, ("city",))),
@@ -603,11 +605,15 @@ class Dataset:
     (with _id and _count at least; none of a type -> an empty searchset) instead of 404 for
     types neither loaded nor in param_table; resources without an id are accepted too (they
     are served as given, indexed under a made-up id anon-N). epic_rules: enforce Epic's
-    required search parameters (check_required)."""
+    required search parameters (check_required). lenient: an unknown search parameter is
+    ignored, as FHIR's default handling=lenient allows, instead of answering 400: the
+    searchset then carries an OperationOutcome issue "not-supported" naming it, and its
+    self link leaves it out (the self link lists the parameters the server used)."""
 
     def __init__(self, version, directory=None, resources=None, name=None, any_type=False,
-                 epic_rules=True):
+                 epic_rules=True, lenient=False):
         self.version = version
+        self.lenient = lenient
         self.name = name or version
         self.directory = directory
         self.any_type = any_type
@@ -770,6 +776,7 @@ class Dataset:
         preds = []
         candidates = None
         given = set()
+        ignored = []
         for name, value in pairs:
             if name == "_count":
                 if count is not None:
@@ -785,6 +792,9 @@ class Dataset:
                 raise bad("_getpages cannot be combined with search parameters")
             base, _, mod = name.partition(":")
             spec = s.params.get(base)
+            if spec is None and self.lenient:
+                ignored.append(name)
+                continue
             if spec is None:
                 raise SearchError(400, "not-supported", "Unknown search parameter '%s' for %s"
                                   % (base, rtype), epic_code="59100")
@@ -821,6 +831,7 @@ class Dataset:
             else:
                 out.append(i)
         count = min(count or DEFAULT_COUNT, MAX_COUNT)
+        self.last_ignored = ignored
         return s, out, count
 
     # -- paging --------------------------------------------------------------------------
@@ -851,9 +862,16 @@ class Dataset:
 
     # -- rendering -----------------------------------------------------------------------
 
-    def render_page(self, base_url, self_url, store, indexes, offset, count):
-        """base_url: 'https://host/dataset/VER/'. Returns Bundle bytes."""
+    def render_page(self, base_url, self_url, store, indexes, offset, count, ignored=()):
+        """base_url: 'https://host/dataset/VER/'. Returns Bundle bytes. ignored: search
+        parameters the search did not use (lenient): left out of the self link and named
+        in an outcome issue."""
         page = indexes[offset:offset + count]
+        if ignored:
+            path, _, query = self_url.partition("?")
+            kept = [(k, v) for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
+                    if k not in ignored]
+            self_url = path + ("?" + urllib.parse.urlencode(kept) if kept else "")
         links = [{"relation": "self", "url": self_url}]
         if offset + count < len(indexes):
             token = self.new_page_token(store, indexes, offset + count, count)
@@ -874,7 +892,20 @@ class Dataset:
             out.append(b',"resource":')
             out.append(texts[i])
             out.append(b',"search":{"mode":"match"}}')
+        if ignored:
+            if not first:
+                out.append(b",")
+            first = False
+            out.append(json.dumps({
+                "fullUrl": "urn:uuid:" + secrets.token_hex(16),
+                "resource": {"resourceType": "OperationOutcome", "issue": [{
+                    "severity": "warning", "code": "not-supported",
+                    "diagnostics": "Unknown search parameter '%s' for %s: ignored"
+                                   % (name, store.rtype)} for name in ignored]},
+                "search": {"mode": "outcome"}}).encode("utf-8"))
         if not page:
+            if not first:
+                out.append(b",")
             out.append(json.dumps({
                 "fullUrl": "urn:uuid:" + secrets.token_hex(16),
                 "resource": {"resourceType": "OperationOutcome", "issue": [{
@@ -925,6 +956,7 @@ class Dataset:
                     raise bad("_getpages token belongs to another resource type")
                 return 200, self.render_page(base_url, self_url, store, indexes, offset, count)
             store, indexes, count = self.search(rtype, pairs)
-            return 200, self.render_page(base_url, self_url, store, indexes, 0, count)
+            return 200, self.render_page(base_url, self_url, store, indexes, 0, count,
+                                         self.last_ignored)
         except SearchError as e:
             return e.status, json.dumps(e.outcome()).encode("utf-8")

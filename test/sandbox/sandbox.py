@@ -19,12 +19,14 @@ It imitates the parts of Epic's FHIR API that epic_fdw talks to:
                                 faults-clear, revoke-after, dataset)
 
 Named datasets (for conformance runners): POST /_sandbox/dataset?name=NAME&version=STU3|R4
-[&rules=epic] with a JSON array of resources, a Bundle or one resource as the body
+[&rules=epic|lenient] with a JSON array of resources, a Bundle or one resource as the body
 (re)registers the dataset NAME ([A-Za-z0-9_-]+, not a FHIR version name) under
 /dataset/NAME/: reads, searches, paging, metadata of that version and token checks as for
 --dataset, and every resource type is searchable with _id and _count (a type it has none
 of gives an empty searchset). Epic's required search parameters (dataset.check_required)
-apply only with rules=epic: a conformance runner needs plain searches of any type.
+apply only with rules=epic: a conformance runner needs plain searches of any type. With
+rules=lenient an unknown search parameter is ignored with a "not-supported" outcome issue
+and left out of the self link (FHIR's default handling=lenient).
 Answers {"ok", "name", "version", "rules", "counts": {type: n}}; 400 for a bad name,
 version or body. DELETE /_sandbox/dataset?name=NAME drops it (404 if unknown); requests
 to it then answer 404. GET /_sandbox/datasets lists every dataset with its counts.
@@ -710,7 +712,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.control_dataset(method, params)
         if method == "GET" and name == "datasets":
             return self.send_json(200, {ds.name: {
-                "version": ds.version, "rules": "epic" if ds.epic_rules else "none",
+                "version": ds.version,
+                "rules": "epic" if ds.epic_rules else "lenient" if ds.lenient else "none",
                 "counts": ds.counts()} for ds in st.all_datasets()})
         if method == "GET" and name == "secrets":
             # For the test suite's leak check only: every token issued and every
@@ -757,8 +760,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if version not in ("STU3", "R4"):
             return self.send_json(400, {"error": "version must be STU3 or R4, got %r" % version})
         rules = params.get("rules", "none")
-        if rules not in ("none", "epic"):
-            return self.send_json(400, {"error": "rules must be none or epic, got %r" % rules})
+        if rules not in ("none", "epic", "lenient"):
+            return self.send_json(400, {"error": "rules must be none, epic or lenient, got %r"
+                                        % rules})
         try:
             doc = json.loads(self.read_body_cached.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
@@ -768,7 +772,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                         "Bundle or a resource"})
         try:
             ds = dataset_mod.Dataset(version, resources=dataset_mod.resource_items(doc),
-                                     name=name, any_type=True, epic_rules=rules == "epic")
+                                     name=name, any_type=True, epic_rules=rules == "epic",
+                                     lenient=rules == "lenient")
         except dataset_mod.LoadError as e:
             return self.send_json(400, {"error": "bad dataset: %s" % e})
         replaced = st.set_dataset(ds)

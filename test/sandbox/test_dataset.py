@@ -122,7 +122,7 @@ def elements(res, param, version):
         addrs = res.get("address", [])
         if param in ("family", "given", "name"):
             fields = {"family": ["family"], "given": ["given"],
-                      "name": ["text", "family", "given", "prefix", "suffix"]}[param]
+                      "name": ["family", "given", "prefix", "suffix"]}[param]
             for n in names:
                 for f in fields:
                     v = n.get(f)
