@@ -89,10 +89,14 @@ def patient_row(p, mrn_system):
 
     def has_type_code(i, code):
         return any(c.get("code") == code for c in (i.get("type") or {}).get("coding", []))
-    mrn = first([i.get("value") for i in ids if i.get("system") == mrn_system],
-                [i.get("value") for i in ids if has_type_code(i, "MR")],
-                [i.get("value") for i in ids if (i.get("type") or {}).get("text") == "MRN"],
-                [i.get("value") for i in ids if (i.get("type") or {}).get("text") == "EPI"])
+    if mrn_system:
+        # with mrn_system, only that system's identifier (issue 12: pushed as
+        # identifier=<mrn_system>|value, which no other identifier could match)
+        mrn = first([i.get("value") for i in ids if i.get("system") == mrn_system])
+    else:
+        mrn = first([i.get("value") for i in ids if has_type_code(i, "MR")],
+                    [i.get("value") for i in ids if (i.get("type") or {}).get("text") == "MRN"],
+                    [i.get("value") for i in ids if (i.get("type") or {}).get("text") == "EPI"])
     tel = p.get("telecom", [])
 
     def tel_of(system):
@@ -107,7 +111,7 @@ def patient_row(p, mrn_system):
         deceased = True
     return {
         "id": p["id"], "mrn": mrn, "family": family, "given": given,
-        "given_names": [g for g in given_list if g != ""],  # (a column from issue 12 on)
+        "given_names": [g for g in given_list if g != ""],
         "name": name,
         "birthdate": date(p.get("birthDate")), "gender": p.get("gender"),
         "phone": tel_of("phone"),
