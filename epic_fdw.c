@@ -587,6 +587,16 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 									 st->table->columns[st->join->d_attno - 1].name,
 									 f->table->relname,
 									 f->table->columns[st->join->f_attno - 1].name), es);
+		if (st->join->mode != EPIC_JOIN_INNER)
+		{
+			EpicScanState *kept = st->join->preserve_fanout ? f : st;
+
+			ExplainPropertyText("FHIR Join Kind",
+								psprintf(st->join->mode == EPIC_JOIN_SEMI ?
+										 "semi-join: each row of %s with a match, once" :
+										 "anti-join: each row of %s without a match",
+										 kept->table->relname), es);
+		}
 		ExplainPropertyText("FHIR Fan-out Request", psprintf("GET %s", (char *) linitial(freqs)), es);
 		ExplainPropertyText("FHIR Fan-out",
 							f->table->sopts.or_lists ?
@@ -628,7 +638,11 @@ typedef struct EpicJoinInfo
 	EpicSearchParam key;		/* the fan-out side's key parameter */
 	AttrNumber	d_attno;
 	AttrNumber	f_attno;
-	List	   *quals;			/* every clause (RestrictInfos), rechecked */
+	EpicJoinMode mode;			/* inner, semi- or anti-join */
+	bool		preserve_fanout;	/* semi-join: the fan-out side's rows are
+									 * the result (else the driving side's) */
+	List	   *quals;			/* checked on the rows produced (RestrictInfos) */
+	List	   *pair_quals;		/* semi/anti: whether a pair matches */
 } EpicJoinInfo;
 
 static Var *
@@ -640,46 +654,124 @@ plain_var(Node *n)
 }
 
 /*
- * An inner join of two epic_fdw tables of one server and user: the outer
- * side must be searchable by its own conditions, and a join clause
- * inner.column = outer.column must give the inner side a search parameter
- * (e.g. medication_statements.patient_id = patients.id gives patient).
+ * The key of driving side drel and fan-out side frel: a clause
+ * frel.column = drel.column among clauses that gives frel a search
+ * parameter (e.g. medication_statements.patient_id = patients.id gives
+ * patient), both columns text.  False if there is none, or if either side
+ * cannot be searched that way (drel on its own, frel with the key).
+ */
+static bool
+join_key(RelOptInfo *drel, RelOptInfo *frel, List *clauses, EpicSearchParam *key,
+		 AttrNumber *d_attno, AttrNumber *f_attno)
+{
+	EpicRelInfo *dinfo = drel->fdw_private;
+	EpicRelInfo *finfo = frel->fdw_private;
+	ListCell   *lc;
+	bool		found = false;
+
+	/* the driving side is searched on its own */
+	if (epic_table_missing_required(dinfo->table, dinfo->pushed_names,
+									dinfo->table->topts.search) != NULL)
+		return false;
+	foreach(lc, clauses)
+	{
+		RestrictInfo *ri = lfirst(lc);
+		EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
+		Expr	   *rt;
+		Var		   *dv;
+		Var		   *fv = NULL;
+		OpExpr	   *op;
+
+		if (found || !IsA(ri->clause, OpExpr) ||
+			epic_classify_qual(finfo->table, frel->relid, ri->clause, p, &rt) != 1 ||
+			rt == NULL || p[0].is_list || p[0].role != EPIC_PR_SEND)
+			continue;
+		dv = plain_var((Node *) rt);
+		if (dv == NULL || dv->varno != (int) drel->relid || dv->varattno <= 0 ||
+			dv->varlevelsup != 0 ||
+			(exprType((Node *) dv) != TEXTOID && exprType((Node *) dv) != VARCHAROID))
+			continue;
+		op = (OpExpr *) ri->clause;
+		if (list_length(op->args) != 2)
+			continue;
+		fv = plain_var(linitial(op->args));
+		if (fv == NULL || fv->varno != (int) frel->relid)
+			fv = plain_var(lsecond(op->args));
+		if (fv == NULL || fv->varno != (int) frel->relid || fv->varattno <= 0 ||
+			(exprType((Node *) fv) != TEXTOID && exprType((Node *) fv) != VARCHAROID))
+			continue;
+		*key = p[0];
+		*d_attno = dv->varattno;
+		*f_attno = fv->varattno;
+		found = true;
+	}
+	/* the fan-out side's required parameters: its own conditions and the key */
+	return found &&
+		epic_table_missing_required(finfo->table,
+									lappend(list_copy(finfo->pushed_names), (char *) key->name),
+									finfo->table->topts.search) == NULL;
+}
+
+/*
+ * A join of two epic_fdw tables of one server and user, run as one scan:
+ * the driving side searched by its own conditions, the fan-out side by the
+ * key a join clause gives it (see join_key).  Inner joins, and (PostgreSQL
+ * 15 hands this callback JOIN_SEMI, JOIN_ANTI and the unique-ified inner
+ * forms of a semi-join, all for the same semi-join relation) EXISTS,
+ * NOT EXISTS and IN (subquery): a semi-join is driven from either side, an
+ * anti-join from the side whose rows it keeps.
  */
 static void
 epicGetForeignJoinPaths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 						RelOptInfo *innerrel, JoinType jointype, JoinPathExtraData *extra)
 {
-	EpicRelInfo *dinfo;
-	EpicRelInfo *finfo;
+	EpicRelInfo *oinfo;
+	EpicRelInfo *iinfo;
 	EpicJoinInfo *ji;
 	ListCell   *lc;
 	List	   *vars;
-	List	   *names;
-	bool		found = false;
 	EpicSearchParam key;
 	AttrNumber	d_attno = 0,
 				f_attno = 0;
+	RelOptInfo *drel = NULL;
+	RelOptInfo *frel = NULL;
+	RelOptInfo *lrel = outerrel;	/* semi/anti: the side whose rows it keeps */
+	EpicJoinMode mode;
 	double		requests;
 	Cost		startup,
 				total;
 	Path	   *dpath;
 	const EpicServerOptions *sopts;
 
-	if (joinrel->fdw_private != NULL || jointype != JOIN_INNER || !epic_pushdown)
+	if (joinrel->fdw_private != NULL || !epic_pushdown)
 		return;
+	switch (extra->sjinfo->jointype)
+	{
+		case JOIN_INNER:
+			if (jointype != JOIN_INNER)
+				return;
+			mode = EPIC_JOIN_INNER;
+			break;
+		case JOIN_SEMI:
+			mode = EPIC_JOIN_SEMI;
+			break;
+		case JOIN_ANTI:
+			if (jointype != JOIN_ANTI)
+				return;
+			mode = EPIC_JOIN_ANTI;
+			break;
+		default:
+			return;
+	}
 	if (outerrel->reloptkind != RELOPT_BASEREL || innerrel->reloptkind != RELOPT_BASEREL)
 		return;
 	if (root->parse->rowMarks != NIL || !bms_is_empty(joinrel->lateral_relids))
 		return;
-	dinfo = outerrel->fdw_private;
-	finfo = innerrel->fdw_private;
-	if (dinfo == NULL || finfo == NULL ||
-		dinfo->table->server->serverid != finfo->table->server->serverid ||
+	oinfo = outerrel->fdw_private;
+	iinfo = innerrel->fdw_private;
+	if (oinfo == NULL || iinfo == NULL ||
+		oinfo->table->server->serverid != iinfo->table->server->serverid ||
 		outerrel->userid != innerrel->userid)
-		return;
-	/* the driving side is searched on its own */
-	if (epic_table_missing_required(dinfo->table, dinfo->pushed_names,
-									dinfo->table->topts.search) != NULL)
 		return;
 	/* the scan tuple holds plain columns only */
 	vars = pull_var_clause((Node *) joinrel->reltarget->exprs, PVC_INCLUDE_PLACEHOLDERS);
@@ -691,69 +783,65 @@ epicGetForeignJoinPaths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *oute
 			return;
 	}
 
-	/* the key: inner.column = outer.column, a search parameter of inner */
-	foreach(lc, extra->restrictlist)
+	if (mode != EPIC_JOIN_INNER &&
+		bms_is_subset(outerrel->relids, extra->sjinfo->syn_righthand))
+		lrel = innerrel;		/* JOIN_UNIQUE_OUTER: the subquery's side is outer */
+	if (mode == EPIC_JOIN_INNER)
 	{
-		RestrictInfo *ri = lfirst(lc);
-		EpicSearchParam p[EPIC_MAX_PARAMS_PER_QUAL];
-		Expr	   *rt;
-		Var		   *dv;
-		Var		   *fv = NULL;
-		OpExpr	   *op;
-
-		if (found || !IsA(ri->clause, OpExpr) ||
-			epic_classify_qual(finfo->table, innerrel->relid, ri->clause, p, &rt) != 1 ||
-			rt == NULL || p[0].is_list || p[0].role != EPIC_PR_SEND)
-			continue;
-		dv = plain_var((Node *) rt);
-		if (dv == NULL || dv->varno != (int) outerrel->relid || dv->varattno <= 0 ||
-			dv->varlevelsup != 0 ||
-			(exprType((Node *) dv) != TEXTOID && exprType((Node *) dv) != VARCHAROID))
-			continue;
-		op = (OpExpr *) ri->clause;
-		if (list_length(op->args) != 2)
-			continue;
-		fv = plain_var(linitial(op->args));
-		if (fv == NULL || fv->varno != (int) innerrel->relid)
-			fv = plain_var(lsecond(op->args));
-		if (fv == NULL || fv->varno != (int) innerrel->relid || fv->varattno <= 0 ||
-			(exprType((Node *) fv) != TEXTOID && exprType((Node *) fv) != VARCHAROID))
-			continue;
-		key = p[0];
-		d_attno = dv->varattno;
-		f_attno = fv->varattno;
-		found = true;
+		if (join_key(outerrel, innerrel, extra->restrictlist, &key, &d_attno, &f_attno))
+			drel = outerrel;
 	}
-	if (!found)
+	else
+	{
+		RelOptInfo *rrel = (lrel == outerrel) ? innerrel : outerrel;
+
+		/* driven from the kept side; a semi-join also from the other */
+		if (join_key(lrel, rrel, extra->restrictlist, &key, &d_attno, &f_attno))
+			drel = lrel;
+		else if (mode == EPIC_JOIN_SEMI &&
+				 join_key(rrel, lrel, extra->restrictlist, &key, &d_attno, &f_attno))
+			drel = rrel;
+	}
+	if (drel == NULL)
 		return;
-	/* the fan-out side's required parameters: its own conditions and the key */
-	names = lappend(list_copy(finfo->pushed_names), key.name);
-	if (epic_table_missing_required(finfo->table, names, finfo->table->topts.search) != NULL)
-		return;
+	frel = (drel == outerrel) ? innerrel : outerrel;
 
 	ji = palloc0(sizeof(EpicJoinInfo));
-	ji->drel = outerrel;
-	ji->frel = innerrel;
+	ji->drel = drel;
+	ji->frel = frel;
 	ji->key = key;
 	ji->d_attno = d_attno;
 	ji->f_attno = f_attno;
-	ji->quals = list_concat(list_concat(list_copy(extra->restrictlist),
-										outerrel->baserestrictinfo),
-							innerrel->baserestrictinfo);
+	ji->mode = mode;
+	if (mode == EPIC_JOIN_INNER)
+		ji->quals = list_concat(list_concat(list_copy(extra->restrictlist),
+											outerrel->baserestrictinfo),
+								innerrel->baserestrictinfo);
+	else
+	{
+		/*
+		 * Rows kept are checked by their own side's conditions; a pair
+		 * matches by the join clauses and the other side's conditions.
+		 */
+		RelOptInfo *other = (lrel == outerrel) ? innerrel : outerrel;
+
+		ji->preserve_fanout = (frel == lrel);
+		ji->quals = list_copy(lrel->baserestrictinfo);
+		ji->pair_quals = list_concat(list_copy(extra->restrictlist), other->baserestrictinfo);
+	}
 
 	/*
 	 * Cost: the driving side's search, then its keys' searches, as many at
 	 * once as max_concurrency allows (one OR list with or_lists), reading
 	 * the rows a parameterized search per key would (add_param_path).
 	 */
-	sopts = &finfo->table->sopts;
-	dpath = outerrel->cheapest_total_path;
-	requests = sopts->or_lists ? 1 : Max(1, outerrel->rows);
+	sopts = &((EpicRelInfo *) frel->fdw_private)->table->sopts;
+	dpath = drel->cheapest_total_path;
+	requests = sopts->or_lists ? 1 : Max(1, drel->rows);
 	startup = dpath->startup_cost + EPIC_REQUEST_COST;
 	total = dpath->total_cost +
 		ceil(requests / Max(1, sopts->max_concurrency)) * EPIC_REQUEST_COST +
-		Max(1, outerrel->rows) * Min(EPIC_PARAM_ROWS, innerrel->rows) *
-		(EPIC_ROW_COST + cpu_tuple_cost);
+		Max(1, drel->rows) * Min(EPIC_PARAM_ROWS, frel->rows) * (EPIC_ROW_COST + cpu_tuple_cost);
 
 	/*
 	 * This join never makes more requests than a nested loop over a
@@ -785,6 +873,18 @@ side_attrs(List *scan_tlist, Index relid, AttrNumber key_attno)
 	return attrs;
 }
 
+/*
+ * Does a LIMIT stop reading the join's rows (no sort or grouping needs them
+ * all)?  Then neither side fetches pages ahead.
+ */
+static bool
+join_limited(PlannerInfo *root)
+{
+	return root->limit_tuples > 0 && root->parse->sortClause == NIL &&
+		root->parse->groupClause == NIL && !root->parse->hasAggs &&
+		root->parse->distinctClause == NIL && root->parse->setOperations == NULL;
+}
+
 static ForeignScan *
 join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *tlist,
 		  Plan *outer_plan)
@@ -795,13 +895,17 @@ join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *
 	EpicSearchParam *key = palloc(sizeof(EpicSearchParam));
 	List	   *fdw_exprs = NIL;
 	List	   *quals = extract_actual_clauses(ji->quals, false);
+	List	   *pair = extract_actual_clauses(ji->pair_quals, false);
 	List	   *scan_tlist;
 	List	   *dpriv;
 	List	   *fpriv;
+	int			pair_index = -1;
 
 	scan_tlist = add_to_flat_tlist(NIL, pull_var_clause((Node *) joinrel->reltarget->exprs,
 														PVC_RECURSE_PLACEHOLDERS));
 	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) quals,
+															   PVC_RECURSE_PLACEHOLDERS));
+	scan_tlist = add_to_flat_tlist(scan_tlist, pull_var_clause((Node *) pair,
 															   PVC_RECURSE_PLACEHOLDERS));
 	dpriv = side_private(dinfo->table, ji->drel->relid, ji->drel->baserestrictinfo,
 						 side_attrs(scan_tlist, ji->drel->relid, ji->d_attno), &fdw_exprs,
@@ -814,14 +918,25 @@ join_plan(PlannerInfo *root, RelOptInfo *joinrel, ForeignPath *best_path, List *
 	fpriv = side_private(finfo->table, ji->frel->relid, ji->frel->baserestrictinfo,
 						 side_attrs(scan_tlist, ji->frel->relid, ji->f_attno), &fdw_exprs,
 						 finfo->table->sopts.page_size, -1, key);
+	if (pair != NIL)
+	{
+		/* whether a pair matches (semi/anti): evaluated by the scan itself */
+		pair_index = list_length(fdw_exprs);
+		fdw_exprs = lappend(fdw_exprs, make_ands_explicit(pair));
+	}
 
 	return make_foreignscan(tlist, quals, 0, fdw_exprs,
 							list_make5(dpriv, fpriv,
-									   list_make5(makeInteger(ji->drel->relid),
-												  makeInteger(ji->frel->relid),
-												  makeInteger(ji->d_attno),
-												  makeInteger(ji->f_attno),
-												  makeInteger(key->runtime_index)),
+									   list_concat(list_make5(makeInteger(ji->drel->relid),
+															  makeInteger(ji->frel->relid),
+															  makeInteger(ji->d_attno),
+															  makeInteger(ji->f_attno),
+															  makeInteger(key->runtime_index)),
+												   list_make5(makeInteger(join_limited(root)),
+															  makeInteger(ji->mode),
+															  makeInteger(ji->preserve_fanout),
+															  makeInteger(pair_index),
+															  makeInteger(root->tuple_fraction > 0))),
 									   epic_param_to_list(key),
 									   makeFloat(psprintf("%.0f", Max(1, ji->drel->rows)))),
 							scan_tlist, NIL, outer_plan);

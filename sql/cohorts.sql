@@ -29,11 +29,11 @@ SELECT patient_id, resource->'entity'->>'reference' AS reference, resource->'ent
   FROM group_members WHERE group_id = 'registry-mixed';
 -- a Group without members: no row, no error
 SELECT count(*) FROM group_members WHERE group_id = 'registry-empty';
--- two groups: two reads
+-- three groups: three reads (concurrent, so the log is sorted)
 \! $EPIC_CTL reset
 SELECT group_id, count(*) FROM group_members
  WHERE group_id IN ('registry-mixed', 'registry-empty', 'registry-sample') GROUP BY 1 ORDER BY 1;
-\! $EPIC_CTL log
+\! $EPIC_CTL log | sort
 -- a Group that does not exist
 SELECT * FROM group_members WHERE group_id = 'no-such-group';
 -- a value that is not a FHIR id names no Group: nothing is read
@@ -149,6 +149,31 @@ SELECT count(*) FROM group_members g JOIN patients p ON p.id = g.patient_id
  WHERE g.group_id = 'registry-mixed';
 \! $EPIC_CTL log
 
+-- LIMIT through the join: the keys are searched chunk by chunk as rows
+-- are consumed; a cursor that fetches 5 rows of the 600-key cohort stops
+-- after the Group read and one Patient search
+BEGIN;
+DECLARE c CURSOR FOR SELECT p.id, p.family FROM group_members g JOIN patients p ON p.id = g.patient_id
+ WHERE g.group_id = 'registry-all';
+\! $EPIC_CTL reset
+FETCH 5 FROM c \g /dev/null
+\! $EPIC_CTL log | cut -c1-60
+FETCH 200 FROM c \g /dev/null
+\! $EPIC_CTL count fhir Patient
+COMMIT;
+\! $EPIC_CTL reset
+SELECT count(*) FROM (SELECT p.id FROM group_members g JOIN patients p ON p.id = g.patient_id
+ WHERE g.group_id = 'registry-all' LIMIT 10) s;
+\! $EPIC_CTL count fhir
+-- a parameterized nested loop (local ids, one search each) stops too
+CREATE TEMP TABLE local_ids AS
+  SELECT patient_id AS id FROM group_members WHERE group_id = 'registry-sample';
+ANALYZE local_ids;
+EXPLAIN (COSTS OFF) SELECT p.family FROM local_ids l JOIN patients p ON p.id = l.id LIMIT 3;
+\! $EPIC_CTL reset
+SELECT count(*) FROM (SELECT p.family FROM local_ids l JOIN patients p ON p.id = l.id LIMIT 3) s;
+\! $EPIC_CTL count fhir Patient
+
 -- max_url_length: a static IN list packed into several searches
 SELECT string_agg(quote_literal(patient_id), ',') AS ids
   FROM (SELECT patient_id FROM group_members WHERE group_id = 'registry-all' LIMIT 150) s \gset
@@ -219,12 +244,112 @@ DECLARE c CURSOR FOR SELECT id FROM medication_statements WHERE patient_id = ANY
 FETCH 30 FROM c \g /dev/null
 \! $EPIC_CTL count fhir MedicationStatement
 COMMIT;
+-- A view joining patients to their statements, LIMIT 10: the first page
+-- of patients and the statements of the first keys, not every patient
+CREATE VIEW v_patient_meds AS
+  SELECT p.id AS patient_id, p.family, m.id, m.medication, m.status
+    FROM patients p JOIN medication_statements m ON m.patient_id = p.id;
+ALTER SERVER dataset OPTIONS (DROP or_lists);
+\! $EPIC_CTL reset
+SELECT count(*) FROM (SELECT * FROM v_patient_meds LIMIT 10) s;
+\! $EPIC_CTL log
+SELECT pg_temp.explain_analyze('SELECT * FROM v_patient_meds LIMIT 10');
+-- without the LIMIT the same rows as the plan without pushdown
+CREATE TEMP TABLE vpm AS SELECT * FROM v_patient_meds;
+SET epic_fdw.pushdown = off;
+CREATE TEMP TABLE vpm_off AS SELECT * FROM v_patient_meds;
+RESET epic_fdw.pushdown;
+SELECT (SELECT count(*) FROM vpm) AS rows,
+       (SELECT count(*) FROM (SELECT * FROM vpm EXCEPT ALL SELECT * FROM vpm_off) a) +
+       (SELECT count(*) FROM (SELECT * FROM vpm_off EXCEPT ALL SELECT * FROM vpm) b) AS differences;
+ALTER SERVER dataset OPTIONS (ADD or_lists 'false');
 CREATE TEMP TABLE all_meds_small AS
   SELECT id, patient_id, status FROM medication_statements WHERE patient_id = ANY (:'ids');
 SELECT (SELECT count(*) FROM all_meds) AS rows,
        (SELECT count(*) FROM (SELECT * FROM all_meds EXCEPT ALL SELECT * FROM all_meds_small) a) +
        (SELECT count(*) FROM (SELECT * FROM all_meds_small EXCEPT ALL SELECT * FROM all_meds) b) AS differences;
 ALTER SERVER dataset OPTIONS (SET batch_memory '1000');
+ALTER SERVER dataset OPTIONS (DROP batch_memory, DROP or_lists);
+
+-- A member of a batch told to wait (503, Retry-After: 3) waits once the
+-- others are done: the others (sent byte by byte, about a second) are not
+-- left undriven past their 2-second timeout while it sleeps
+ALTER SERVER dataset OPTIONS (ADD timeout '2', ADD max_retries '1');
+\! $EPIC_CTL reset
+\! $EPIC_CTL fault '{"match": "Group/", "kind": "status", "status": 503, "headers": {"Retry-After": "3"}}'
+\! $EPIC_CTL fault '{"match": "Group/", "kind": "drip", "interval_ms": 1, "times": 2}'
+SELECT group_id, count(*) FROM group_members
+ WHERE group_id IN ('registry-mixed', 'registry-empty') GROUP BY 1 ORDER BY 1;
+\! $EPIC_CTL log | sed 's/registry-[a-z]*/registry-*/' | sort
+\! $EPIC_CTL faults-clear
+ALTER SERVER dataset OPTIONS (DROP timeout, DROP max_retries);
+
+-- Semi- and anti-joins between two epic_fdw tables: EXISTS, NOT EXISTS and
+-- IN (subquery) run as one join scan; rows as PostgreSQL's own plan gives
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT p.id FROM patients p
+ WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id);
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT p.id FROM patients p WHERE p.state = 'TX'
+   AND NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.status = 'active');
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT m.id FROM medication_statements m
+ WHERE m.patient_id IN (SELECT id FROM patients WHERE family = 'Lopez');
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT p.id, p.family FROM patients p
+ WHERE p.id IN (SELECT patient_id FROM group_members WHERE group_id = 'registry-sample');
+\! $EPIC_CTL reset
+SELECT count(*) FROM patients p
+ WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id);
+\! $EPIC_CTL count fhir Patient
+\! $EPIC_CTL count fhir MedicationStatement
+\! $EPIC_CTL reset
+SELECT count(*) FROM patients p
+ WHERE p.id IN (SELECT patient_id FROM group_members WHERE group_id = 'registry-sample');
+\! $EPIC_CTL count fhir
+
+-- each query with pushdown on (the join scan) and off (PostgreSQL's plan)
+CREATE FUNCTION pg_temp.compare(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE n bigint; d bigint; plan text;
+BEGIN
+  EXECUTE 'EXPLAIN (COSTS OFF) ' || q INTO plan;
+  EXECUTE 'CREATE TEMP TABLE cmp_on AS ' || q;
+  PERFORM set_config('epic_fdw.pushdown', 'off', true);
+  EXECUTE 'CREATE TEMP TABLE cmp_off AS ' || q;
+  PERFORM set_config('epic_fdw.pushdown', 'on', true);
+  SELECT count(*) INTO n FROM cmp_on;
+  SELECT (SELECT count(*) FROM (SELECT * FROM cmp_on EXCEPT ALL SELECT * FROM cmp_off) a) +
+         (SELECT count(*) FROM (SELECT * FROM cmp_off EXCEPT ALL SELECT * FROM cmp_on) b) INTO d;
+  DROP TABLE cmp_on, cmp_off;
+  RETURN format('%s: %s rows, %s differences', plan, n, d);
+END $$;
+SELECT pg_temp.compare(q) AS "plan: rows, differences from pushdown off" FROM (VALUES
+ -- EXISTS, NOT EXISTS, IN
+ ($$SELECT p.id, p.family FROM patients p WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id)$$),
+ ($$SELECT p.id, p.family FROM patients p WHERE NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id)$$),
+ ($$SELECT p.id FROM patients p WHERE p.id IN (SELECT patient_id FROM medication_statements)$$),
+ -- with correlated extra conditions of the subquery's table
+ ($$SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.status = 'active')$$),
+ ($$SELECT p.id FROM patients p WHERE NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.status IN ('active', 'completed'))$$),
+ ($$SELECT p.id FROM patients p WHERE p.gender = 'female' AND p.id IN (SELECT patient_id FROM medication_statements WHERE status <> 'stopped')$$),
+ -- conditions across both tables (checked on each pair)
+ ($$SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.effective_start < p.birthdate + interval '30 years')$$),
+ ($$SELECT p.id FROM patients p WHERE NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.medication <> p.family)$$),
+ ($$SELECT p.id FROM patients p WHERE p.state = 'TX' AND NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id AND m.status = 'active')$$),
+ -- the kept rows from the fan-out side (driven by the subquery's table)
+ ($$SELECT m.id, m.status FROM medication_statements m WHERE m.patient_id IN (SELECT id FROM patients WHERE family = 'Lopez')$$),
+ ($$SELECT m.id FROM medication_statements m WHERE EXISTS (SELECT 1 FROM patients p WHERE p.id = m.patient_id AND p.state IN ('TX', 'CO'))$$),
+ -- cohorts: Group members, NULL keys (members that are not Patients)
+ ($$SELECT p.id, p.family FROM patients p WHERE p.id IN (SELECT patient_id FROM group_members WHERE group_id = 'registry-sample')$$),
+ ($$SELECT g.patient_id, g.resource FROM group_members g WHERE g.group_id = 'registry-mixed' AND NOT EXISTS (SELECT 1 FROM patients p WHERE p.id = g.patient_id)$$),
+ ($$SELECT g.patient_id FROM group_members g WHERE g.group_id = 'registry-sample' AND EXISTS (SELECT 1 FROM patients p WHERE p.id = g.patient_id AND p.gender = 'female')$$),
+ ($$SELECT g.patient_id FROM group_members g WHERE g.group_id = 'registry-all' AND NOT EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = g.patient_id)$$),
+ ($$SELECT g.patient_id, g.inactive FROM group_members g WHERE g.group_id = 'registry-sample' AND EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = g.patient_id AND m.effective_start > g.period_start)$$),
+ -- an aggregate over a semi-join
+ ($$SELECT count(*) AS n, count(DISTINCT p.state) AS states FROM patients p WHERE EXISTS (SELECT 1 FROM medication_statements m WHERE m.patient_id = p.id)$$),
+ -- NOT IN stays a SubPlan (for correctness only)
+ ($$SELECT p.id FROM patients p WHERE p.state = 'TX' AND p.id NOT IN (SELECT m.patient_id FROM medication_statements m WHERE m.patient_id = p.id AND m.status = 'active')$$)
+) v(q);
 RESET search_path;
 SET client_min_messages = warning;
 DROP SCHEMA epic, reg, ds CASCADE;

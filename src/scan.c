@@ -275,7 +275,8 @@ maybe_prefetch(EpicScanState *st)
 	const char *display;
 
 	drop_prefetch(st);
-	if (st->next_url == NULL || (st->limit >= 0 && st->resources_fetched >= st->limit))
+	if (st->next_url == NULL || st->no_prefetch ||
+		(st->limit >= 0 && st->resources_fetched >= st->limit))
 		return;
 	display = relative_url(st, st->next_url);
 	st->prefetch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
@@ -293,22 +294,23 @@ maybe_prefetch(EpicScanState *st)
  * The links are remembered by a 64-bit hash of their text.
  */
 static void
-check_next_link(EpicScanState *st, const char *next, const char *display)
+check_next_link(EpicScanState *st, HTAB **links, MemoryContext cxt, const char *next,
+				const char *display)
 {
 	uint64		h = hash_bytes_extended((const unsigned char *) next, (int) strlen(next), 0);
 	bool		found;
 
-	if (st->links == NULL)
+	if (*links == NULL)
 	{
 		HASHCTL		ctl;
 
 		ctl.keysize = sizeof(uint64);
 		ctl.entrysize = sizeof(uint64);
-		ctl.hcxt = st->rescan_cxt;
-		st->links = hash_create("epic_fdw next links", 64, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		ctl.hcxt = cxt;
+		*links = hash_create("epic_fdw next links", 64, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	hash_search(st->links, &h, HASH_ENTER, &found);
+	hash_search(*links, &h, HASH_ENTER, &found);
 	if (found)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
@@ -319,14 +321,19 @@ check_next_link(EpicScanState *st, const char *next, const char *display)
 }
 
 /*
- * Make resp (a response in st->page_cxt, the current context) the current
- * page: check it, parse it, note its next link.
+ * Check resp (a response to display, in the current context) and parse it
+ * into a page there (the body is freed); count it and report its outcome
+ * issues (the ignored-parameter check on the first page of a request:
+ * first).  Its next link, checked (same origin, not followed before by this
+ * request: *links, created in links_cxt), is returned in *next_out
+ * (palloc'd), or NULL.
  */
-static void
-load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
+static EpicPage *
+parse_response(EpicScanState *st, EpicHttpResponse *resp, const char *display, bool first,
+			   HTAB **links, MemoryContext links_cxt, char **next_out)
 {
 	const char *next;
-	Size		bytes;
+	EpicPage   *page;
 
 	if (resp->status == 404 && st->table->read_by_id)
 	{
@@ -343,7 +350,6 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 	}
 	if (resp->status != 200)
 		epic_raise_http_error(resp, display, st->table->read_by_id ? "FHIR read" : "FHIR search");
-	bytes = resp->body.len;
 	if (resp->content_type != NULL)
 	{
 		char	   *ct = asc_tolower(resp->content_type, strlen(resp->content_type));
@@ -356,19 +362,18 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 					 errcontext("FHIR request: GET %s", display)));
 	}
 	if (st->table->read_by_id)
-		st->page = epic_page_parse_read(resp->body.data, resp->body.len, st->resource,
-										display + strlen(st->resource) + 1, display);
+		page = epic_page_parse_read(resp->body.data, resp->body.len, st->resource,
+									display + strlen(st->resource) + 1, display);
 	else
-		st->page = epic_page_parse(resp->body.data, resp->body.len, st->resource, display);
+		page = epic_page_parse(resp->body.data, resp->body.len, st->resource, display);
 	pfree(resp->body.data);
 	st->stats.pages++;
-	st->pages_this_result++;
-	st->resources_fetched += epic_page_count(st->page);
-	st->stats.resources += epic_page_count(st->page);
+	st->stats.resources += epic_page_count(page);
 	/* the first page of a request: its self link shows the parameters used */
-	epic_page_report_outcomes(st->page, &st->seen, st->pages_this_result == 1 ? display : NULL);
+	epic_page_report_outcomes(page, &st->seen, first ? display : NULL);
 
-	next = epic_page_next(st->page);
+	*next_out = NULL;
+	next = epic_page_next(page);
 	if (next != NULL)
 	{
 		if (!epic_url_same_origin(next, st->table->sopts.fhir_url))
@@ -378,11 +383,48 @@ load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
 					 errdetail("The next link \"%s\" does not share scheme, host and port with fhir_url; "
 							   "epic_fdw sends the access token only to the FHIR server.", next),
 					 errcontext("FHIR request: GET %s", display)));
-		check_next_link(st, next, display);
-		st->next_url = pstrdup(next);
+		check_next_link(st, links, links_cxt, next, display);
+		*next_out = pstrdup(next);
 	}
+	return page;
+}
+
+/*
+ * Make resp (a response in st->page_cxt, the current context) the current
+ * page: check it, parse it, note its next link, fetch the next page ahead.
+ */
+static void
+load_page(EpicScanState *st, EpicHttpResponse *resp, const char *display)
+{
+	Size		bytes = resp->body.len;
+
+	st->page = parse_response(st, resp, display, st->pages_this_result == 0,
+							  &st->links, st->rescan_cxt, &st->next_url);
+	st->pages_this_result++;
+	st->resources_fetched += epic_page_count(st->page);
 	maybe_cache_page(st, bytes);
 	maybe_prefetch(st);
+}
+
+/* Make the first of st->held the current page. */
+static void
+take_held_page(EpicScanState *st)
+{
+	EpicHeldPage *h = linitial(st->held);
+
+	release_page(st);
+	st->held = list_delete_first(st->held);
+	st->page_cxt = h->cxt;
+	st->page = h->page;
+	st->pages_this_result++;
+	st->resources_fetched += epic_page_count(st->page);
+	if (st->held == NIL && st->held_next != NULL)
+	{
+		/* pages the batch did not fetch: followed as usual */
+		st->next_url = st->held_next;
+		st->held_next = NULL;
+		maybe_prefetch(st);
+	}
 }
 
 /*
@@ -414,12 +456,13 @@ fetch_page(EpicScanState *st, const char *url, const char *display)
 }
 
 /*
- * How many first pages the next batch fetches: as many as fit in the
- * server's batch_memory at the average size of the first pages seen so far
- * (max_concurrency before any is seen), at least one and at most
- * 32 x max_concurrency; and under a LIMIT no more than the rows still
- * needed call for at the rows per search seen so far (one search before any
- * is seen), so that a LIMIT met by the first search sends no other.
+ * How many requests the next batch fetches (whole, see fetch_batch): as
+ * many as fit in the server's batch_memory at the average size of the
+ * batched requests seen so far, all their pages (max_concurrency before any
+ * is seen), at least one and at most 32 x max_concurrency; and under a
+ * LIMIT no more than the rows still needed call for at the rows per request
+ * seen so far (one request before any is seen), so that a LIMIT met by the
+ * first search sends no other.
  */
 static int
 batch_size(EpicScanState *st)
@@ -445,55 +488,113 @@ batch_size(EpicScanState *st)
 }
 
 /*
+ * Fetch the requests start..end-1 whole, in rounds: their first pages
+ * concurrently (max_concurrency at a time), then the next pages of those
+ * that have one, concurrently, and so on; each page parsed as it arrives.
+ * The batch lives in st->batch_cxt.
+ */
+static void
+fetch_batch(EpicScanState *st, int start, int end)
+{
+	int			n = end - start;
+	char	  **urls;
+	char	  **displays;
+	int		   *which;
+	EpicHttpResponse *resps;
+	int			m = n;
+	int64		got = 0;
+	MemoryContext old;
+
+	if (st->batch_cxt != NULL)
+		MemoryContextDelete(st->batch_cxt);
+	st->batch = NULL;
+	st->batch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(st->batch_cxt);
+	st->batch = palloc0(sizeof(EpicBatchItem) * n);
+	urls = palloc(sizeof(char *) * n);
+	displays = palloc(sizeof(char *) * n);
+	which = palloc(sizeof(int) * n);
+	for (int k = 0; k < n; k++)
+	{
+		displays[k] = list_nth(st->requests, start + k);
+		urls[k] = psprintf("%s%s", st->table->sopts.fhir_url, displays[k]);
+		which[k] = k;
+	}
+	while (m > 0)
+	{
+		int			more = 0;
+
+		resps = palloc0(sizeof(EpicHttpResponse) * m);
+		epic_fhir_get_many(st->conn, st->um, &st->table->sopts, m, urls, displays, resps,
+						   &st->stats);
+		for (int j = 0; j < m; j++)
+		{
+			EpicBatchItem *it = &st->batch[which[j]];
+			EpicHeldPage *h = palloc(sizeof(EpicHeldPage));
+
+			CHECK_FOR_INTERRUPTS();
+			h->cxt = AllocSetContextCreate(st->batch_cxt, "epic_fdw page",
+										   ALLOCSET_DEFAULT_SIZES);
+			it->bytes += resps[j].body.len;
+			MemoryContextSwitchTo(h->cxt);
+			h->page = parse_response(st, &resps[j], displays[j], it->pages == NIL,
+									 &it->links, st->batch_cxt, &it->next);
+			MemoryContextSwitchTo(st->batch_cxt);
+			it->resources += epic_page_count(h->page);
+			got += epic_page_count(h->page);
+			it->pages = lappend(it->pages, h);
+			if (it->next != NULL)
+			{
+				/* its next page in the next round */
+				urls[more] = it->next;
+				displays[more] = pstrdup(relative_url(st, it->next));
+				which[more] = which[j];
+				more++;
+			}
+		}
+		pfree(resps);
+		m = more;
+		/* under a LIMIT, no later pages once the batch has the rows needed */
+		if (st->limit >= 0 && st->rescan_resources + got >= st->limit)
+			break;
+	}
+	MemoryContextSwitchTo(old);
+	st->batch_start = start;
+	st->batch_end = end;
+}
+
+/*
  * Several requests (an IN list sent one value at a time, or OR lists
- * packed under max_url_length): fetch the first pages of the next few
- * concurrently, max_concurrency at a time, batch_size() of them at once.
+ * packed under max_url_length): fetch the next batch_size() of them whole
+ * (fetch_batch), and make request st->request_index's first page current,
+ * its other pages held.
  */
 static bool
 batched_first_page(EpicScanState *st, const char *request)
 {
 	int			n = list_length(st->requests);
 	int			i = st->request_index;
-	MemoryContext old;
+	EpicBatchItem *it;
 
 	if (n <= 1 || st->table->sopts.max_concurrency <= 1)
 		return false;
-	if (st->batch == NULL || i < st->batch_start || i >= st->batch_end)
-	{
-		int			end = Min(n, i + batch_size(st));
-		char	  **urls = palloc(sizeof(char *) * (end - i));
-		char	  **displays = palloc(sizeof(char *) * (end - i));
-
-		if (st->batch_cxt != NULL)
-			MemoryContextDelete(st->batch_cxt);
-		st->batch = NULL;
-		st->batch_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw batch",
-											  ALLOCSET_DEFAULT_SIZES);
-		old = MemoryContextSwitchTo(st->batch_cxt);
-		for (int k = i; k < end; k++)
-		{
-			displays[k - i] = list_nth(st->requests, k);
-			urls[k - i] = psprintf("%s%s", st->table->sopts.fhir_url, displays[k - i]);
-		}
-		st->batch = palloc0(sizeof(EpicHttpResponse) * (end - i));
-		epic_fhir_get_many(st->conn, st->um, &st->table->sopts, end - i, urls, displays,
-						   st->batch, &st->stats);
-		MemoryContextSwitchTo(old);
-
-		st->batch_start = i;
-		st->batch_end = end;
-	}
+	/* the current page may belong to the batch about to be replaced */
 	release_page(st);
+	if (st->batch == NULL || i < st->batch_start || i >= st->batch_end)
+		fetch_batch(st, i, Min(n, i + batch_size(st)));
+	it = &st->batch[i - st->batch_start];
 	drop_prefetch(st);
-	st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
-										 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(st->page_cxt);
-	st->batch_seen_bytes += st->batch[i - st->batch_start].body.len;
-	load_page(st, &st->batch[i - st->batch_start], request);
-	MemoryContextSwitchTo(old);
+	st->held = it->pages;
+	st->held_next = it->next;
+	st->links = it->links;
+	it->pages = NIL;
+	it->links = NULL;
+	take_held_page(st);
 	st->batch_seen_pages++;
-	st->batch_seen_resources += epic_page_count(st->page);
-	st->rescan_resources += epic_page_count(st->page);
+	st->batch_seen_bytes += it->bytes;
+	st->batch_seen_resources += it->resources;
+	st->rescan_resources += it->resources;
 	return true;
 }
 
@@ -645,6 +746,8 @@ epic_scan_next_row(ForeignScanState *node, EpicScanState *st)
 				pfree(url);
 				pfree(display);
 			}
+			else if (st->held != NIL)
+				take_held_page(st);
 			else if (st->request_index + 1 < list_length(st->requests))
 			{
 				st->request_index++;
@@ -716,6 +819,8 @@ epic_scan_rescan(EpicScanState *st)
 	st->prefetch_cxt = NULL;
 	st->batch = NULL;
 	st->batch_cxt = NULL;
+	st->held = NIL;
+	st->held_next = NULL;
 	MemoryContextReset(st->rescan_cxt);
 	st->requests = NIL;
 	st->seen_ids = NULL;
@@ -772,6 +877,19 @@ epic_join_begin(ForeignScanState *node, int eflags)
 	st->join = js;
 	js->f = epic_scan_begin(node, lsecond(priv), js->f_relid, eflags);
 	js->f->key_index = intVal(list_nth(ids, 4));
+	st->no_prefetch = js->f->no_prefetch = intVal(list_nth(ids, 5)) != 0;
+	js->mode = (EpicJoinMode) intVal(list_nth(ids, 6));
+	js->preserve_fanout = intVal(list_nth(ids, 7)) != 0;
+	js->pair_index = intVal(list_nth(ids, 8));
+	js->fast_start = intVal(list_nth(ids, 9)) != 0;
+	{
+		/* what a fan-out URL leaves for keys: its length with "?" for them */
+		const char *q = linitial(epic_build_queries(js->f->resource, js->f->fixed_search,
+													js->f->params, NULL, js->f->count, true));
+
+		js->room = Max(1.0, (double) js->f->table->sopts.max_url_length -
+					   strlen(js->f->table->sopts.fhir_url) - strlen(q) + 1);
+	}
 	js->ntl = list_length(fsplan->fdw_scan_tlist);
 	js->tl_fanout = palloc0(sizeof(bool) * Max(1, js->ntl));
 	js->tl_attno = palloc0(sizeof(AttrNumber) * Max(1, js->ntl));
@@ -790,11 +908,12 @@ epic_join_begin(ForeignScanState *node, int eflags)
 
 /*
  * The current row of side (epic_scan_next_row() said there is one) as an
- * EpicJoinRow in js->cxt: the scan tuple's columns of that side, and the
+ * EpicJoinRow in cxt: the scan tuple's columns of that side, and the
  * key column as text.
  */
 static EpicJoinRow *
-join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber key_attno)
+join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber key_attno,
+			  MemoryContext cxt)
 {
 	const EpicViewCell *cells = &side->rows.cells[(size_t) side->next_row * (size_t) side->rows.width];
 	EpicJoinRow *r;
@@ -803,9 +922,9 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 	Datum		kd;
 	bool		knull;
 
-	r = MemoryContextAllocZero(js->cxt, sizeof(EpicJoinRow));
-	r->values = MemoryContextAllocZero(js->cxt, sizeof(Datum) * Max(1, js->ntl));
-	r->nulls = MemoryContextAlloc(js->cxt, sizeof(bool) * Max(1, js->ntl));
+	r = MemoryContextAllocZero(cxt, sizeof(EpicJoinRow));
+	r->values = MemoryContextAllocZero(cxt, sizeof(Datum) * Max(1, js->ntl));
+	r->nulls = MemoryContextAlloc(cxt, sizeof(bool) * Max(1, js->ntl));
 	memset(r->nulls, true, sizeof(bool) * Max(1, js->ntl));
 	side->next_row++;
 
@@ -828,7 +947,7 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 		if (!r->nulls[k])
 		{
 			get_typlenbyval(col->atttypid, &typlen, &typbyval);
-			MemoryContextSwitchTo(js->cxt);
+			MemoryContextSwitchTo(cxt);
 			r->values[k] = datumCopy(d, typbyval, typlen);
 			MemoryContextSwitchTo(side->tuple_cxt);
 		}
@@ -836,7 +955,7 @@ join_side_row(EpicJoinState *js, EpicScanState *side, bool fanout, AttrNumber ke
 	cc.col = &side->table->columns[key_attno - 1];
 	kd = epic_convert_cell(side->table, cc.col, side->cur_resource, &cells[cc.col->slot], &knull);
 	if (!knull)
-		r->key = MemoryContextStrdup(js->cxt, TextDatumGetCString(kd));
+		r->key = MemoryContextStrdup(cxt, TextDatumGetCString(kd));
 	MemoryContextSwitchTo(old);
 	pop_conversion(&cc);
 	return r;
@@ -858,64 +977,219 @@ strptr_match(const void *a, const void *b, Size keysize)
 }
 
 /*
- * Read the driving side whole, then search the fan-out side for every
- * distinct key at once, grouping its rows by key.
+ * Can epic_scan_next_row() give st's next row (or say there is none)
+ * without a request?
+ */
+static bool
+row_ready(EpicScanState *st)
+{
+	if (!st->started)
+		return false;
+	if (st->done)
+		return true;
+	if (st->cur_resource != NULL && st->next_row < st->rows.nrows)
+		return true;
+	return st->page != NULL && st->next_index < epic_page_count(st->page);
+}
+
+/* A hash table in cxt keyed by strings, entries of entrysize bytes. */
+static HTAB *
+strings_hash(MemoryContext cxt, const char *name, Size entrysize)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = entrysize;
+	ctl.hash = strptr_hash;
+	ctl.match = strptr_match;
+	ctl.hcxt = cxt;
+	return hash_create(name, 256, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+static HTAB *
+groups_create(EpicJoinState *js)
+{
+	return strings_hash(js->cxt, "epic_fdw join keys", sizeof(EpicJoinGroup));
+}
+
+/* State of the join, in js->cxt: fan-out rows by key, keys searched. */
+static void
+join_init(EpicJoinState *js, EpicScanState *st)
+{
+	js->pair = js->pair_index >= 0 ? list_nth(st->runtime_states, js->pair_index) : NULL;
+	js->groups = groups_create(js);
+	js->searched = strings_hash(js->cxt, "epic_fdw join keys searched", sizeof(char *));
+	js->chunk_cxt = AllocSetContextCreate(js->cxt, "epic_fdw join chunk",
+										  ALLOCSET_DEFAULT_SIZES);
+	/* the first rows soon (a LIMIT, a cursor), or all of them at full speed */
+	js->chunk_searches = js->fast_start ? 1 : Max(1, js->f->table->sopts.max_concurrency);
+	js->cap = 0;
+	js->built = true;
+}
+
+/* Start the fan-out side's search for keys (NIL: without the key parameter). */
+static void
+fanout_start(EpicJoinState *js, List *keys)
+{
+	if (js->f->started)
+		epic_scan_rescan(js->f);
+	js->f->key_values = keys;
+	js->streaming = true;
+}
+
+/* Add r to the chain of its key in groups (a hash of EpicJoinGroup). */
+static void
+group_add(HTAB *groups, EpicJoinRow *r)
+{
+	bool		found;
+	EpicJoinGroup *g = hash_search(groups, &r->key, HASH_ENTER, &found);
+
+	if (!found)
+		g->rows = g->last = NULL;
+	if (g->last)
+		g->last->next = r;
+	else
+		g->rows = r;
+	g->last = r;
+}
+
+/*
+ * The next row of the fan-out search as an EpicJoinRow in js->cxt, kept in
+ * js->groups for driving rows of later chunks; NULL at its end.
+ */
+static EpicJoinRow *
+fanout_next(ForeignScanState *node, EpicJoinState *js)
+{
+	while (epic_scan_next_row(node, js->f))
+	{
+		EpicJoinRow *r = join_side_row(js, js->f, true, js->f_attno, js->cxt);
+
+		CHECK_FOR_INTERRUPTS();
+		if (r->key == NULL)
+			continue;
+		group_add(js->groups, r);
+		return r;
+	}
+	js->streaming = false;
+	return NULL;
+}
+
+/* Append r to the array *rows (of *n, room for *cap) in cxt. */
+static void
+rows_append(EpicJoinRow ***rows, int *n, int *cap, EpicJoinRow *r, MemoryContext cxt)
+{
+	if (*n == *cap)
+	{
+		*cap = Max(64, *cap * 2);
+		*rows = *rows ? repalloc(*rows, sizeof(EpicJoinRow *) * *cap) :
+			MemoryContextAlloc(cxt, sizeof(EpicJoinRow *) * *cap);
+	}
+	(*rows)[(*n)++] = r;
+}
+
+/*
+ * The next chunk of the join: driving rows read until their new keys fill
+ * js->chunk_searches searches (the keys' bytes against the room a URL
+ * leaves with or_lists, else one key a search), or until the next row would
+ * need another request of the driving side; then one fan-out search of
+ * those keys (packed and concurrent, see build_requests).  When the
+ * planner wants the first rows soon (a LIMIT, a cursor), chunks start at one
+ * search and double up to max_concurrency, so that stopping early stops the
+ * searches too; otherwise every chunk is max_concurrency searches.
  */
 static void
-join_build(ForeignScanState *node, EpicScanState *st)
+join_next_chunk(ForeignScanState *node, EpicScanState *st)
 {
 	EpicJoinState *js = st->join;
 	EpicScanState *f = js->f;
-	HASHCTL		ctl;
-	HTAB	   *seen;
+	const EpicServerOptions *so = &f->table->sopts;
 	List	   *keys = NIL;
+	double		bytes = 0;
+	double		longest = 0;
+	int			nkeys = 0;
 	bool		unsendable = false;
-	int			cap = 64;
 	MemoryContext old;
 
-	js->built = true;
-	old = MemoryContextSwitchTo(js->cxt);
-	js->drows = palloc(sizeof(EpicJoinRow *) * cap);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(EpicJoinGroup);
-	ctl.hash = strptr_hash;
-	ctl.match = strptr_match;
-	ctl.hcxt = js->cxt;
-	js->groups = hash_create("epic_fdw join keys", 256, &ctl,
-							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	seen = hash_create("epic_fdw join key values", 256, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	MemoryContextSwitchTo(old);
-
-	while (epic_scan_next_row(node, st))
+	MemoryContextReset(js->chunk_cxt);
+	js->drows = NULL;
+	js->nd = js->di = 0;
+	js->cap = 0;
+	js->arows = NULL;
+	js->na = js->ai = js->acap = 0;
+	js->pending = strings_hash(js->chunk_cxt, "epic_fdw join chunk keys", sizeof(EpicJoinGroup));
+	js->pcur = NULL;
+	for (;;)
 	{
-		EpicJoinRow *r = join_side_row(js, st, false, js->d_attno);
+		EpicJoinRow *r;
+		char	   *kcopy;
 		List	   *enc = NIL;
-		bool		found;
+		bool		found = false;
 
-		CHECK_FOR_INTERRUPTS();
-
-		if (r->key == NULL)
-			continue;
-		if (js->nd == cap)
+		if ((js->nd > 0 || nkeys > 0) && !row_ready(st))
+			break;
+		/* another key as long as the longest so far would not fit */
+		if (so->or_lists && nkeys > 0 &&
+			bytes + longest > js->chunk_searches * Max(1.0, js->room + 1 - longest))
+			break;
+		if (!epic_scan_next_row(node, st))
 		{
-			cap *= 2;
-			js->drows = repalloc(js->drows, sizeof(EpicJoinRow *) * cap);
+			js->d_done = true;
+			break;
 		}
-		js->drows[js->nd++] = r;
-		hash_search(seen, &r->key, HASH_ENTER, &found);
-		if (found)
+		CHECK_FOR_INTERRUPTS();
+		r = join_side_row(js, st, false, js->d_attno, js->chunk_cxt);
+		if (r->key == NULL)
+		{
+			/* matches nothing: an anti-join keeps it */
+			if (js->mode == EPIC_JOIN_ANTI)
+				rows_append(&js->drows, &js->nd, &js->cap, r, js->chunk_cxt);
 			continue;
-		old = MemoryContextSwitchTo(js->cxt);
+		}
+		if (!js->all_fetched)
+		{
+			/* a key of this chunk's search: matched as its rows stream in */
+			hash_search(js->pending, &r->key, HASH_FIND, &found);
+			if (found)
+			{
+				group_add(js->pending, r);
+				if (js->mode == EPIC_JOIN_ANTI)
+					rows_append(&js->arows, &js->na, &js->acap, r, js->chunk_cxt);
+				continue;
+			}
+			hash_search(js->searched, &r->key, HASH_FIND, &found);
+		}
+		if (js->all_fetched || found)
+		{
+			/* a key searched before: matched from js->groups */
+			rows_append(&js->drows, &js->nd, &js->cap, r, js->chunk_cxt);
+			continue;
+		}
+		group_add(js->pending, r);
+		if (js->mode == EPIC_JOIN_ANTI)
+			rows_append(&js->arows, &js->na, &js->acap, r, js->chunk_cxt);
+		kcopy = MemoryContextStrdup(js->cxt, r->key);
+		hash_search(js->searched, &kcopy, HASH_ENTER, NULL);
+		old = MemoryContextSwitchTo(js->chunk_cxt);
 		if (epic_encode_datum(js->key, CStringGetTextDatum(r->key), TEXTOID, false, &enc) == EPIC_ENC_OK)
+		{
+			ListCell   *lc;
+
+			foreach(lc, enc)
+			{
+				bytes += strlen(lfirst(lc)) + 1;
+				longest = Max(longest, strlen(lfirst(lc)) + 1);
+			}
 			keys = list_concat(keys, enc);
+		}
 		else
 			unsendable = true;
 		MemoryContextSwitchTo(old);
+		nkeys++;
+		if (!so->or_lists && nkeys >= js->chunk_searches)
+			break;
 	}
-	if (js->nd == 0)
-		return;
 	if (unsendable)
 	{
 		/*
@@ -926,6 +1200,8 @@ join_build(ForeignScanState *node, EpicScanState *st)
 		List	   *names = NIL;
 		ListCell   *lc;
 		const char *missing;
+		HASH_SEQ_STATUS hs;
+		EpicJoinGroup *g;
 
 		foreach(lc, f->params)
 		{
@@ -942,64 +1218,184 @@ join_build(ForeignScanState *node, EpicScanState *st)
 							"but the value of \"%s\" cannot be sent",
 							f->resource, epic_requirement_text(missing), js->key->name),
 					 errhint("Join on values FHIR search can express, or add a condition on another of the parameters.")));
-		keys = NIL;
-	}
-	else if (keys == NIL)
+		/*
+		 * Every fan-out row, once: rows of keys searched before come again,
+		 * so group them afresh, and match this chunk's driving rows (and
+		 * every later chunk's) from the groups.
+		 */
+		js->groups = groups_create(js);
+		js->all_fetched = true;
+		fanout_start(js, NIL);
+		while (fanout_next(node, js) != NULL)
+			;
+		hash_seq_init(&hs, js->pending);
+		while ((g = hash_seq_search(&hs)) != NULL)
+			for (EpicJoinRow *r = g->rows; r != NULL;)
+			{
+				EpicJoinRow *next = r->next;
+
+				r->next = NULL;
+				rows_append(&js->drows, &js->nd, &js->cap, r, js->chunk_cxt);
+				r = next;
+			}
+		js->na = 0;				/* they are all in drows now */
 		return;
-
-	CHECK_FOR_INTERRUPTS();
-	f->key_values = keys;
-	while (epic_scan_next_row(node, f))
-	{
-		EpicJoinRow *r = join_side_row(js, f, true, js->f_attno);
-		EpicJoinGroup *g;
-		bool		found;
-
-		CHECK_FOR_INTERRUPTS();
-
-		if (r->key == NULL)
-			continue;
-		g = hash_search(js->groups, &r->key, HASH_ENTER, &found);
-		if (!found)
-			g->rows = g->last = NULL;
-		if (g->last)
-			g->last->next = r;
-		else
-			g->rows = r;
-		g->last = r;
 	}
+	if (keys == NIL)
+		return;
+	CHECK_FOR_INTERRUPTS();
+	fanout_start(js, keys);
+	js->chunk_searches = Min(js->chunk_searches * 2, Max(1, so->max_concurrency));
 }
 
+/* Put the pair (d, f) into the scan slot; f NULL: the fan-out columns NULL. */
+static void
+pair_store(EpicJoinState *js, TupleTableSlot *slot, EpicJoinRow *d, EpicJoinRow *f)
+{
+	ExecClearTuple(slot);
+	for (int k = 0; k < js->ntl; k++)
+	{
+		EpicJoinRow *r = js->tl_fanout[k] ? f : d;
+
+		slot->tts_values[k] = r ? r->values[k] : (Datum) 0;
+		slot->tts_isnull[k] = r ? r->nulls[k] : true;
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * Is (d, f) a pair to consider and does it match?  It is in the slot
+ * afterwards.  Rows of a semi-join's result already produced, and driving
+ * rows of an anti-join already matched, need no more pairs.
+ */
+static bool
+pair_matches(ForeignScanState *node, EpicJoinState *js, EpicJoinRow *d, EpicJoinRow *f)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	bool		isnull;
+	Datum		v;
+
+	if (js->mode != EPIC_JOIN_INNER && (js->preserve_fanout ? f->matched : d->matched))
+		return false;
+	pair_store(js, slot, d, f);
+	if (js->pair == NULL)
+		return true;
+	ResetExprContext(econtext);
+	econtext->ecxt_scantuple = slot;
+	v = ExecEvalExpr(js->pair, econtext, &isnull);
+	return !isnull && DatumGetBool(v);
+}
+
+/*
+ * The join's next row: pairs of driving rows whose keys were searched
+ * before with their rows kept in js->groups, then pairs of the rows the
+ * chunk's fan-out search streams in with the chunk's driving rows of their
+ * key; then the next chunk.  A semi-join produces each kept row at its
+ * first matching pair; an anti-join the driving rows no pair matched, once
+ * their candidates are all seen.
+ */
 TupleTableSlot *
 epic_join_iterate(ForeignScanState *node, EpicScanState *st)
 {
 	EpicJoinState *js = st->join;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 
-	ExecClearTuple(slot);
 	if (!js->built)
-		join_build(node, st);
-	while (js->fcur == NULL)
+		join_init(js, st);
+	for (;;)
 	{
-		EpicJoinGroup *g;
-
 		CHECK_FOR_INTERRUPTS();
-		if (js->di >= js->nd)
-			return slot;
-		js->dcur = js->drows[js->di++];
-		g = js->groups ? hash_search(js->groups, &js->dcur->key, HASH_FIND, NULL) : NULL;
-		js->fcur = g ? g->rows : NULL;
-	}
-	for (int k = 0; k < js->ntl; k++)
-	{
-		EpicJoinRow *r = js->tl_fanout[k] ? js->fcur : js->dcur;
+		if (js->dcur != NULL)
+		{
+			/* a driving row of a key searched before, and its candidates */
+			EpicJoinRow *d = js->dcur;
+			EpicJoinRow *f = js->fcur;
 
-		slot->tts_values[k] = r->values[k];
-		slot->tts_isnull[k] = r->nulls[k];
+			if (f == NULL)
+			{
+				js->dcur = NULL;
+				if (js->mode == EPIC_JOIN_ANTI && !d->matched)
+				{
+					pair_store(js, slot, d, NULL);
+					return slot;
+				}
+				continue;
+			}
+			js->fcur = f->next;
+			if (!pair_matches(node, js, d, f))
+				continue;
+			if (js->mode == EPIC_JOIN_INNER)
+				return slot;
+			if (js->preserve_fanout)
+				f->matched = true;
+			else
+			{
+				d->matched = true;
+				js->fcur = NULL;
+			}
+			if (js->mode == EPIC_JOIN_SEMI)
+				return slot;
+			continue;
+		}
+		if (js->pcur != NULL)
+		{
+			/* the fan-out row streamed in, and the next driving row of its key */
+			EpicJoinRow *d = js->pcur;
+
+			js->pcur = d->next;
+			if (!pair_matches(node, js, d, js->frow))
+				continue;
+			if (js->mode == EPIC_JOIN_INNER)
+				return slot;
+			if (js->preserve_fanout)
+			{
+				js->frow->matched = true;
+				js->pcur = NULL;
+			}
+			else
+				d->matched = true;
+			if (js->mode == EPIC_JOIN_SEMI)
+				return slot;
+			continue;
+		}
+		if (js->di < js->nd)
+		{
+			EpicJoinGroup *g = NULL;
+
+			js->dcur = js->drows[js->di++];
+			if (js->dcur->key != NULL)
+				g = hash_search(js->groups, &js->dcur->key, HASH_FIND, NULL);
+			js->fcur = g ? g->rows : NULL;
+			continue;
+		}
+		if (js->streaming)
+		{
+			EpicJoinGroup *g;
+
+			js->frow = fanout_next(node, js);
+			if (js->frow == NULL)
+				continue;
+			g = hash_search(js->pending, &js->frow->key, HASH_FIND, NULL);
+			js->pcur = g ? g->rows : NULL;
+			continue;
+		}
+		if (js->ai < js->na)
+		{
+			/* anti-join: the chunk's searched rows that no pair matched */
+			EpicJoinRow *d = js->arows[js->ai++];
+
+			if (!d->matched)
+			{
+				pair_store(js, slot, d, NULL);
+				return slot;
+			}
+			continue;
+		}
+		if (js->d_done)
+			return ExecClearTuple(slot);
+		join_next_chunk(node, st);
 	}
-	js->fcur = js->fcur->next;
-	ExecStoreVirtualTuple(slot);
-	return slot;
 }
 
 /* Convert the current row of st into slot (its retrieved columns). */
@@ -1041,10 +1437,19 @@ epic_join_rescan(EpicScanState *st)
 	epic_scan_rescan(st->join->f);
 	MemoryContextReset(st->join->cxt);
 	st->join->built = false;
+	st->join->d_done = false;
+	st->join->all_fetched = false;
+	st->join->chunk_cxt = NULL;	/* was in cxt */
 	st->join->groups = NULL;
+	st->join->searched = NULL;
 	st->join->drows = NULL;
 	st->join->nd = st->join->di = 0;
 	st->join->dcur = st->join->fcur = NULL;
+	st->join->pending = NULL;
+	st->join->pcur = st->join->frow = NULL;
+	st->join->arows = NULL;
+	st->join->na = st->join->ai = st->join->acap = 0;
+	st->join->streaming = false;
 }
 
 /*

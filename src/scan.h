@@ -37,6 +37,23 @@ typedef struct EpicCachedResult
 /* Results up to this size in all are kept for repeated join keys. */
 #define EPIC_CACHE_BUDGET (16 * 1024 * 1024)
 
+/* A page of a batch, parsed when it arrived, in its own context. */
+typedef struct EpicHeldPage
+{
+	MemoryContext cxt;
+	EpicPage   *page;
+} EpicHeldPage;
+
+/* One request of a batch: all its pages, fetched in rounds with the others. */
+typedef struct EpicBatchItem
+{
+	List	   *pages;			/* EpicHeldPage * in order */
+	struct HTAB *links;			/* next links followed (see check_next_link) */
+	char	   *next;			/* the next page to fetch, or NULL */
+	Size		bytes;
+	int64		resources;
+} EpicBatchItem;
+
 /* Executor state. */
 typedef struct EpicScanState
 {
@@ -77,7 +94,10 @@ typedef struct EpicScanState
 
 	/* first pages of several requests, fetched concurrently */
 	MemoryContext batch_cxt;
-	EpicHttpResponse *batch;	/* responses of requests batch_start.. */
+	struct EpicBatchItem *batch;	/* requests batch_start..: their pages */
+	List	   *held;			/* the current request's pages still to read
+								 * (EpicHeldPage *), from its batch */
+	char	   *held_next;		/* the next link after them, or NULL */
 
 	/* the fan-out side of a join: values of the key parameter */
 	List	   *key_values;		/* encoded values (char *) */
@@ -98,16 +118,25 @@ typedef struct EpicScanState
 	int			since_poll;		/* resources read since the prefetch was polled */
 	int			batch_start;
 	int			batch_end;
-	int64		batch_seen_pages;	/* first pages of batches so far (this scan) */
-	int64		batch_seen_bytes;	/* their bytes */
+	int64		batch_seen_pages;	/* requests of batches read so far (this scan) */
+	int64		batch_seen_bytes;	/* the bytes of all their pages */
 	int64		batch_seen_resources;	/* their resources */
 	int64		rescan_resources;	/* resources of this (re)scan's batches */
 	int			key_index;		/* the key's runtime slot, or -1 */
 	int			searches;		/* searches sent (first pages), for EXPLAIN ANALYZE */
 	bool		page_cached;	/* st->page belongs to the cache */
+	bool		no_prefetch;	/* never fetch a next page ahead (a join under a LIMIT) */
 	bool		started;
 	bool		done;
 } EpicScanState;
+
+/* What a join of two epic_fdw tables produces. */
+typedef enum EpicJoinMode
+{
+	EPIC_JOIN_INNER,
+	EPIC_JOIN_SEMI,				/* each kept row once, if some pair matches */
+	EPIC_JOIN_ANTI				/* each kept row for which no pair matches */
+} EpicJoinMode;
 
 /* A row of one side of a join (values at the scan tuple's positions). */
 typedef struct EpicJoinRow
@@ -116,6 +145,7 @@ typedef struct EpicJoinRow
 	bool	   *nulls;
 	char	   *key;			/* the join key as text; NULL: no match */
 	struct EpicJoinRow *next;	/* next fan-out row of the same key */
+	bool		matched;		/* semi/anti: a pair with it matched */
 } EpicJoinRow;
 
 typedef struct EpicJoinGroup
@@ -140,10 +170,31 @@ typedef struct EpicJoinState
 	AttrNumber *tl_attno;
 	MemoryContext cxt;			/* rows; reset at rescan */
 	bool		built;
-	EpicJoinRow **drows;
+	bool		d_done;			/* the driving side has no row left */
+	bool		all_fetched;	/* fan-out searched without the key: all rows */
+	double		room;			/* bytes a fan-out URL leaves for keys */
+	int			chunk_searches; /* searches' worth of keys in the next chunk */
+	MemoryContext chunk_cxt;	/* the chunk's driving rows; in cxt */
+	EpicJoinRow **drows;		/* the chunk's driving rows */
 	int			nd;
 	int			di;
+	int			cap;
 	HTAB	   *groups;			/* key -> EpicJoinGroup */
+	HTAB	   *searched;		/* keys searched so far (char *) */
+	EpicJoinMode mode;
+	bool		preserve_fanout;	/* semi: the fan-out rows are the result */
+	int			pair_index;		/* fdw_exprs item: does a pair match, or -1 */
+	bool		fast_start;		/* the planner wants the first rows soon */
+	ExprState  *pair;			/* its state (NULL: every pair matches) */
+	EpicJoinRow **arows;		/* anti: the chunk's rows of keys it searches */
+	int			na;
+	int			ai;
+	int			acap;
+	HTAB	   *pending;		/* key -> this chunk's driving rows of keys it
+								 * searches (EpicJoinGroup, in chunk_cxt) */
+	bool		streaming;		/* the fan-out search of this chunk is read */
+	EpicJoinRow *frow;			/* its current row */
+	EpicJoinRow *pcur;			/* next driving row to pair with frow */
 	EpicJoinRow *dcur;
 	EpicJoinRow *fcur;
 } EpicJoinState;

@@ -1104,9 +1104,9 @@ def display_name(pat):
 def groups(version, pats):
     """Epic-like registries (Group.Read) over the patients pats (in generation order):
     registry-all (every patient), registry-sample (every 10th, with periods; every 30th
-    inactive), registry-empty (no member) and registry-mixed (three patients, a
-    Practitioner, a Device and a member with only a display: members that are not
-    Patients)."""
+    inactive), registry-500 (the first 500), registry-empty (no member) and
+    registry-mixed (three patients, a Practitioner, a Device and a member with only a
+    display: members that are not Patients)."""
     def member(p, n=None, period=False):
         m = {"entity": {"reference": "Patient/" + p["id"], "display": display_name(p)}}
         if period:
@@ -1137,6 +1137,7 @@ def groups(version, pats):
     mixed.append({"entity": {"display": "Patient not on file"}})
     return [group("registry-all", "All patients of the registry", [member(p) for p in pats]),
             group("registry-sample", "Registry sample", sample),
+            group("registry-500", "The first 500 patients", [member(p) for p in pats[:500]]),
             group("registry-empty", "Empty registry", []),
             group("registry-mixed", "Registry with members that are not patients", mixed)]
 
@@ -1218,7 +1219,7 @@ def main(argv=None):
             f.write(dumps(grp))
             f.write("\n")
     os.replace(path + ".tmp", path)
-    counts.append("4 Group")
+    counts.append("5 Group")
     os.replace(pat_path + ".tmp", pat_path)
     os.replace(med_path + ".tmp", med_path)
     sys.stderr.write("generate.py: %d Patient, %d %s%s in %s\n"

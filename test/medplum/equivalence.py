@@ -22,6 +22,7 @@ import sys
 
 PSQL = os.path.join(os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin"), "psql")
 MARK = "@@statement@@"
+PLANS = "@@plans@@"
 MODES = {
     "on": "SET search_path = mp, public; SET epic_fdw.pushdown = on;",
     "off": "SET search_path = mp, public; SET epic_fdw.pushdown = off;",
@@ -47,7 +48,8 @@ def parse(path):
 
 
 def run(block, mode):
-    """(list of per-statement sorted row lists, error text or None, warnings)"""
+    """(list of per-statement sorted row lists, error text or None, warnings, the
+    prepared statement's plan counts)"""
     script = ["SET TimeZone = 'UTC';", "SET DateStyle = 'ISO, YMD';", "SET extra_float_digits = 0;",
               MODES[mode]]
     if block["kind"] == "p auto":
@@ -57,17 +59,23 @@ def run(block, mode):
     for s in block["statements"]:
         script.append("\\echo " + MARK)
         script.append(s + ";")
+    if block["kind"] != "q":
+        # which plans the prepared statement used (reported, not compared)
+        script.append("\\echo " + PLANS)
+        script.append("SELECT generic_plans || ' generic, ' || custom_plans || ' custom' "
+                      "FROM pg_prepared_statements WHERE name = 'q';")
     p = subprocess.run([PSQL, "-X", "-q", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1",
                         "-d", os.environ.get("PGDATABASE", "postgres")],
                        input="\n".join(script) + "\n", capture_output=True, text=True, timeout=120)
-    sections = p.stdout.split(MARK + "\n")[1:]
+    out, _, plans = p.stdout.partition(PLANS + "\n")
+    sections = out.split(MARK + "\n")[1:]
     results = [sorted(x for x in sec.split("\n") if x != "") for sec in sections]
     err = None
     if p.returncode != 0:
         lines = [x for x in p.stderr.splitlines() if x.startswith(("ERROR", "DETAIL", "HINT"))]
         err = " / ".join(lines) or p.stderr.strip() or "psql exit %d" % p.returncode
     warnings = [x for x in p.stderr.splitlines() if x.startswith("WARNING")]
-    return results, err, warnings
+    return results, err, warnings, plans.strip()
 
 
 def show(rows, n=3):
@@ -102,7 +110,10 @@ def compare(block, res):
     if problems:
         return False, " | ".join(problems)
     rows = "/".join(str(n) for n in rowcounts)
-    return True, "(%s rows)%s" % (rows, " [" + "; ".join(warn) + "]" if warn else "")
+    plans = ""
+    if block["kind"] != "q":
+        plans = " [plans: pushdown on %s; off %s]" % (res["on"][3], res["off"][3])
+    return True, "(%s rows)%s%s" % (rows, plans, " [" + "; ".join(warn) + "]" if warn else "")
 
 
 def main():

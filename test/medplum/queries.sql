@@ -5,7 +5,7 @@
 -- an official name that is not the first one, pat-0004 a text-only name.
 
 -- q: every column of every patient (checks the truth's reading of each column)
-SELECT id, mrn, family, given, name, birthdate, gender, phone, phones, email, address_line,
+SELECT id, mrn, family, given, given_names, name, birthdate, gender, phone, phones, email, address_line,
        city, state, postal_code, active, deceased FROM patients;
 -- q: every column of the medication requests of 50 patients
 SELECT id, patient_id, status, intent, category, medication, medication_code, dosage, route,
@@ -53,6 +53,14 @@ SELECT id, family FROM patients WHERE family IN ('O''Brien', 'van der Berg');
 SELECT id, given FROM patients WHERE given = 'Camila Maria';
 -- q: given of the name whose text differs
 SELECT id, given FROM patients WHERE given = 'Robert';
+-- q: one given name of several, with the family (issue 12 defect 8)
+SELECT id, given_names FROM patients WHERE family = 'Lopez' AND 'Camila' = ANY(given_names);
+-- q: the second given name
+SELECT id, given_names FROM patients WHERE 'Maria' = ANY(given_names);
+-- q: a given name only in the official name that is not the first name
+SELECT id, given_names FROM patients WHERE 'Ann' = ANY(given_names);
+-- q: given equal to one of several given names (the joined column: no match)
+SELECT id, given FROM patients WHERE family = 'Lopez' AND given = 'Camila';
 -- q: given LIKE prefix with an accent
 SELECT id, given FROM patients WHERE given LIKE 'Jos%';
 -- q: given from the official name that is not the first name
@@ -81,7 +89,7 @@ SELECT id, phones FROM patients WHERE '785-555-0002' = ANY(phones);
 SELECT id, email FROM patients WHERE email = 'patient5@example.com';
 -- q: mrn from the MRN system
 SELECT id, mrn FROM patients WHERE mrn = '300007';
--- q: mrn IN list, one known only by its MR type coding
+-- q: mrn IN list, one known only by its MR type coding (not an MRN when mrn_system is set)
 SELECT id, mrn FROM patients WHERE mrn IN ('300014', 'MR00020', '300049');
 -- q: id IN list
 SELECT id, name FROM patients WHERE id IN ('pat-0001', 'pat-0004', 'pat-0006', 'pat-0150', 'no-such-id');

@@ -9,7 +9,8 @@
 # PostgreSQL cluster (scripts/lib.sh), then runs:
 #   - selftest.py: the front's token endpoint, bearer checks and paging;
 #   - equivalence.py queries.sql: every query with pushdown on, off and over
-#     the truth tables computed from the seed by truth.py.
+#     the truth tables computed from the seed by truth.py;
+#   - that no token or client assertion reached a log (PostgreSQL at DEBUG5) or output.
 # Prints its own duration and fails when it took longer than
 # EPIC_MEDPLUM_MAX_SECONDS (default 180).  Last line: "N passed, N failed (medplum
 # tier: N s)".
@@ -26,6 +27,7 @@ source "$HERE/../../scripts/lib.sh"
 MRN_SYSTEM=urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14
 MAX_SECONDS=${EPIC_MEDPLUM_MAX_SECONDS:-180}
 
+# shellcheck disable=SC2317  # (called from the EXIT trap)
 stop_medplum() {
 	local d=${MP:-}
 	[ -n "$d" ] && [ -s "$d/pid" ] || return 0
@@ -39,6 +41,7 @@ stop_medplum() {
 	fi
 	rm -f "$d/pid" "$d/port"
 }
+# shellcheck disable=SC2317
 finish() {
 	stop_medplum
 	epic_cleanup
@@ -55,6 +58,7 @@ counted() {
 	shift
 	out=$("$@" 2>&1)
 	echo "$out"
+	echo "$out" >>"$MP/outputs.txt"
 	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
 	if [ -z "$line" ]; then
 		fail "$label did not finish"
@@ -85,7 +89,7 @@ if [ ! -f "$CACHE/.complete" ]; then
 	rm -rf "$CACHE"
 	mkdir -p "$CACHE"
 	cp "$HERE/package.json" "$HERE/package-lock.json" "$CACHE/"
-	if (cd "$CACHE" && "$NPM" ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+	if (cd "$CACHE" && "$NPM" ci --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error \
 		>"$CACHE/npm.log" 2>&1); then
 		touch "$CACHE/.complete"
 	else
@@ -114,7 +118,8 @@ ln -s "$CACHE/node_modules" "$MP/node_modules"
 
 # --- the server -------------------------------------------------------------------
 "$NODE" --experimental-websocket --no-warnings "$MP/server.mjs" --state-dir "$MP" \
-	--clients "$STATE/clients.json" --seed "$MP/seed.json" >>"$MP/server.log" 2>&1 </dev/null &
+	--clients "$STATE/clients.json" --seed "$MP/seed.json" --secrets "$MP/secrets.txt" \
+	>>"$MP/server.log" 2>&1 </dev/null &
 for _ in $(seq 300); do
 	[ -s "$MP/port" ] && break
 	kill -0 $! 2>/dev/null || break
@@ -134,7 +139,7 @@ counted "medplum selftest" $PY "$HERE/selftest.py" "https://localhost:$MP_PORT" 
 
 # --- cluster, foreign tables, truth tables -----------------------------------------
 epic_build_install || { fail "build and install epic_fdw"; exit 1; }
-epic_start_cluster || { fail "start PostgreSQL"; exit 1; }
+EPIC_PG_OPTS="-c log_min_messages=debug5" epic_start_cluster || { fail "start PostgreSQL"; exit 1; }
 $PY "$HERE/truth.py" "$MP/seed.json" "$MRN_SYSTEM" >"$MP/truth.sql" || { fail "compute the truth"; exit 1; }
 if "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d postgres >"$MP/setup.out" 2>&1 <<EOF; then
 SET client_min_messages = warning;
@@ -164,6 +169,16 @@ else
 fi
 
 counted "medplum equivalence" $PY "$HERE/equivalence.py" "$HERE/queries.sql"
+
+# --- no token or assertion in a log or an output ----------------------------------
+nsecrets=$(grep -c . "$MP/secrets.txt" 2>/dev/null)
+leaks=$(grep -F -l -f "$MP/secrets.txt" "$MP/requests.log" "$MP/server.log" "$PGROOT/server.log" \
+	"$MP/outputs.txt" 2>/dev/null)
+if [ "${nsecrets:-0}" -gt 100 ] && [ -z "$leaks" ]; then
+	pass "no secret ($nsecrets tokens and assertions) in the server's logs, the DEBUG5 server log or the outputs"
+else
+	fail "secrets found in: ${leaks:-(too few secrets collected: ${nsecrets:-0})}"
+fi
 
 secs=$(($(date +%s) - t0))
 if [ "$secs" -le "$MAX_SECONDS" ]; then

@@ -16,9 +16,12 @@
 //
 // Usage: node --experimental-websocket server.mjs --state-dir DIR --clients FILE
 //          --seed FILE [--max-page N] [--default-page N] [--token-lifetime S]
+//          [--secrets FILE]
 // DIR must hold server.crt/server.key (test/sandbox's TLS material); the server
 // writes DIR/port and DIR/pid once it listens (on a port the kernel picks) and
 // appends one line per request to DIR/requests.log (never a token or assertion).
+// With --secrets, every assertion received and token issued is appended to FILE
+// (mode 0600), for the test's check that none reached a log or an output.
 // Every seed resource is validated against the R4 profiles before it is loaded.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -52,6 +55,7 @@ function parseArgs(argv) {
     else if (k === '--max-page') a.maxPage = Number.parseInt(v, 10);
     else if (k === '--default-page') a.defaultPage = Number.parseInt(v, 10);
     else if (k === '--token-lifetime') a.tokenLifetime = Number.parseInt(v, 10);
+    else if (k === '--secrets') a.secrets = v;
     else throw new Error('unknown option ' + k);
   }
   if (!a.stateDir || !a.clients || !a.seed) {
@@ -62,6 +66,10 @@ function parseArgs(argv) {
 
 const args = parseArgs(process.argv);
 const logFile = path.join(args.stateDir, 'requests.log');
+
+function remember(secret) {
+  if (args.secrets) fs.appendFileSync(args.secrets, secret + '\n', { mode: 0o600 });
+}
 
 function log(line) {
   fs.appendFileSync(logFile, new Date().toISOString() + ' ' + line + '\n');
@@ -231,6 +239,7 @@ async function tokenEndpoint(state, req, res, origin) {
     return reply(400, { error: 'invalid_request', error_description: 'client_assertion_type must be ' + ASSERTION_TYPE });
   }
   if (!form.client_assertion) return reply(400, { error: 'invalid_request', error_description: 'client_assertion is missing' });
+  remember(form.client_assertion);
   let v;
   try {
     v = verifyAssertion(state, form.client_assertion, origin + '/oauth2/token');
@@ -247,6 +256,7 @@ async function tokenEndpoint(state, req, res, origin) {
     if (bad.length) return reply(400, { error: 'invalid_scope', error_description: 'scope not allowed for this client: ' + bad.join(' ') });
   }
   const token = crypto.randomBytes(32).toString('base64url');
+  remember(token);
   state.tokens.set(token, { clientId: v.clientId, expires: Date.now() + state.tokenLifetime * 1000 });
   log(`token issued to ${v.clientId}`);
   return reply(200, {
@@ -280,17 +290,6 @@ function capabilityStatement() {
     software: { name: 'Medplum fhir-router MemoryRepository (epic_fdw test front)', version: '5.2.13' },
     rest: [{ mode: 'server' }],
   };
-}
-
-// The query of a request as Medplum's router wants it: repeated names as arrays.
-function queryRecord(params) {
-  const q = {};
-  for (const [k, v] of params) {
-    if (q[k] === undefined) q[k] = v;
-    else if (Array.isArray(q[k])) q[k].push(v);
-    else q[k] = [q[k], v];
-  }
-  return q;
 }
 
 async function fhirRequest(state, req, res, origin, rel, params) {

@@ -11,7 +11,8 @@ any server.  The SQL queries then run unchanged over the truth tables.
 
 Conventions (README "Dates"): a dateTime without an offset is UTC, a date in a
 timestamptz column is midnight UTC, partial dates (YYYY, YYYY-MM) are NULL;
-a view collection with no items is an empty array.
+a view collection with no items is an empty array.  A key for a column the
+tables do not have is ignored (jsonb_populate_recordset).
 
 Usage: truth.py SEED.json MRN_SYSTEM > truth.sql
 """
@@ -88,10 +89,14 @@ def patient_row(p, mrn_system):
 
     def has_type_code(i, code):
         return any(c.get("code") == code for c in (i.get("type") or {}).get("coding", []))
-    mrn = first([i.get("value") for i in ids if i.get("system") == mrn_system],
-                [i.get("value") for i in ids if has_type_code(i, "MR")],
-                [i.get("value") for i in ids if (i.get("type") or {}).get("text") == "MRN"],
-                [i.get("value") for i in ids if (i.get("type") or {}).get("text") == "EPI"])
+    if mrn_system:
+        # with mrn_system, only that system's identifier (issue 12: pushed as
+        # identifier=<mrn_system>|value, which no other identifier could match)
+        mrn = first([i.get("value") for i in ids if i.get("system") == mrn_system])
+    else:
+        mrn = first([i.get("value") for i in ids if has_type_code(i, "MR")],
+                    [i.get("value") for i in ids if (i.get("type") or {}).get("text") == "MRN"],
+                    [i.get("value") for i in ids if (i.get("type") or {}).get("text") == "EPI"])
     tel = p.get("telecom", [])
 
     def tel_of(system):
@@ -105,7 +110,9 @@ def patient_row(p, mrn_system):
     elif "deceasedDateTime" in p:
         deceased = True
     return {
-        "id": p["id"], "mrn": mrn, "family": family, "given": given, "name": name,
+        "id": p["id"], "mrn": mrn, "family": family, "given": given,
+        "given_names": [g for g in given_list if g != ""],
+        "name": name,
         "birthdate": date(p.get("birthDate")), "gender": p.get("gender"),
         "phone": tel_of("phone"),
         "phones": [t["value"] for t in tel if t.get("system") == "phone" and "value" in t],

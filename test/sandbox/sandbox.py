@@ -35,7 +35,8 @@ to it then answer 404. GET /_sandbox/datasets lists every dataset with its count
 The Epic-shaped endpoint /api/FHIR/{STU3|R4}/ also holds an Epic-like registry: 600
 generated patients (test/dataset/generate.py --patients 600 --seed 13 --types none: their
 medication statements (STU3) or requests (R4)) and the Groups registry-all (all 600),
-registry-sample, registry-empty and registry-mixed (members that are not Patients). A
+registry-sample, registry-500, registry-empty and registry-mixed (members that are not
+Patients). A
 request no fixture answers goes to the registry when it is a read or search of a type the
 registry holds (Patient, Group, MedicationStatement / MedicationRequest); searches there
 follow Epic's rules, Patient.Search's "not enough criteria" (59159) included. Other types
