@@ -4,10 +4,10 @@ MODULE_big = epic_fdw
 OBJS = epic_fdw.o \
 	src/options.o src/catalog.o src/deparse.o src/connection.o \
 	src/http.o src/auth.o src/bundle.o src/fhirpath.o src/json_jansson.o \
-	src/convert.o src/functions.o src/viewdef.o src/json_page.o src/scan.o src/import.o src/builtin_views.o
+	src/convert.o src/functions.o src/bulk.o src/viewdef.o src/json_page.o src/scan.o src/import.o src/builtin_views.o
 
 EXTENSION = epic_fdw
-DATA = epic_fdw--0.1.sql epic_fdw--0.1--0.2.sql
+DATA = epic_fdw--0.1.sql epic_fdw--0.1--0.2.sql epic_fdw--0.2--0.3.sql
 PGFILEDESC = "epic_fdw - foreign data wrapper for FHIR servers (Epic)"
 
 REGRESS = options auth scan paging pushdown planning joins dataset equivalence memory faults golive errors security views clinical concurrency
