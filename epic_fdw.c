@@ -609,9 +609,9 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 
 	if (st->bulk_group != NULL)
 		ExplainPropertyText("FHIR Request",
-							psprintf("GET %s", epic_bulk_request(st->bulk_group, st->resource,
-																 st->bulk_since_index >= 0 ? "(run-time value)" :
-																 st->bulk_since)), es);
+							psprintf("GET %s%s", epic_bulk_request(st->bulk_group, st->resource,
+																   st->bulk_since),
+									 st->bulk_since_index >= 0 ? "&_since=(run-time value)" : ""), es);
 	else
 		ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
 	if (st->missing_required)

@@ -17,8 +17,9 @@
                                    JSON {"upsert": [resources], "delete": [{"type", "id"}]}:
                                    change a named dataset the way a live server does:
                                    upserted resources get meta.lastUpdated = now, deleted ones
-                                   are remembered (with the time) for `deleted` of later
-                                   exports with _since
+                                   are remembered (with the time and the Groups their
+                                   patient was in) for `deleted` of later exports of
+                                   those Groups with _since
 
 Which resources a Group exports: the Group must be a resource of the dataset (a dataset's
 own Group resources, e.g. the cohorts work's or a test's); its members are the Patients
@@ -57,7 +58,7 @@ DEFAULTS = {"file_size": 1000, "polls": 1, "retry_after": "1", "requires_token":
 _lock = threading.Lock()
 _config = dict(DEFAULTS)
 _jobs = {}        # job id -> dict
-_deleted = {}     # dataset name -> [(rtype, rid, time, member_of_patient_id or None)]
+_deleted = {}     # dataset name -> [(rtype, rid, time, ids of the Groups its patient was in)]
 
 
 def _outcome(code, diagnostics, severity="error"):
@@ -95,6 +96,16 @@ def _patient_of(res):
             if len(parts) >= 2 and parts[-2] == "Patient":
                 return parts[-1]
     return None
+
+
+def _members(group):
+    """The Patient ids a Group's member[].entity references name."""
+    out = set()
+    for m in group.get("member") or []:
+        ref = ((m or {}).get("entity") or {}).get("reference") or ""
+        if ref.startswith("Patient/"):
+            out.add(ref[len("Patient/"):])
+    return out
 
 
 # -- control ----------------------------------------------------------------------------
@@ -141,6 +152,11 @@ def _update(st, name, body):
     for rtype, store in ds.stores.items():
         for rid, text in zip(store.ids, store.texts):
             items[(rtype, rid)] = json.loads(text)
+    groups_of = {}    # patient id -> ids of the Groups it was in before the update
+    for (rtype, rid), res in items.items():
+        if rtype == "Group":
+            for pid in _members(res):
+                groups_of.setdefault(pid, set()).add(rid)
     for res in upserts:
         res = dict(res)
         meta = dict(res.get("meta") or {})
@@ -151,7 +167,7 @@ def _update(st, name, body):
     for d in deletes:
         old = items.pop((d.get("type"), d.get("id")), None)
         if old is not None:
-            gone.append((d["type"], d["id"], now, _patient_of(old)))
+            gone.append((d["type"], d["id"], now, groups_of.get(_patient_of(old), set())))
     try:
         new = dataset_mod.Dataset(ds.version, resources=list(items.values()), name=ds.name,
                                   any_type=ds.any_type, epic_rules=ds.epic_rules)
@@ -210,12 +226,7 @@ def kickoff(handler, method, ds, rel, base_url):
     gi = gstore.by_id.get(group_id) if gstore else None
     if gi is None:
         return fail(404, "not-found", "Group/%s is not known" % group_id)
-    group = json.loads(gstore.texts[gi])
-    members = set()
-    for m in group.get("member") or []:
-        ref = ((m or {}).get("entity") or {}).get("reference") or ""
-        if ref.startswith("Patient/"):
-            members.add(ref[len("Patient/"):])
+    members = _members(json.loads(gstore.texts[gi]))
     if types is None:
         types = sorted(t for t in ds.stores if t != "Group")
     for t in types:
@@ -269,7 +280,7 @@ def kickoff(handler, method, ds, rel, base_url):
     if since is not None:
         with _lock:
             gone = [g for g in _deleted.get(ds.name, [])
-                    if g[2] > since and g[0] in types and g[3] in members]
+                    if g[2] > since and g[0] in types and group_id in g[3]]
         if gone:
             lines = [json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
                 {"request": {"method": "DELETE", "url": "%s/%s" % (g[0], g[1])}}]}).encode()
@@ -356,5 +367,6 @@ def serve(handler, method, raw_path):
         if cfg["gzip"] and "gzip" in accept_enc:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
+            entry["gzip"] = True
         return answer(200, body, headers, NDJSON)
     return answer(404, _outcome("not-found", "sandbox: unknown bulk endpoint"))

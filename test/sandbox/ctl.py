@@ -117,8 +117,9 @@ def bulk_suffix(e):
     file name are shown, with the origin asked and whether a bearer token came along."""
     if e["kind"] != "bulk":
         return ""
-    return " host=%s token=%s" % ("other" if e.get("host", "").startswith("127.") else "fhir",
-                                  "yes" if e.get("token") else "no")
+    return " host=%s token=%s%s" % ("other" if e.get("host", "").startswith("127.") else "fhir",
+                                    "yes" if e.get("token") else "no",
+                                    " gzip" if e.get("gzip") else "")
 
 
 def main(argv):
