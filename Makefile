@@ -10,7 +10,7 @@ EXTENSION = epic_fdw
 DATA = epic_fdw--0.1.sql epic_fdw--0.1--0.2.sql epic_fdw--0.2--0.3.sql
 PGFILEDESC = "epic_fdw - foreign data wrapper for FHIR servers (Epic)"
 
-REGRESS = options auth scan paging pushdown planning joins dataset equivalence memory faults golive errors security views clinical concurrency bulk bulk_cron
+REGRESS = options auth scan paging pushdown planning joins dataset equivalence memory faults golive errors security views clinical concurrency bulk bulk_memory bulk_cron
 REGRESS_OPTS = --load-extension=epic_fdw
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)

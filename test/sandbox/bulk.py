@@ -35,7 +35,10 @@ OperationOutcomes in the manifest), gzip, never_complete (always 202), fail_job 
 ends in a 500 OperationOutcome), poll_429 (the n-th status poll, 1-based, answers 429 with
 Retry-After: 1), file_500 (the first request of the first output file answers 500, later
 ones succeed), expired (every output file answers 404, as an expired file does),
-other_origin (file URLs on https://127.0.0.1:PORT instead of localhost: another origin).
+other_origin (file URLs on https://127.0.0.1:PORT instead of localhost: another origin);
+repeat and pad make big exports for memory tests and benchmarks: each exported resource is
+written repeat times (ids ID-0, ID-1, ...: with repeat 1 the id is kept) with a narrative
+text.div of pad bytes added (0: none).
 
 Every request is logged with kind "bulk" and "token": whether it carried a bearer token, so
 that tests can assert that none went to another origin.
@@ -53,7 +56,8 @@ NDJSON = "application/fhir+ndjson"
 
 DEFAULTS = {"file_size": 1000, "polls": 1, "retry_after": "1", "requires_token": True,
             "error_file": False, "gzip": False, "never_complete": False, "fail_job": False,
-            "poll_429": 0, "file_500": False, "expired": False, "other_origin": False}
+            "poll_429": 0, "file_500": False, "expired": False, "other_origin": False,
+            "repeat": 1, "pad": 0}
 
 _lock = threading.Lock()
 _config = dict(DEFAULTS)
@@ -184,6 +188,21 @@ def forget_dataset(name):
         _deleted.pop(name, None)
 
 
+def _copies(res, text, repeat, pad):
+    """The lines a resource becomes in an export (see the repeat and pad switches)."""
+    if repeat <= 1 and pad <= 0:
+        yield text
+        return
+    res = dict(res)
+    if pad > 0:
+        res["text"] = {"status": "generated", "div": "<div>" + "x" * pad + "</div>"}
+    rid = res.get("id")
+    for k in range(repeat):
+        if repeat > 1:
+            res["id"] = "%s-%d" % (rid, k)
+        yield json.dumps(res, separators=(",", ":")).encode("utf-8")
+
+
 # -- kick-off ---------------------------------------------------------------------------
 
 def is_kickoff(rel):
@@ -265,9 +284,10 @@ def kickoff(handler, method, ds, rel, base_url):
                 lu = _parse_instant(((res.get("meta") or {}).get("lastUpdated")) or "")
                 if lu is not None and lu <= since:
                     continue
-            chunk.append(text + b"\n")
-            if len(chunk) >= cfg["file_size"]:
-                flush()
+            for line in _copies(res, text, cfg["repeat"], cfg["pad"]):
+                chunk.append(line + b"\n")
+                if len(chunk) >= cfg["file_size"]:
+                    flush()
         flush()
     errors = []
     if cfg["error_file"]:
