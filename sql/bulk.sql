@@ -102,6 +102,16 @@ RESET enable_material;
 \! $EPIC_CTL count fhir
 \! $EPIC_CTL log | grep -c 'bulk DELETE'
 
+-- the resource column is built from the parsed document (not by jsonb_in):
+-- the same jsonb as jsonb_in of the server's text, duplicate names (the last
+-- wins), escapes, numbers and empty containers included
+CREATE FOREIGN TABLE json_check (id text, resource jsonb, raw text OPTIONS (path '$this'))
+  SERVER bulk OPTIONS (resource 'Patient');
+\! $EPIC_CTL fault '{"match": "Patient?", "kind": "body", "raw": "{\"resourceType\": \"Bundle\", \"type\": \"searchset\", \"entry\": [{\"resource\": {\"resourceType\": \"Patient\", \"id\": \"j1\", \"bb\": [], \"n\": {\"z\": [1, 2.50, -0, 1e2, 0.1E-3, 12345678901234567890], \"y\": \"\\u00e9\\\"x\\n\\ud83d\\ude00\", \"\": null}, \"a\": {\"first\": 1}, \"a\": {\"dup\": true, \"ab\": false}, \"c\": {}, \"name\": [{\"family\": \"Ünïcode\", \"given\": [\"A\", \"B\"]}], \"ca\": [[], [{}], [null]]}}]}"}'
+SELECT id, resource = raw::jsonb AS same_as_jsonb_in, resource::text = raw::jsonb::text AS same_text,
+       resource::text FROM json_check;
+\! $EPIC_CTL faults-clear
+
 -- fault switches: for each, the outcome (rows, or SQLSTATE and message)
 -- and the sandbox's log of the job
 CREATE TEMP TABLE bulk_faults (seq serial, fault text, outcome text, within_bound boolean);

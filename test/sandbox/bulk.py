@@ -203,6 +203,70 @@ def _copies(res, text, repeat, pad):
         yield json.dumps(res, separators=(",", ":")).encode("utf-8")
 
 
+_cache = []    # [(key, dataset, content)]: the last exports made (big ones are slow to make)
+CACHE_SIZE = 2
+
+
+def _content(ds, group_id, members, types, since, cfg):
+    """The files of an export: (files {name: bytes}, [(type, name, count)], error file
+    names, deleted file names); the same request on the same dataset is made once."""
+    key = (group_id, tuple(types), since.isoformat() if since else None,
+           json.dumps(cfg, sort_keys=True))
+    with _lock:
+        for k, kds, c in _cache:
+            if kds is ds and k == key:    # (a changed dataset is a new object)
+                return c
+        gone = [g for g in _deleted.get(ds.name, [])
+                if since is not None and g[2] > since and g[0] in types and group_id in g[3]]
+    files = {}
+    outs = []
+    for t in types:
+        store = ds.stores.get(t)
+        chunk = []
+        n = 0
+
+        def flush():
+            nonlocal chunk, n
+            if not chunk:
+                return
+            n += 1
+            fname = "%s-%d.ndjson" % (t, n)
+            files[fname] = b"".join(chunk)
+            outs.append((t, fname, len(chunk)))
+            chunk = []
+        for text in (store.texts if store else ()):
+            res = json.loads(text)
+            if _patient_of(res) not in members:
+                continue
+            if since is not None:
+                lu = _parse_instant(((res.get("meta") or {}).get("lastUpdated")) or "")
+                if lu is not None and lu <= since:
+                    continue
+            for line in _copies(res, text, cfg["repeat"], cfg["pad"]):
+                chunk.append(line + b"\n")
+                if len(chunk) >= cfg["file_size"]:
+                    flush()
+        flush()
+    error_names = []
+    if cfg["error_file"]:
+        lines = [_outcome("processing", "sandbox: resource could not be exported (%d)" % (i % 2))
+                 for i in range(3)]
+        files["errors-1.ndjson"] = b"\n".join(lines) + b"\n"
+        error_names.append("errors-1.ndjson")
+    deleted_names = []
+    if gone:
+        lines = [json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "DELETE", "url": "%s/%s" % (g[0], g[1])}}]}).encode()
+            for g in gone]
+        files["deleted-1.ndjson"] = b"\n".join(lines) + b"\n"
+        deleted_names.append("deleted-1.ndjson")
+    content = (files, outs, error_names, deleted_names)
+    with _lock:
+        _cache.append((key, ds, content))
+        del _cache[:-CACHE_SIZE]
+    return content
+
+
 # -- kick-off ---------------------------------------------------------------------------
 
 def is_kickoff(rel):
@@ -259,55 +323,13 @@ def kickoff(handler, method, ds, rel, base_url):
     origin = "https://%s" % host
     if cfg["other_origin"]:
         origin = "https://127.0.0.1:%d" % handler.server.server_address[1]
-    files = {}
-    output = []
-    for t in types:
-        store = ds.stores.get(t)
-        chunk = []
-        n = 0
+    files, outs, error_names, deleted_names = _content(ds, group_id, members, types, since, cfg)
 
-        def flush():
-            nonlocal chunk, n
-            if not chunk:
-                return
-            n += 1
-            fname = "%s-%d.ndjson" % (t, n)
-            files[fname] = b"".join(chunk)
-            output.append({"type": t, "url": "%s/_bulk/file/%s/%s" % (origin, job_id, fname),
-                           "count": len(chunk)})
-            chunk = []
-        for text in (store.texts if store else ()):
-            res = json.loads(text)
-            if _patient_of(res) not in members:
-                continue
-            if since is not None:
-                lu = _parse_instant(((res.get("meta") or {}).get("lastUpdated")) or "")
-                if lu is not None and lu <= since:
-                    continue
-            for line in _copies(res, text, cfg["repeat"], cfg["pad"]):
-                chunk.append(line + b"\n")
-                if len(chunk) >= cfg["file_size"]:
-                    flush()
-        flush()
-    errors = []
-    if cfg["error_file"]:
-        lines = [_outcome("processing", "sandbox: resource could not be exported (%d)" % (i % 2))
-                 for i in range(3)]
-        files["errors-1.ndjson"] = b"\n".join(lines) + b"\n"
-        errors.append({"type": "OperationOutcome",
-                       "url": "%s/_bulk/file/%s/errors-1.ndjson" % (origin, job_id)})
-    deleted = []
-    if since is not None:
-        with _lock:
-            gone = [g for g in _deleted.get(ds.name, [])
-                    if g[2] > since and g[0] in types and group_id in g[3]]
-        if gone:
-            lines = [json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
-                {"request": {"method": "DELETE", "url": "%s/%s" % (g[0], g[1])}}]}).encode()
-                for g in gone]
-            files["deleted-1.ndjson"] = b"\n".join(lines) + b"\n"
-            deleted.append({"type": "Bundle",
-                            "url": "%s/_bulk/file/%s/deleted-1.ndjson" % (origin, job_id)})
+    def url(fname):
+        return "%s/_bulk/file/%s/%s" % (origin, job_id, fname)
+    output = [{"type": t, "url": url(fname), "count": n} for t, fname, n in outs]
+    errors = [{"type": "OperationOutcome", "url": url(f)} for f in error_names]
+    deleted = [{"type": "Bundle", "url": url(f)} for f in deleted_names]
     manifest = {"transactionTime": _instant(now), "request": base_url + rel,
                 "requiresAccessToken": bool(cfg["requires_token"]), "output": output,
                 "error": errors}
@@ -350,6 +372,7 @@ def serve(handler, method, raw_path):
         if method == "DELETE":
             with _lock:
                 job["state"] = "deleted"
+                job["files"] = {}
             return answer(202, _outcome("informational", "export deleted", "information"))
         if method != "GET":
             return answer(405, _outcome("not-supported", "sandbox: GET or DELETE"))
