@@ -388,7 +388,8 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 
 /*
  * Is clause "last_updated > value" (or >=, or commuted) on relation relid,
- * with a value that does not depend on the relation?  Then *value is that
+ * where last_updated is the column of path meta.lastUpdated, with a value
+ * that does not depend on the relation?  Then *value is that
  * expression and *strict says whether it was > (not >=).
  */
 static bool
@@ -424,9 +425,14 @@ since_qual(EpicTable *t, Index relid, Expr *clause, Expr **value, bool *strict)
 	}
 	else
 		return false;
-	if (v->varattno <= 0 || v->varattno > t->ncolumns ||
+	/* the column must be meta.lastUpdated itself: that is what _since filters */
+	if (v->varlevelsup != 0 || v->varattno <= 0 || v->varattno > t->ncolumns ||
 		t->columns[v->varattno - 1].name == NULL ||
 		strcmp(t->columns[v->varattno - 1].name, "last_updated") != 0 ||
+		t->columns[v->varattno - 1].vcol == NULL ||
+		!t->columns[v->varattno - 1].vcol->resource_level ||
+		t->columns[v->varattno - 1].vcol->path == NULL ||
+		strcmp(t->columns[v->varattno - 1].vcol->path, "meta.lastUpdated") != 0 ||
 		v->vartype != TIMESTAMPTZOID || exprType(other) != TIMESTAMPTZOID)
 		return false;
 	if (contain_var_clause(other) || contain_volatile_functions(other) ||

@@ -37,6 +37,15 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM bulk_patients WHERE '2024-01-03 10:0
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM bulk_patients WHERE last_updated < '2024-01-03 10:00:00+00';
 -- no search parameter is required, none is sent
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM bulk_meds WHERE patient_id = 'p1' AND status = 'active';
+-- a ViewDefinition table may declare last_updated: pushed only when it is meta.lastUpdated
+CREATE FOREIGN TABLE vd_meta (id text, last_updated timestamptz) SERVER bulk OPTIONS (
+  bulk_group 'diabetics', view_definition '{"resourceType": "ViewDefinition", "resource": "Patient",
+  "select": [{"column": [{"name": "id", "path": "id"}, {"name": "last_updated", "path": "meta.lastUpdated", "type": "instant"}]}]}');
+CREATE FOREIGN TABLE vd_other (id text, last_updated timestamptz) SERVER bulk OPTIONS (
+  bulk_group 'diabetics', view_definition '{"resourceType": "ViewDefinition", "resource": "Patient",
+  "select": [{"column": [{"name": "id", "path": "id"}, {"name": "last_updated", "path": "birthDate", "type": "dateTime"}]}]}');
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM vd_meta WHERE last_updated > '2024-01-03 10:00:00+00';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM vd_other WHERE last_updated > '2024-01-03 10:00:00+00';
 PREPARE since_q(timestamptz) AS SELECT id FROM bulk_patients WHERE last_updated > $1 ORDER BY id;
 SET plan_cache_mode = force_generic_plan;
 EXPLAIN (VERBOSE, COSTS OFF) EXECUTE since_q('2024-01-03 10:00:00+00');

@@ -401,69 +401,77 @@ poll_status(EpicBulkJob *job, EpicHttpResponse *resp)
 	}
 }
 
+/* One distinct issue of the error files, and how many times it came. */
+typedef struct BulkIssue
+{
+	char	   *key;			/* severity|code|text */
+	char	   *text;			/* as the WARNING shows it */
+	int			count;
+} BulkIssue;
+
 /* The manifest's error files: one WARNING per distinct issue, or an ERROR. */
 static int
 report_errors(EpicBulkJob *job, const void *errors)
 {
-	List	   *keys = NIL;
-	List	   *counts = NIL;
-	List	   *texts = NIL;
+	List	   *issues_seen = NIL;	/* BulkIssue * */
 	int			total = 0;
-	ListCell   *lc,
-			   *lc2,
-			   *lc3;
-
+	ListCell   *lc;
 	List	   *outcomes = small_files(job, errors, "error file", "OperationOutcome");
 
 	foreach(lc, outcomes)
 	{
+		const void *issues = J->member(lfirst(lc), "issue");
+
+		total++;
+		for (size_t k = 0; issues && k < J->size(issues); k++)
 		{
-			const void *issues = J->member(lfirst(lc), "issue");
+			const void *issue = J->item(issues, k);
+			char	   *sev = jstring(issue, "severity");
+			char	   *code = jstring(issue, "code");
+			char	   *diag = jstring(issue, "diagnostics");
+			char	   *key;
+			BulkIssue  *found = NULL;
+			ListCell   *c;
 
-			total++;
-			for (size_t k = 0; issues && k < J->size(issues); k++)
+			if (diag == NULL)
+				diag = jstring(J->member(issue, "details"), "text");
+			key = psprintf("%s|%s|%s", sev ? sev : "", code ? code : "", diag ? diag : "");
+			foreach(c, issues_seen)
 			{
-				const void *issue = J->item(issues, k);
-				char	   *sev = jstring(issue, "severity");
-				char	   *code = jstring(issue, "code");
-				char	   *diag = jstring(issue, "diagnostics");
-				char	   *key;
-				bool		found = false;
-				ListCell   *c;
+				BulkIssue  *bi = lfirst(c);
 
-				if (diag == NULL)
-					diag = jstring(J->member(issue, "details"), "text");
-				key = psprintf("%s|%s|%s", sev ? sev : "", code ? code : "", diag ? diag : "");
-				forboth(lc2, keys, c, counts)
-					if (strcmp(lfirst(lc2), key) == 0)
-				{
-					lfirst_int(c)++;
-					found = true;
-					break;
-				}
-				if (!found)
-				{
-					keys = lappend(keys, key);
-					counts = lappend_int(counts, 1);
-					texts = lappend(texts, psprintf("%s (severity %s, code %s)",
-													diag ? diag : "(issue without text)",
-													sev ? sev : "(none)", code ? code : "(none)"));
-				}
+				if (strcmp(bi->key, key) == 0)
+					found = bi;
 			}
+			if (found == NULL)
+			{
+				found = palloc0(sizeof(BulkIssue));
+				found->key = key;
+				found->text = psprintf("%s (severity %s, code %s)",
+									   diag ? diag : "(issue without text)",
+									   sev ? sev : "(none)", code ? code : "(none)");
+				issues_seen = lappend(issues_seen, found);
+			}
+			found->count++;
 		}
 	}
 	if (total > 0 && job->table->topts.bulk_errors_fatal)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Bulk Data export reported %d resource(s) that could not be exported", total),
-				 texts ? errdetail("First issue: %s.", (char *) linitial(texts)) : 0,
+				 issues_seen ? errdetail("First issue: %s.",
+										 ((BulkIssue *) linitial(issues_seen))->text) : 0,
 				 errhint("With the table option bulk_errors 'warn' these become warnings."),
 				 errcontext("Bulk Data export: GET %s", job->request)));
-	forthree(lc, keys, lc2, counts, lc3, texts)
+	foreach(lc, issues_seen)
+	{
+		BulkIssue  *bi = lfirst(lc);
+
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
-				 errmsg("Bulk Data export: %s", (char *) lfirst(lc3)),
-				 errdetail("%d issue(s) like this in the export's error files.", lfirst_int(lc2))));
+				 errmsg("Bulk Data export: %s", bi->text),
+				 errdetail("%d issue(s) like this in the export's error files.", bi->count)));
+	}
 	return total;
 }
 
@@ -478,27 +486,25 @@ read_deleted(EpicBulkJob *job, const void *deleted)
 
 	foreach(lc, bundles)
 	{
+		const void *entries = J->member(lfirst(lc), "entry");
+
+		for (size_t k = 0; entries && k < J->size(entries); k++)
 		{
-			const void *entries = J->member(lfirst(lc), "entry");
+			char	   *ref = jstring(J->member(J->item(entries, k), "request"), "url");
+			char	   *slash;
 
-			for (size_t k = 0; entries && k < J->size(entries); k++)
-			{
-				char	   *ref = jstring(J->member(J->item(entries, k), "request"), "url");
-				char	   *slash;
-
-				if (ref == NULL)
-					continue;
-				/* "Type/id", possibly absolute or with _history */
-				slash = strstr(ref, "/_history");
-				if (slash)
-					*slash = '\0';
-				slash = strrchr(ref, '/');
-				if (slash == NULL || slash - ref < (long) rlen ||
-					strncmp(slash - rlen, job->table->resource, rlen) != 0 ||
-					(slash - rlen != ref && slash[-(long) rlen - 1] != '/'))
-					continue;
-				ids = lappend(ids, pstrdup(slash + 1));
-			}
+			if (ref == NULL)
+				continue;
+			/* "Type/id", possibly absolute or with _history */
+			slash = strstr(ref, "/_history");
+			if (slash)
+				*slash = '\0';
+			slash = strrchr(ref, '/');
+			if (slash == NULL || slash - ref < (long) rlen ||
+				strncmp(slash - rlen, job->table->resource, rlen) != 0 ||
+				(slash - rlen != ref && slash[-(long) rlen - 1] != '/'))
+				continue;
+			ids = lappend(ids, pstrdup(slash + 1));
 		}
 	}
 	return ids;
