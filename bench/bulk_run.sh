@@ -9,7 +9,11 @@
 #   bash bench/bulk_run.sh --quick    # 10,000 patients: a smoke check
 #
 # Environment: BENCH_BULK_PATIENTS (100000 / 10000), BENCH_BULK_RUNS (3 / 1),
-# BENCH_BULK_OUT (bench/RESULTS_BULK.md), BENCH_KEEP=1 keeps the state directory.
+# BENCH_BULK_OUT (bench/RESULTS_BULK.md), BENCH_KEEP=1 keeps the state directory,
+# BENCH_BULK_ONLY=search: instead, the search-based full scan of the patients (all
+# columns, resource jsonb and text) against a libcurl client following the same next
+# links, written to BENCH_SEARCH_OUT (bench/RESULTS_SEARCH.md); run it with
+# BENCH_BULK_PATIENTS=20000 for issue 5's scenario 1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -86,6 +90,14 @@ CREATE SCHEMA bulk;
 IMPORT FOREIGN SCHEMA fhir LIMIT TO (patients, medication_requests) FROM SERVER bulkbench INTO bulk;
 ALTER FOREIGN TABLE bulk.patients OPTIONS (ADD bulk_group 'all');
 ALTER FOREIGN TABLE bulk.medication_requests OPTIONS (ADD bulk_group 'all');
+-- the search-based full scan (BENCH_BULK_ONLY=search): resource as jsonb and as text
+CREATE SCHEMA s;
+IMPORT FOREIGN SCHEMA fhir LIMIT TO (patients) FROM SERVER bulkbench INTO s;
+CREATE FOREIGN TABLE s.patients_text (
+  id text, mrn text, family text, given text, name text, birthdate date, gender text,
+  phone text, phones text[], email text, address_line text, city text, state text,
+  postal_code text, active boolean, deceased boolean, last_updated timestamptz, resource text
+) SERVER bulkbench OPTIONS (resource 'Patient');
 CREATE FUNCTION public.bench_hwm_kb() RETURNS bigint LANGUAGE sql AS
 $$ SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1]::bigint $$;
 -- runs a statement once: wall ms
