@@ -120,7 +120,7 @@ fi
 # they are skipped unless named on the command line (EPIC_ASAN_SKIP overrides).
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
-	skip=" ${EPIC_ASAN_SKIP-memory} "
+	skip=" ${EPIC_ASAN_SKIP-memory bulk_memory} "
 	for t in $(sed -n 's/^REGRESS = //p' "$REPO/Makefile"); do
 		if [[ "$skip" == *" $t "* ]]; then
 			echo "skip - regress (ASan): $t (measures RSS, meaningless under ASan)"
