@@ -3334,97 +3334,10 @@ epic_fp_uses_constant(const EpicFpExpr *expr, const char *name)
  * The type an expression's items have whatever the resource, where the
  * expression alone decides it: literals, operators and functions, %constants,
  * ofType(X), choice elements named with their type (valueQuantity), and the
- * elements of FHIR's general-purpose datatypes (Quantity.value is a decimal).
- * Elements of resources are not modelled: their type is unknown (NULL).
+ * elements of FHIR types from the type table (Quantity.value is a decimal;
+ * with a resource as the context, Patient.active a boolean).
  * ---------------------------------------------------------------------
  */
-
-/* elements of FHIR datatypes whose type is the same in STU3 and R4 */
-static const struct
-{
-	const char *type;
-	const char *element;
-	const char *element_type;
-}			fp_datatype_elements[] =
-{
-	{"Quantity", "value", "decimal"},
-	{"Quantity", "comparator", "code"},
-	{"Quantity", "unit", "string"},
-	{"Quantity", "system", "uri"},
-	{"Quantity", "code", "code"},
-	{"Money", "value", "decimal"},
-	{"Money", "currency", "code"},
-	{"Range", "low", "Quantity"},
-	{"Range", "high", "Quantity"},
-	{"Ratio", "numerator", "Quantity"},
-	{"Ratio", "denominator", "Quantity"},
-	{"Period", "start", "dateTime"},
-	{"Period", "end", "dateTime"},
-	{"Coding", "system", "uri"},
-	{"Coding", "version", "string"},
-	{"Coding", "code", "code"},
-	{"Coding", "display", "string"},
-	{"Coding", "userSelected", "boolean"},
-	{"CodeableConcept", "coding", "Coding"},
-	{"CodeableConcept", "text", "string"},
-	{"Identifier", "use", "code"},
-	{"Identifier", "type", "CodeableConcept"},
-	{"Identifier", "system", "uri"},
-	{"Identifier", "value", "string"},
-	{"Identifier", "period", "Period"},
-	{"Identifier", "assigner", "Reference"},
-	{"HumanName", "use", "code"},
-	{"HumanName", "text", "string"},
-	{"HumanName", "family", "string"},
-	{"HumanName", "given", "string"},
-	{"HumanName", "prefix", "string"},
-	{"HumanName", "suffix", "string"},
-	{"HumanName", "period", "Period"},
-	{"Address", "use", "code"},
-	{"Address", "type", "code"},
-	{"Address", "text", "string"},
-	{"Address", "line", "string"},
-	{"Address", "city", "string"},
-	{"Address", "district", "string"},
-	{"Address", "state", "string"},
-	{"Address", "postalCode", "string"},
-	{"Address", "country", "string"},
-	{"Address", "period", "Period"},
-	{"ContactPoint", "system", "code"},
-	{"ContactPoint", "value", "string"},
-	{"ContactPoint", "use", "code"},
-	{"ContactPoint", "rank", "positiveInt"},
-	{"ContactPoint", "period", "Period"},
-	{"Reference", "reference", "string"},
-	{"Reference", "identifier", "Identifier"},
-	{"Reference", "display", "string"},
-	{"Attachment", "contentType", "code"},
-	{"Attachment", "language", "code"},
-	{"Attachment", "data", "base64Binary"},
-	{"Attachment", "size", "unsignedInt"},
-	{"Attachment", "hash", "base64Binary"},
-	{"Attachment", "title", "string"},
-	{"Attachment", "creation", "dateTime"},
-	{"Annotation", "time", "dateTime"},
-	{"Extension", "url", "uri"},
-	{"Meta", "versionId", "id"},
-	{"Meta", "lastUpdated", "instant"},
-	{"Meta", "security", "Coding"},
-	{"Meta", "tag", "Coding"},
-	{"Narrative", "status", "code"},
-	{"SampledData", "origin", "Quantity"},
-	{"SampledData", "period", "decimal"},
-	{"SampledData", "factor", "decimal"},
-	{"SampledData", "lowerLimit", "decimal"},
-	{"SampledData", "upperLimit", "decimal"},
-	{"SampledData", "dimensions", "positiveInt"},
-	{"SampledData", "data", "string"},
-};
-
-/* the Quantity profiles: the elements of a Quantity */
-static const char *const fp_quantity_types[] = {
-	"SimpleQuantity", "Age", "Count", "Distance", "Duration", "MoneyQuantity",
-};
 
 /* names of choice elements ([x]) in STU3 and R4 resources and datatypes */
 static const char *const fp_choice_prefixes[] = {
@@ -3477,28 +3390,35 @@ fp_canonical_type(const char *name, size_t len)
 	return NULL;
 }
 
-/* The type of element name of a value of type t, or NULL. */
+/* The FHIR name of a System type (String -> string), for SQL typing */
+static const char *
+fp_system_to_fhir(const char *sys)
+{
+	static const char *const names[][2] = {
+		{"String", "string"}, {"Boolean", "boolean"}, {"Integer", "integer"},
+		{"Decimal", "decimal"}, {"Date", "date"}, {"DateTime", "dateTime"}, {"Time", "time"},
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(names[i][0], sys) == 0)
+			return names[i][1];
+	return NULL;
+}
+
+/*
+ * The type of element name of a value of type t (a type name, a
+ * BackboneElement's path, or NULL when unknown), or NULL: from the FHIR type
+ * table (fhir_types.h; STU3's or R4's), else a choice element named with
+ * its type (valueQuantity, onsetDateTime).
+ */
 static const char *
 fp_member_type(const char *t, const char *name)
 {
 	size_t		nl = strlen(name);
+	const char *r = epic_fhir_element_type(t, name, nl, EPIC_FHIR_ANY);
 
-	if (t != NULL && !islower((unsigned char) t[0]))
-	{
-		/* a complex type: every element has id and extension */
-		if (strcmp(name, "id") == 0)
-			return "string";
-		if (strcmp(name, "extension") == 0 || strcmp(name, "modifierExtension") == 0)
-			return "Extension";
-		for (size_t i = 0; i < sizeof(fp_quantity_types) / sizeof(fp_quantity_types[0]); i++)
-			if (strcmp(t, fp_quantity_types[i]) == 0)
-				t = "Quantity";
-		for (size_t i = 0; i < sizeof(fp_datatype_elements) / sizeof(fp_datatype_elements[0]); i++)
-			if (strcmp(fp_datatype_elements[i].type, t) == 0 &&
-				strcmp(fp_datatype_elements[i].element, name) == 0)
-				return fp_datatype_elements[i].element_type;
-	}
-	/* a choice element named with its type: valueQuantity, onsetDateTime */
+	if (r != NULL)
+		return strncmp(r, "System.", 7) == 0 ? fp_system_to_fhir(r + 7) : r;
 	for (size_t i = 0; i < sizeof(fp_choice_prefixes) / sizeof(fp_choice_prefixes[0]); i++)
 	{
 		size_t		pl = strlen(fp_choice_prefixes[i]);
@@ -3653,4 +3573,10 @@ const char *
 epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *env)
 {
 	return static_type(expr->root, NULL, env);
+}
+
+const char *
+epic_fp_static_type_in(const EpicFpExpr *expr, const EpicFpEnv *env, const char *context_type)
+{
+	return static_type(expr->root, context_type, env);
 }
