@@ -1618,6 +1618,8 @@ temporal_cmp(FpTemporal a, FpTemporal b, int *cmp)
 	va[0] = a.y, va[1] = a.mo, va[2] = a.d, va[3] = a.h, va[4] = a.mi, va[5] = a.msec;
 	vb[0] = b.y, vb[1] = b.mo, vb[2] = b.d, vb[3] = b.h, vb[4] = b.mi, vb[5] = b.msec;
 	prec = a.prec < b.prec ? a.prec : b.prec;
+	if (prec > 6)
+		prec = 6;
 	for (int i = a.kind == 't' ? 3 : 0; i < prec; i++)
 		if (va[i] != vb[i])
 		{
@@ -1944,6 +1946,8 @@ primitive_ext(FpEval *ev, const void *obj, const char *name, size_t nl)
 		return NULL;
 	uname[0] = '_';
 	memcpy(uname + 1, name, nl + 1);
+	/* the member is the document's, not uname's: cppcheck cannot tell */
+	/* cppcheck-suppress returnDanglingLifetime */
 	return ev->ops->member(obj, uname);
 }
 
