@@ -1214,6 +1214,10 @@ typedef struct FpEval
 	long		pushes;			/* items produced so far (FP_MAX_PUSHES) */
 	long		row_index;		/* %rowIndex */
 	int			versions;		/* FHIR versions of the type table */
+	/* the last element type looked up (items of one parent type repeat) */
+	const char *memo_parent;
+	const char *memo_name;
+	const char *memo_type;
 } FpEval;
 
 #define FP_MAX_DEPTH 200
@@ -1960,6 +1964,47 @@ choice_type(FpEval *ev, const char *ptype, const char *key, size_t kl, const cha
 	return t ? t : fp_canonical_type(suffix, strlen(suffix));
 }
 
+/*
+ * epic_fhir_element_type, remembered: the last answer in ev, and a small
+ * process-wide cache keyed by the parent type (a static string of the
+ * table: its address), the versions and the element name (its text).
+ */
+#define FP_TYPE_CACHE 512
+static struct
+{
+	const char *parent;
+	int			versions;
+	char		name[48];
+	const char *type;
+}			fp_type_cache[FP_TYPE_CACHE];
+
+static const char *
+element_type(FpEval *ev, const char *ptype, const char *name, size_t nl)
+{
+	unsigned	h;
+
+	if (ev->memo_name == name && ev->memo_parent == ptype && ptype != NULL)
+		return ev->memo_type;
+	if (ptype == NULL || nl >= sizeof(fp_type_cache[0].name))
+		return epic_fhir_element_type(ptype, name, nl, ev->versions);
+	h = (unsigned) ((size_t) ptype >> 3) * 31u + (unsigned) ev->versions;
+	for (size_t i = 0; i < nl; i++)
+		h = h * 31u + (unsigned char) name[i];
+	h %= FP_TYPE_CACHE;
+	if (fp_type_cache[h].parent != ptype || fp_type_cache[h].versions != ev->versions ||
+		strcmp(fp_type_cache[h].name, name) != 0)
+	{
+		fp_type_cache[h].parent = ptype;
+		fp_type_cache[h].versions = ev->versions;
+		memcpy(fp_type_cache[h].name, name, nl + 1);
+		fp_type_cache[h].type = epic_fhir_element_type(ptype, name, nl, ev->versions);
+	}
+	ev->memo_parent = ptype;
+	ev->memo_name = name;
+	ev->memo_type = fp_type_cache[h].type;
+	return ev->memo_type;
+}
+
 static void
 add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, const char *name)
 {
@@ -1969,7 +2014,7 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, co
 
 	if (v != NULL || ext != NULL)
 	{
-		add_value(ev, out, v, ext, epic_fhir_element_type(ptype, name, nl, ev->versions));
+		add_value(ev, out, v, ext, element_type(ev, ptype, name, nl));
 		return;
 	}
 

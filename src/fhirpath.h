@@ -193,7 +193,10 @@ extern int	epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, cons
  * The same with the FHIR version(s) whose element types apply (1 STU3, 2 R4,
  * 3 either: R4's type where both define an element; the functions above use
  * 3) and the FHIR type of focus when it is not a resource (a forEach item:
- * "HumanName", "Patient.contact"; NULL when unknown).
+ * "HumanName", "Patient.contact"; NULL when unknown).  focus_type must be a
+ * string that lives as long as the process (a literal, or one the type table
+ * or epic_fp_static_type_in returned): element types are cached by its
+ * address.
  */
 extern int	epic_fp_eval_full(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 							  const void *focus, const char *focus_type, const EpicFpEnv *env,
