@@ -4,13 +4,13 @@ MODULE_big = epic_fdw
 OBJS = epic_fdw.o \
 	src/options.o src/catalog.o src/deparse.o src/connection.o \
 	src/http.o src/auth.o src/bundle.o src/fhirpath.o src/fhir_types.o src/fhir_types_data.o src/json_jansson.o \
-	src/convert.o src/functions.o src/viewdef.o src/json_page.o src/scan.o src/import.o src/progress.o src/builtin_views.o
+	src/convert.o src/functions.o src/bulk.o src/viewdef.o src/json_page.o src/scan.o src/import.o src/progress.o src/builtin_views.o
 
 EXTENSION = epic_fdw
 DATA = epic_fdw--0.1.sql epic_fdw--0.1--0.2.sql epic_fdw--0.2--0.3.sql
 PGFILEDESC = "epic_fdw - foreign data wrapper for FHIR servers (Epic)"
 
-REGRESS = options auth scan paging pushdown planning joins dataset equivalence memory faults golive errors security views clinical concurrency cohorts hardening visibility
+REGRESS = options auth scan paging pushdown planning joins dataset equivalence memory faults golive errors security views clinical concurrency cohorts hardening visibility bulk bulk_memory bulk_cron
 REGRESS_OPTS = --load-extension=epic_fdw
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)

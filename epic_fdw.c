@@ -16,6 +16,7 @@
  *-------------------------------------------------------------------------
  */
 #include "epic_fdw.h"
+#include "bulk.h"
 #include "scan.h"
 
 #include <math.h>
@@ -30,6 +31,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
@@ -97,6 +99,23 @@ epicGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	info->table = epic_table_resolve(foreigntableid);
 	info->selectivity = 1.0;
 	baserel->fdw_private = info;
+
+	if (info->table->topts.bulk_group != NULL)
+	{
+		/* a bulk table: every condition is checked here (_since aside) */
+		if (info->table->sopts.fhir_version != EPIC_FHIR_R4)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("foreign table \"%s\" has option \"bulk_group\", but its server is not FHIR R4",
+							info->table->relname),
+					 errhint("FHIR Bulk Data export is an R4 API: set the server option fhir_version 'R4'.")));
+		info->local_only = baserel->baserestrictinfo;
+		total = info->table->topts.rows > 0 ? info->table->topts.rows : EPIC_UNFILTERED_ROWS;
+		rows = total * clauselist_selectivity(root, info->local_only, baserel->relid, JOIN_INNER, NULL);
+		baserel->rows = clamp_row_est(rows);
+		baserel->tuples = total;
+		return;
+	}
 
 	foreach(lc, baserel->baserestrictinfo)
 	{
@@ -234,6 +253,15 @@ epicGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	total = startup + baserel->rows * EPIC_ROW_COST +
 		EPIC_REQUEST_COST * ceil(baserel->rows / Max(1, info->table->sopts.page_size));
 
+	if (info->table->topts.bulk_group != NULL)
+	{
+		/* an export: one plain path, no searches by join keys */
+		add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
+														   startup * 10, total, NIL, NULL,
+														   NULL, NIL));
+		return;
+	}
+
 	/*
 	 * A search the server would reject (a required parameter is missing)
 	 * still gets a path, so that every query shape plans; it is costed out
@@ -363,7 +391,9 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 		params = lappend(params, extra);
 		names = lappend(names, extra->name);
 	}
-	missing = no_match ? NULL : epic_table_missing_required(t, names, t->topts.search);
+	/* a bulk table's export needs no search parameter */
+	missing = (no_match || t->topts.bulk_group) ? NULL :
+		epic_table_missing_required(t, names, t->topts.search);
 	list_sort(params, epic_param_cmp);
 	foreach(lc, params)
 		param_lists = lappend(param_lists, epic_param_to_list(lfirst(lc)));
@@ -388,6 +418,115 @@ side_private(EpicTable *t, Index relid, List *rinfos, Bitmapset *attrs, List **f
 					   list_make2(makeInteger(count), makeInteger(limit)));
 }
 
+/*
+ * Is clause "last_updated > value" (or >=, or commuted) on relation relid,
+ * where last_updated is the column of path meta.lastUpdated, with a value
+ * that does not depend on the relation?  Then *value is that
+ * expression and *strict says whether it was > (not >=).
+ */
+static bool
+since_qual(EpicTable *t, Index relid, Expr *clause, Expr **value, bool *strict)
+{
+	OpExpr	   *op = (OpExpr *) clause;
+	Node	   *l,
+			   *r;
+	char	   *opname;
+	Var		   *v;
+	Node	   *other;
+	bool		var_left;
+
+	if (!IsA(clause, OpExpr) || list_length(op->args) != 2)
+		return false;
+	l = linitial(op->args);
+	r = lsecond(op->args);
+	if (IsA(l, RelabelType))
+		l = (Node *) ((RelabelType *) l)->arg;
+	if (IsA(r, RelabelType))
+		r = (Node *) ((RelabelType *) r)->arg;
+	if (IsA(l, Var) && ((Var *) l)->varno == (int) relid)
+	{
+		v = (Var *) l;
+		other = r;
+		var_left = true;
+	}
+	else if (IsA(r, Var) && ((Var *) r)->varno == (int) relid)
+	{
+		v = (Var *) r;
+		other = l;
+		var_left = false;
+	}
+	else
+		return false;
+	/* the column must be meta.lastUpdated itself: that is what _since filters */
+	if (v->varlevelsup != 0 || v->varattno <= 0 || v->varattno > t->ncolumns ||
+		t->columns[v->varattno - 1].name == NULL ||
+		strcmp(t->columns[v->varattno - 1].name, "last_updated") != 0 ||
+		t->columns[v->varattno - 1].vcol == NULL ||
+		!t->columns[v->varattno - 1].vcol->resource_level ||
+		t->columns[v->varattno - 1].vcol->path == NULL ||
+		strcmp(t->columns[v->varattno - 1].vcol->path, "meta.lastUpdated") != 0 ||
+		v->vartype != TIMESTAMPTZOID || exprType(other) != TIMESTAMPTZOID)
+		return false;
+	if (contain_var_clause(other) || contain_volatile_functions(other) ||
+		contain_subplans(other))
+		return false;
+	opname = get_opname(op->opno);
+	if (opname == NULL)
+		return false;
+	if ((var_left && strcmp(opname, ">") == 0) || (!var_left && strcmp(opname, "<") == 0))
+		*strict = true;
+	else if ((var_left && strcmp(opname, ">=") == 0) || (!var_left && strcmp(opname, "<=") == 0))
+		*strict = false;
+	else
+		return false;
+	*value = (Expr *) other;
+	return true;
+}
+
+/*
+ * The bulk element of a bulk table's fdw_private (EpicPrivBulk): the group,
+ * and the _since condition if a qual gives one: its constant text, or the
+ * fdw_exprs index of its run-time value, and whether it is strict.
+ */
+static List *
+bulk_private(EpicTable *t, Index relid, List *rinfos, List **fdw_exprs)
+{
+	ListCell   *lc;
+	char	   *since = "";
+	int			index = -1;
+	bool		strict = true;
+
+	foreach(lc, rinfos)
+	{
+		RestrictInfo *ri = lfirst(lc);
+		Expr	   *value;
+		bool		s;
+
+		if (!since_qual(t, relid, ri->clause, &value, &s))
+			continue;
+		if (IsA(value, Const))
+		{
+			if (((Const *) value)->constisnull)
+				continue;
+			since = epic_bulk_since_text(DatumGetTimestampTz(((Const *) value)->constvalue), s);
+			if (since == NULL)
+			{
+				since = "";
+				continue;
+			}
+		}
+		else
+		{
+			index = list_length(*fdw_exprs);
+			*fdw_exprs = lappend(*fdw_exprs, value);
+		}
+		strict = s;
+		break;
+	}
+	return list_make4(makeString(t->topts.bulk_group), makeString(since),
+					  makeInteger(index), makeInteger(strict ? 1 : 0));
+}
+
 static ForeignScan *
 epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				   ForeignPath *best_path, List *tlist, List *scan_clauses,
@@ -407,9 +546,12 @@ epicGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
 	foreach(lc, scan_clauses)
 		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause, baserel->relid, &attrs);
-	priv = side_private(info->table, baserel->relid, scan_clauses, attrs, &fdw_exprs,
+	priv = side_private(info->table, baserel->relid,
+						info->table->topts.bulk_group ? NIL : scan_clauses, attrs, &fdw_exprs,
 						scan_count(root, baserel, info, best_path),
 						scan_limit(root, baserel, info, best_path), NULL);
+	if (info->table->topts.bulk_group)
+		priv = lappend(priv, bulk_private(info->table, baserel->relid, scan_clauses, &fdw_exprs));
 
 	/* every condition is checked locally: FHIR matching is a superset */
 	scan_clauses = extract_actual_clauses(scan_clauses, false);
@@ -556,7 +698,12 @@ epicExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	foreach(lc, st->params)
 		if (((EpicSearchParam *) lfirst(lc))->role == EPIC_PR_NO_MATCH)
 			no_match = true;
-	if (no_match)
+	if (st->bulk_group != NULL)
+		ExplainPropertyText("FHIR Request",
+							psprintf("GET %s%s", epic_bulk_request(st->bulk_group, st->resource,
+																   st->bulk_since),
+									 st->bulk_since_index >= 0 ? "&_since=(run-time value)" : ""), es);
+	else if (no_match)
 		ExplainPropertyText("FHIR Request", "none (a condition matches no row)", es);
 	else
 		ExplainPropertyText("FHIR Request", psprintf("GET %s", (char *) linitial(requests)), es);
@@ -770,6 +917,7 @@ epicGetForeignJoinPaths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *oute
 	oinfo = outerrel->fdw_private;
 	iinfo = innerrel->fdw_private;
 	if (oinfo == NULL || iinfo == NULL ||
+		oinfo->table->topts.bulk_group != NULL || iinfo->table->topts.bulk_group != NULL ||
 		oinfo->table->server->serverid != iinfo->table->server->serverid ||
 		outerrel->userid != innerrel->userid)
 		return;

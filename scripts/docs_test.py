@@ -6,7 +6,8 @@ environment of scripts/lib.sh: PGHOST/PGPORT/PGUSER, EPIC_* variables).
 Each file's blocks run in order, each block in its own psql session, in a
 fresh database.  Unless the file says <!-- docs-test: no-prelude (reason) -->,
 the database first gets the prelude below: the extension, the servers "epic"
-and "dataset" (both over the sandbox's generated STU3 dataset) with a user
+and "dataset" (both over the sandbox's generated STU3 dataset, or its R4 one
+when the file says <!-- docs-test: prelude-r4 (reason) -->) with a user
 mapping each, and every built-in table imported into public from "epic".
 
 Substitutions (as scripts/readme_walkthrough.sh makes): Epic's public sandbox
@@ -38,11 +39,11 @@ MRN = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"
 PRELUDE = """
 CREATE EXTENSION epic_fdw;
 CREATE SERVER epic FOREIGN DATA WRAPPER epic_fdw
-  OPTIONS (fhir_url '{url}', fhir_version 'STU3', ca_file '{ca}', mrn_system '{mrn}');
+  OPTIONS (fhir_url '{url}', fhir_version '{ver}', ca_file '{ca}', mrn_system '{mrn}');
 CREATE USER MAPPING FOR CURRENT_USER SERVER epic
   OPTIONS (client_id 'epic-fdw-rs384', private_key_file '{key}', key_id 'rs1');
 CREATE SERVER dataset FOREIGN DATA WRAPPER epic_fdw
-  OPTIONS (fhir_url '{url}', fhir_version 'STU3', ca_file '{ca}', mrn_system '{mrn}');
+  OPTIONS (fhir_url '{url}', fhir_version '{ver}', ca_file '{ca}', mrn_system '{mrn}');
 CREATE USER MAPPING FOR CURRENT_USER SERVER dataset
   OPTIONS (client_id 'epic-fdw-rs384', private_key_file '{key}', key_id 'rs1');
 IMPORT FOREIGN SCHEMA fhir FROM SERVER epic INTO public;
@@ -50,6 +51,7 @@ IMPORT FOREIGN SCHEMA fhir FROM SERVER epic INTO public;
 
 TAG = re.compile(r"^<!--\s*docs-test:\s*(skip|fails\s+([0-9A-Z]{5}))\s*\((.+)\)\s*-->\s*$")
 NO_PRELUDE = re.compile(r"<!--\s*docs-test:\s*no-prelude\s*\((.+?)\)\s*-->")
+PRELUDE_R4 = re.compile(r"<!--\s*docs-test:\s*prelude-r4\s*\((.+?)\)\s*-->")
 
 
 def substitute(sql):
@@ -140,7 +142,8 @@ def main():
         admin("DROP DATABASE IF EXISTS %s" % db)
         admin("CREATE DATABASE %s" % db)
         if not NO_PRELUDE.search(text):
-            rc, out, err = psql(db, PRELUDE.format(url=ENV["EPIC_DATASET_URL_STU3"], ca=ENV["EPIC_CA_FILE"],
+            ver = "R4" if PRELUDE_R4.search(text) else "STU3"
+            rc, out, err = psql(db, PRELUDE.format(url=ENV["EPIC_DATASET_URL_" + ver], ver=ver, ca=ENV["EPIC_CA_FILE"],
                                                    key=ENV["EPIC_RSA_KEY"], mrn=MRN), tmp)
             if rc != 0:
                 print("not ok - %s: the prelude failed\n%s" % (rel, err))

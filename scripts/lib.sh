@@ -17,7 +17,7 @@ epic_log() { printf '== %s\n' "$*" >&2; }
 epic_install_deps() {
 	local pkgs="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
 		libssl-dev pkg-config openssl make gcc python3 python3-jwt python3-cryptography curl valgrind
-		debhelper dpkg-dev postgresql-server-dev-all"
+		debhelper dpkg-dev postgresql-server-dev-all postgresql-15-cron"
 	local missing=""
 	for p in $pkgs; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -107,6 +107,24 @@ epic_start_sandbox() {
 	epic_log "sandbox on https://localhost:$SANDBOX_PORT"
 }
 
+# epic_pg_cron_opts: server options loading pg_cron (Debian's postgresql-15-cron)
+# for the scheduled Bulk Data refresh of sql/bulk_cron.sql; copies pg_cron into a
+# relocated PostgreSQL tree ($PGBIN) that lacks it.  Prints nothing without pg_cron.
+epic_pg_cron_opts() {
+	local lib share bin
+	# the real installation (scripts/asan.sh's $PGBIN only links initdb there)
+	bin=$(dirname "$(readlink -f "$PGBIN/initdb")")
+	[ -x "$bin/pg_config" ] || return 0
+	lib=$("$bin/pg_config" --pkglibdir) share=$("$bin/pg_config" --sharedir)
+	[ -n "$lib" ] && [ -n "$share" ] || return 0
+	if [ ! -f "$lib/pg_cron.so" ] && [ -f /usr/lib/postgresql/15/lib/pg_cron.so ]; then
+		cp /usr/lib/postgresql/15/lib/pg_cron.so "$lib/" &&
+			cp /usr/share/postgresql/15/extension/pg_cron* "$share/extension/"
+	fi
+	[ -f "$lib/pg_cron.so" ] || return 0
+	printf '%s' "-c shared_preload_libraries=pg_cron -c cron.database_name=postgres -c cron.use_background_workers=on -c max_worker_processes=16"
+}
+
 # epic_start_cluster: throwaway cluster as postgres; sets PGHOST/PGPORT/PGUSER.
 epic_start_cluster() {
 	PGROOT="$STATE/pg"
@@ -115,7 +133,7 @@ epic_start_cluster() {
 		>"$PGROOT/initdb.log" 2>&1
 	PGPORT=$(epic_free_port)
 	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGROOT/data" -l "$PGROOT/server.log" -w \
-		-o "-p $PGPORT -k $PGROOT -c listen_addresses='' -c fsync=off ${EPIC_PG_OPTS:-}" \
+		-o "-p $PGPORT -k $PGROOT -c listen_addresses='' -c fsync=off $(epic_pg_cron_opts) ${EPIC_PG_OPTS:-}" \
 		start >/dev/null
 	export PGHOST="$PGROOT" PGPORT PGUSER=postgres
 	epic_log "PostgreSQL on port $PGPORT (socket dir $PGROOT)"

@@ -75,6 +75,9 @@ for t in "$REPO"/test/unit/run*.sh; do
 	counted "unit: $(basename "$t")" bash "$t"
 done
 
+# --- FHIRPath against fhirpath.js 5.2.2 (npm), generated expressions -------
+counted "FHIRPath differential (fhirpath.js)" bash "$REPO/test/fhirpath_oracle/run.sh"
+
 # --- the sandbox's own tests (search semantics, fault injection) -----------
 for t in selftest.py test_dataset.py test_faults.py test_record.py; do
 	counted "sandbox: $t" "$PY" "$REPO/test/sandbox/$t"

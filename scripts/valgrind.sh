@@ -47,7 +47,7 @@ tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
 	# every test but those that measure time or memory (valgrind is ~30x slower
 	# and has its own allocator)
-	read -r -a tests <<<"$(sed -n 's/^REGRESS = //p' "$REPO/Makefile" | sed 's/\bmemory\b//; s/\bfaults\b//; s/\bconcurrency\b//')"
+	read -r -a tests <<<"$(sed -n 's/^REGRESS = //p' "$REPO/Makefile" | sed 's/\bmemory\b//; s/\bfaults\b//; s/\bconcurrency\b//; s/\bbulk_cron\b//; s/\bbulk_memory\b//')"
 fi
 make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" installcheck REGRESS="${tests[*]}" \
 	>"$STATE/regress.out" 2>&1

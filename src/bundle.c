@@ -51,6 +51,30 @@ page_free_cb(void *arg)
 	page->doc = NULL;
 }
 
+/*
+ * Parse len bytes of text into page's document (freed with the current
+ * memory context); its root.  Invalid JSON raises message.
+ */
+static const void *
+page_doc(EpicPage *page, const char *text, size_t len, const char *message,
+		 const char *display)
+{
+	char		errbuf[200];
+
+	errbuf[0] = '\0';
+	page->doc = epic_jdoc_parse(text, len, errbuf, sizeof(errbuf));
+	page->cb.func = page_free_cb;
+	page->cb.arg = page;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &page->cb);
+	if (page->doc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("%s", message),
+				 errdetail("%s.", errbuf),
+				 errcontext("FHIR request: GET %s", display)));
+	return epic_jdoc_root(page->doc);
+}
+
 /* A JSON string's text (palloc'd copy), or NULL if v is not a string. */
 static const char *
 jstr_value(const void *v)
@@ -86,19 +110,8 @@ static EpicPage *
 page_parse_json(const char *body, size_t len, const char *display)
 {
 	EpicPage   *page = palloc0(sizeof(EpicPage));
-	char		errbuf[200];
 
-	errbuf[0] = '\0';
-	page->doc = epic_jdoc_parse(body, len, errbuf, sizeof(errbuf));
-	page->cb.func = page_free_cb;
-	page->cb.arg = page;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, &page->cb);
-	if (page->doc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("FHIR server returned invalid JSON"),
-				 errdetail("%s.", errbuf),
-				 errcontext("FHIR request: GET %s", display)));
+	(void) page_doc(page, body, len, "FHIR server returned invalid JSON", display);
 	return page;
 }
 
@@ -666,4 +679,70 @@ epic_raise_http_error(const EpicHttpResponse *resp, const char *display, const c
 			 errdetail("%s", detail),
 			 hint ? errhint("%s", hint) : 0,
 			 errcontext("FHIR request: GET %s", display)));
+}
+
+/*
+ * A "page" of Bulk Data NDJSON (bulk.c): len bytes of whole lines (the last
+ * one's '\n' may be missing), one resource a line; blank lines are skipped,
+ * "\r\n" is accepted.  The lines are parsed in one pass as the JSON array
+ * "[line,line,...]", which must then have exactly as many items as lines
+ * (so a line holding "{...},{...}" is an error, not two resources).  Every
+ * item must be a resource of type resource (NULL: any type).  The result
+ * lives in the current memory context, as epic_page_parse()'s does.
+ */
+EpicPage *
+epic_page_from_ndjson(const char *text, size_t len, const char *resource, const char *display)
+{
+	EpicPage   *page = palloc0(sizeof(EpicPage));
+	char	   *arr = palloc(len + 3);
+	size_t		alen = 0;
+	int			nlines = 0;
+	const void *root;
+	size_t		n;
+
+	arr[alen++] = '[';
+	for (size_t pos = 0; pos < len;)
+	{
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t		end = nl ? (size_t) (nl - text) : len;
+		size_t		e = end;
+		size_t		b = pos;
+
+		while (e > b && (text[e - 1] == '\r' || text[e - 1] == ' ' || text[e - 1] == '\t'))
+			e--;
+		while (b < e && (text[b] == ' ' || text[b] == '\t'))
+			b++;
+		if (e > b)
+		{
+			if (nlines++ > 0)
+				arr[alen++] = ',';
+			memcpy(arr + alen, text + b, e - b);
+			alen += e - b;
+		}
+		pos = end + 1;
+	}
+	arr[alen++] = ']';
+	root = page_doc(page, arr, alen, "Bulk Data file has a line that is not valid JSON", display);
+	pfree(arr);
+	n = J->size(root);
+	if ((int) n != nlines)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Bulk Data file has a line that is not one JSON object"),
+				 errcontext("FHIR request: GET %s", display)));
+	page->resources = palloc(sizeof(void *) * Max(n, 1));
+	for (size_t i = 0; i < n; i++)
+	{
+		const void *res = J->item(root, i);
+		const char *rt = is_kind(res, EPIC_JSON_OBJECT) ? jstr(res, "resourceType") : NULL;
+
+		if (rt == NULL || (resource != NULL && strcmp(rt, resource) != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("Bulk Data file has a %s where a %s was expected",
+							rt ? rt : "line without resourceType", resource ? resource : "resource"),
+					 errcontext("FHIR request: GET %s", display)));
+		page->resources[page->nresources++] = res;
+	}
+	return page;
 }

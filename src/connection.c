@@ -590,6 +590,27 @@ retry_wait(bool ok, const EpicHttpResponse *resp, int attempt, int max_retries, 
 	return true;
 }
 
+/* Sleep for secs, waking for interrupts (query cancel, shutdown). */
+void
+epic_backoff_sleep(double secs)
+{
+	TimestampTz end = GetCurrentTimestamp() + (TimestampTz) (secs * USECS_PER_SEC);
+
+	for (;;)
+	{
+		long		ms;
+		TimestampTz now = GetCurrentTimestamp();
+
+		CHECK_FOR_INTERRUPTS();
+		if (now >= end)
+			break;
+		ms = (long) ((end - now) / 1000) + 1;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
 /*
  * Sleep for secs before a retry, waking for interrupts (query cancel,
  * shutdown).  The connection's other transfers (the rest of a concurrent
@@ -635,7 +656,8 @@ audit(const char *table, const char *display, bool ok, const EpicHttpResponse *r
 /* The request for a FHIR GET of url with the connection's current token. */
 static void
 fhir_request(EpicConnection *conn, const EpicServerOptions *sopts, const EpicUserOptions *uopts,
-			 const char *url, const char *display, EpicHttpRequest *req)
+			 const EpicFhirCall *call, const char *url, const char *display,
+			 EpicHttpRequest *req)
 {
 	memset(req, 0, sizeof(*req));
 	req->method = "GET";
@@ -648,6 +670,20 @@ fhir_request(EpicConnection *conn, const EpicServerOptions *sopts, const EpicUse
 	req->extra_headers[0] = sopts->headers;
 	req->extra_headers[1] = uopts->headers;
 	req->sopts = sopts;
+	if (call != NULL)
+	{
+		/* Bulk Data: another Accept, Prefer, no token for pre-signed URLs, a sink */
+		if (call->accept)
+			req->accept = call->accept;
+		req->prefer = call->prefer;
+		if (call->no_token)
+		{
+			req->bearer = NULL;
+			req->extra_headers[1] = NULL;	/* the mapping's secret headers too */
+		}
+		req->sink = call->sink;
+		req->sink_fd = call->sink_fd;
+	}
 }
 
 /* Count and audit one finished request. */
@@ -671,8 +707,8 @@ account(EpicScanStats *stats, const char *display, bool ok, EpicHttpResponse *re
  */
 static void
 fhir_get_from(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
-			  const char *url, const char *display, EpicHttpResponse *resp,
-			  EpicScanStats *stats, int attempt, bool refreshed)
+			  const EpicFhirCall *call, const char *url, const char *display,
+			  EpicHttpResponse *resp, EpicScanStats *stats, int attempt, bool refreshed)
 {
 	EpicHttpRequest req;
 	EpicUserOptions uopts;
@@ -687,11 +723,11 @@ fhir_get_from(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 		if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
 			fetch_token(conn, um, sopts, &uopts, stats);
 
-		fhir_request(conn, sopts, &uopts, url, display, &req);
+		fhir_request(conn, sopts, &uopts, call, url, display, &req);
 		ok = epic_http_try(conn->http, &req, resp);
 		resp->attempts = tries;
 		account(stats, display, ok, resp);
-		if (ok && resp->status == 401 && !refreshed)
+		if (ok && resp->status == 401 && !refreshed && (call == NULL || !call->no_token))
 		{
 			/* token expired or revoked: one fresh token, one retry */
 			refreshed = true;
@@ -717,7 +753,20 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
 			  const char *url, const char *display,
 			  EpicHttpResponse *resp, EpicScanStats *stats)
 {
-	fhir_get_from(conn, um, sopts, url, display, resp, stats, 0, false);
+	fhir_get_from(conn, um, sopts, NULL, url, display, resp, stats, 0, false);
+}
+
+/*
+ * A FHIR request other than a search page (Bulk Data kick-off, status,
+ * files: see EpicFhirCall), with epic_fhir_get()'s token handling and
+ * retries.
+ */
+void
+epic_fhir_call(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+			   const EpicFhirCall *call, const char *url, const char *display,
+			   EpicHttpResponse *resp, EpicScanStats *stats)
+{
+	fhir_get_from(conn, um, sopts, call, url, display, resp, stats, 0, false);
 }
 
 /*
@@ -728,18 +777,18 @@ epic_fhir_get(EpicConnection *conn, UserMapping *um, const EpicServerOptions *so
  */
 static void
 settle(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
-	   const char *url, const char *display, bool ok, EpicHttpResponse *resp,
-	   EpicScanStats *stats)
+	   const EpicFhirCall *call, const char *url, const char *display, bool ok,
+	   EpicHttpResponse *resp, EpicScanStats *stats)
 {
 	double		wait;
 
 	resp->attempts = 1;
 	account(stats, display, ok, resp);
-	if (ok && resp->status == 401)
+	if (ok && resp->status == 401 && (call == NULL || !call->no_token))
 	{
 		drop_token(conn);
 		pfree(resp->body.data);
-		fhir_get_from(conn, um, sopts, url, display, resp, stats, 0, true);
+		fhir_get_from(conn, um, sopts, call, url, display, resp, stats, 0, true);
 		return;
 	}
 	if (!retry_wait(ok, resp, 0, sopts->max_retries, &wait))
@@ -750,7 +799,7 @@ settle(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
 			EpicUserOptions uopts;
 
 			epic_get_user_options(um, &uopts);
-			fhir_request(conn, sopts, &uopts, url, display, &req);
+			fhir_request(conn, sopts, &uopts, call, url, display, &req);
 			epic_http_raise_transport_error(&req, resp);
 		}
 		return;
@@ -758,7 +807,7 @@ settle(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
 	if (ok)
 		pfree(resp->body.data);
 	backoff_sleep(conn, wait);
-	fhir_get_from(conn, um, sopts, url, display, resp, stats, 1, false);
+	fhir_get_from(conn, um, sopts, call, url, display, resp, stats, 1, false);
 }
 
 struct EpicFhirAsync
@@ -767,6 +816,8 @@ struct EpicFhirAsync
 	EpicHttpResponse resp;
 	char	   *url;
 	char	   *display;
+	EpicFhirCall call;			/* how it was asked (Bulk Data) */
+	bool		has_call;
 };
 
 /*
@@ -779,6 +830,14 @@ EpicFhirAsync *
 epic_fhir_start(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
 				const char *url, const char *display)
 {
+	return epic_fhir_start_call(conn, um, sopts, NULL, url, display);
+}
+
+/* epic_fhir_start() of a request described by call (NULL: a search page). */
+EpicFhirAsync *
+epic_fhir_start_call(EpicConnection *conn, UserMapping *um, const EpicServerOptions *sopts,
+					 const EpicFhirCall *call, const char *url, const char *display)
+{
 	EpicFhirAsync *a;
 	EpicHttpRequest req;
 	EpicUserOptions uopts;
@@ -789,7 +848,12 @@ epic_fhir_start(EpicConnection *conn, UserMapping *um, const EpicServerOptions *
 	a = palloc0(sizeof(EpicFhirAsync));
 	a->url = pstrdup(url);
 	a->display = pstrdup(display);
-	fhir_request(conn, sopts, &uopts, a->url, a->display, &req);
+	if (call != NULL)
+	{
+		a->call = *call;
+		a->has_call = true;
+	}
+	fhir_request(conn, sopts, &uopts, a->has_call ? &a->call : NULL, a->url, a->display, &req);
 	a->xfer = epic_http_start(conn->http, &req, &a->resp);
 	return a;
 }
@@ -831,6 +895,7 @@ epic_fhir_finish(EpicConnection *conn, UserMapping *um, const EpicServerOptions 
 				 EpicHttpResponse *resp, EpicScanStats *stats)
 {
 	bool		ok;
+	const EpicFhirCall *call;
 
 	if (a != NULL && strcmp(a->url, url) != 0)
 	{
@@ -844,6 +909,7 @@ epic_fhir_finish(EpicConnection *conn, UserMapping *um, const EpicServerOptions 
 		epic_fhir_get(conn, um, sopts, url, display, resp, stats);
 		return;
 	}
+	call = a->has_call ? &a->call : NULL;
 	epic_http_wait(conn->http, &a->xfer, 1, false);
 	ok = epic_http_finish(a->xfer);
 	if (!ok && a->resp.xfer_error == EPIC_XFER_TIMEOUT)
@@ -854,11 +920,11 @@ epic_fhir_finish(EpicConnection *conn, UserMapping *um, const EpicServerOptions 
 		 * long): ask again now, as a request of its own.
 		 */
 		epic_fhir_abandon(a, stats);
-		epic_fhir_get(conn, um, sopts, url, display, resp, stats);
+		fhir_get_from(conn, um, sopts, call, url, display, resp, stats, 0, false);
 		return;
 	}
 	*resp = a->resp;
-	settle(conn, um, sopts, a->url, a->display, ok, resp, stats);
+	settle(conn, um, sopts, call, a->url, a->display, ok, resp, stats);
 }
 
 /*
@@ -895,7 +961,7 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 			{
 				if (deferred[i] == 0)
 					continue;
-				settle(conn, um, sopts, urls[i], displays[i], deferred[i] == 1, &resps[i], stats);
+				settle(conn, um, sopts, NULL, urls[i], displays[i], deferred[i] == 1, &resps[i], stats);
 				deferred[i] = 0;
 				ndeferred--;
 				done++;
@@ -911,7 +977,7 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 
 			if (conn->access_token == NULL || time(NULL) >= conn->token_renew_at)
 				fetch_token(conn, um, sopts, &uopts, stats);
-			fhir_request(conn, sopts, &uopts, urls[next], displays[next], &req);
+			fhir_request(conn, sopts, &uopts, NULL, urls[next], displays[next], &req);
 			xfers[next] = epic_http_start(conn->http, &req, &resps[next]);
 			next++;
 			inflight++;
@@ -951,7 +1017,7 @@ epic_fhir_get_many(EpicConnection *conn, UserMapping *um, const EpicServerOption
 				}
 			}
 			done++;
-			settle(conn, um, sopts, urls[i], displays[i], ok, &resps[i], stats);
+			settle(conn, um, sopts, NULL, urls[i], displays[i], ok, &resps[i], stats);
 			if (resps[i].status != 200)
 			{
 				/* stop the others first: this error ends the query */
@@ -1076,4 +1142,14 @@ epic_connection_disconnect(Oid serverid)
 		closed = true;
 	}
 	return closed;
+}
+
+/*
+ * The connection's current access token (for bulk.c's DELETE during abort,
+ * which must not fetch one), or NULL.
+ */
+const char *
+epic_connection_token(EpicConnection *conn)
+{
+	return conn->access_token;
 }

@@ -19,6 +19,7 @@
 #include "json_page.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -201,7 +202,140 @@ item_text(const EpicFpItem *item, size_t *len, char *buf)
 	return pnstrdup(s, *len);
 }
 
-/* jsonb from a node of a page (a resource, or an object-typed path). */
+/* jsonb's order of object keys: shorter first, then bytewise; a stable sort. */
+static int
+pair_cmp(const void *a, const void *b)
+{
+	const JsonbPair *pa = a;
+	const JsonbPair *pb = b;
+	int			la = pa->key.val.string.len;
+	int			lb = pb->key.val.string.len;
+	int			c;
+
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	c = memcmp(pa->key.val.string.val, pb->key.val.string.val, la);
+	if (c != 0)
+		return c;
+	/* equal names: the later member first, so that it is the one kept */
+	return pa->order > pb->order ? -1 : 1;
+}
+
+/*
+ * A page node as a JsonbValue tree whose strings point into the parsed
+ * document (no copies); numbers go through numeric_in, as in jsonb_in.
+ * Objects get jsonb's key order, and of duplicate names the last member
+ * wins, as jsonb_in does.
+ */
+static void
+node_to_jbv(const void *node, JsonbValue *out)
+{
+	const EpicJsonOps *J = epic_page_ops;
+	char		buf[64];
+	size_t		len = 0;
+	const char *s;
+
+	check_stack_depth();
+	switch (J->kind(node))
+	{
+		case EPIC_JSON_STRING:
+			s = J->scalar(node, buf, sizeof(buf), &len);
+			out->type = jbvString;
+			out->val.string.val = (char *) s;
+			out->val.string.len = (int) len;
+			break;
+		case EPIC_JSON_NUMBER:
+			s = J->scalar(node, buf, sizeof(buf), &len);
+			out->type = jbvNumeric;
+			out->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																   CStringGetDatum(pnstrdup(s, len)),
+																   ObjectIdGetDatum(InvalidOid),
+																   Int32GetDatum(-1)));
+			break;
+		case EPIC_JSON_TRUE:
+		case EPIC_JSON_FALSE:
+			out->type = jbvBool;
+			out->val.boolean = J->kind(node) == EPIC_JSON_TRUE;
+			break;
+		case EPIC_JSON_ARRAY:
+			{
+				size_t		n = J->size(node);
+
+				out->type = jbvArray;
+				out->val.array.rawScalar = false;
+				out->val.array.nElems = (int) n;
+				out->val.array.elems = palloc(sizeof(JsonbValue) * Max(n, 1));
+				for (size_t i = 0; i < n; i++)
+					node_to_jbv(J->item(node, i), &out->val.array.elems[i]);
+				break;
+			}
+		case EPIC_JSON_OBJECT:
+			{
+				JsonbPair  *pairs = NULL;
+				int			n = 0,
+							cap = 8,
+							kept;
+				const char *name;
+				size_t		namelen;
+				const void *value;
+
+				pairs = palloc(sizeof(JsonbPair) * cap);
+				while (J->member_at(node, (size_t) n, &name, &namelen, &value))
+				{
+					if (n == cap)
+					{
+						cap *= 2;
+						pairs = repalloc(pairs, sizeof(JsonbPair) * cap);
+					}
+					pairs[n].key.type = jbvString;
+					pairs[n].key.val.string.val = (char *) name;
+					pairs[n].key.val.string.len = (int) namelen;
+					pairs[n].order = n;
+					node_to_jbv(value, &pairs[n].value);
+					n++;
+				}
+				if (n > 16)
+					qsort(pairs, n, sizeof(JsonbPair), pair_cmp);
+				else
+					for (int i = 1; i < n; i++)
+					{
+						/* insertion sort: FHIR objects are small */
+						JsonbPair	p = pairs[i];
+						int			j = i;
+
+						for (; j > 0 && pair_cmp(&pairs[j - 1], &p) > 0; j--)
+							pairs[j] = pairs[j - 1];
+						pairs[j] = p;
+					}
+				kept = n > 0 ? 1 : 0;
+				for (int i = 1; i < n; i++)
+				{
+					JsonbPair  *prev = &pairs[kept - 1];
+
+					if (pairs[i].key.val.string.len == prev->key.val.string.len &&
+						memcmp(pairs[i].key.val.string.val, prev->key.val.string.val,
+							   prev->key.val.string.len) == 0)
+						continue;
+					pairs[kept++] = pairs[i];
+				}
+				out->type = jbvObject;
+				out->val.object.nPairs = kept;
+				out->val.object.pairs = pairs;
+				break;
+			}
+		default:
+			out->type = jbvNull;
+			break;
+	}
+}
+
+/*
+ * jsonb from a node of a page (a resource, or an object-typed path): built
+ * from the parsed document directly (the hot path of bulk tables, whose
+ * resource column is most of the work), not by reparsing its text with
+ * jsonb_in.  A scalar node, or a document read through other ops, goes
+ * through jsonb_in.
+ */
 Datum
 epic_json_to_jsonb(const void *node)
 {
@@ -209,7 +343,15 @@ epic_json_to_jsonb(const void *node)
 	size_t		len;
 	char	   *text;
 	Datum		d;
+	EpicJsonKind kind = epic_page_ops->kind(node);
 
+	if ((kind == EPIC_JSON_OBJECT || kind == EPIC_JSON_ARRAY) && epic_page_ops->member_at != NULL)
+	{
+		JsonbValue	v;
+
+		node_to_jbv(node, &v);
+		return JsonbPGetDatum(JsonbValueToJsonb(&v));
+	}
 	epic_jdoc_raw(node, &raw, &len);
 	text = pnstrdup(raw, len);
 	d = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));

@@ -65,7 +65,10 @@ typedef struct EpicServerOptions
 	int			max_concurrency;	/* FHIR requests in flight at once */
 	int			max_url_length; /* bytes of a request URL epic_fdw builds */
 	int			batch_memory;	/* bytes of first pages held by one batch */
+	int			bulk_timeout;	/* seconds a Bulk Data export may take */
 } EpicServerOptions;
+
+#define EPIC_DEFAULT_BULK_TIMEOUT 21600
 
 typedef struct EpicUserOptions
 {
@@ -84,6 +87,9 @@ typedef struct EpicTableOptions
 	char	   *search;			/* fixed search parameters, or NULL */
 	double		rows;			/* estimated resources in all; 0 = default */
 	char	   *view_definition;	/* ViewDefinition JSON, or NULL */
+	char	   *bulk_group;		/* Bulk Data export of this Group, or NULL */
+	int			bulk_timeout;	/* seconds; 0: the server's */
+	bool		bulk_errors_fatal;	/* bulk_errors 'error' */
 } EpicTableOptions;
 
 extern void epic_get_server_options(ForeignServer *server, EpicServerOptions *opts);
@@ -307,6 +313,9 @@ typedef struct EpicHttpResponse
 	char	   *content_type;	/* palloc'd, or NULL */
 	char	   *www_authenticate;	/* palloc'd, or NULL */
 	char	   *retry_after;	/* palloc'd, or NULL */
+	char	   *content_location;	/* palloc'd, or NULL (Bulk Data status URL) */
+	char	   *x_progress;		/* palloc'd, or NULL (Bulk Data progress) */
+	int64		sink_bytes;		/* bytes written to the request's sink file */
 	double		elapsed;		/* seconds */
 	int			xfer_error;		/* EpicTransportError, 0 = none */
 	int			curl_code;
@@ -336,6 +345,9 @@ typedef struct EpicHttpRequest
 	const char *accept;			/* Accept header */
 	const char *client_id;		/* sent as Epic-Client-ID when set */
 	const char *extra_headers[2];	/* JSON objects of extra headers, or NULL */
+	const char *prefer;			/* Prefer header (Bulk Data: respond-async), or NULL */
+	bool		sink;			/* a 2xx body goes to sink_fd, not resp->body */
+	int			sink_fd;		/* truncated when the body starts */
 	const EpicServerOptions *sopts;
 } EpicHttpRequest;
 
@@ -364,6 +376,8 @@ extern void epic_http_raise_transport_error(const EpicHttpRequest *req,
 extern double epic_http_retry_after(const char *value);
 extern int	epic_http_status_errcode(long status);
 extern bool epic_url_same_origin(const char *a, const char *b);
+extern long epic_http_delete_quiet(const char *url, const char *bearer, const char *ca_file,
+								   long timeout_ms);
 extern bool epic_url_is_https(const char *url);
 
 /* ------------------------------------------------------------------------
@@ -414,6 +428,30 @@ extern void epic_fhir_get(EpicConnection *conn, UserMapping *um,
 
 typedef struct EpicFhirAsync EpicFhirAsync;
 
+/*
+ * How a FHIR request differs from a search page GET (Bulk Data): NULL
+ * means a plain GET everywhere this is taken.
+ */
+typedef struct EpicFhirCall
+{
+	const char *accept;			/* NULL: the server option "accept" */
+	const char *prefer;			/* Prefer header, or NULL */
+	bool		no_token;		/* send no bearer token (pre-signed URL) */
+	bool		sink;			/* a 2xx body goes to sink_fd */
+	int			sink_fd;
+} EpicFhirCall;
+
+extern void epic_fhir_call(EpicConnection *conn, UserMapping *um,
+						   const EpicServerOptions *sopts, const EpicFhirCall *call,
+						   const char *url, const char *display,
+						   EpicHttpResponse *resp, EpicScanStats *stats);
+extern EpicFhirAsync *epic_fhir_start_call(EpicConnection *conn, UserMapping *um,
+										   const EpicServerOptions *sopts,
+										   const EpicFhirCall *call,
+										   const char *url, const char *display);
+extern const char *epic_connection_token(EpicConnection *conn);
+extern void epic_backoff_sleep(double secs);
+
 extern EpicFhirAsync *epic_fhir_start(EpicConnection *conn, UserMapping *um,
 									  const EpicServerOptions *sopts,
 									  const char *url, const char *display);
@@ -457,6 +495,8 @@ extern void epic_page_free(EpicPage *page);
 extern void epic_raise_http_error(const EpicHttpResponse *resp, const char *display,
 								  const char *what);
 extern char *epic_outcome_text(const char *body, size_t len);
+extern EpicPage *epic_page_from_ndjson(const char *text, size_t len, const char *resource,
+									   const char *display);
 
 /* ------------------------------------------------------------------------
  * convert.c: JSON items to Datums

@@ -110,6 +110,13 @@ epic_fhir_type_name(const char *name, size_t len, int versions)
 }
 
 bool
+epic_fhir_type_known(const char *type, int versions)
+{
+	/* every element has an id: Patient.id, HumanName.id, Patient.contact.id */
+	return epic_fhir_element_type(type, "id", 2, versions) != NULL;
+}
+
+bool
 epic_fhir_type_is(const char *type, const char *want, int versions)
 {
 	for (int depth = 0; type != NULL && depth < 8; depth++)

@@ -56,6 +56,9 @@ extern const char *epic_fhir_parent_type(const char *type, int versions);
 /* A known type name of len bytes (a resourceType from a document) as a static string, or NULL. */
 extern const char *epic_fhir_type_name(const char *name, size_t len, int versions);
 
+/* Does the table define elements of type (a type name or a BackboneElement's path)? */
+extern bool epic_fhir_type_known(const char *type, int versions);
+
 /* Is type want, or a subtype of it (Age is a Quantity; code is a string)? */
 extern bool epic_fhir_type_is(const char *type, const char *want, int versions);
 

@@ -81,7 +81,9 @@ struct FpNode
 	int			nargs;
 	long		index;
 	bool		boolval;
-	const char *littype;		/* FP_STRING: "date"/"dateTime"/"time" or NULL */
+	const char *littype;		/* FP_STRING: "date"/"dateTime"/"time" or NULL;
+								 * a type argument: "System"/"FHIR" when
+								 * qualified */
 	int			height;			/* 1 + height of the tallest child */
 };
 
@@ -355,11 +357,15 @@ parse_invocation(FpParser *ps, FpNode *focus)
 					size_t		tl;
 					char	   *tn;
 
+					const char *qual = NULL;
+
 					skip_ws(ps);
 					tn = read_ident(ps, &tl);
-					/* a qualified name (FHIR.Quantity, System.String): keep the last part */
+					/* a qualified name (FHIR.Quantity, System.String): the last part, and its namespace */
 					while (tn != NULL && *ps->p == '.')
 					{
+						qual = strcmp(tn, "System") == 0 ? "System" :
+							strcmp(tn, "FHIR") == 0 ? "FHIR" : NULL;
 						free(tn);
 						ps->p++;
 						tn = read_ident(ps, &tl);
@@ -378,6 +384,7 @@ parse_invocation(FpParser *ps, FpNode *focus)
 					}
 					arg->name = tn;
 					arg->namelen = tl;
+					arg->littype = qual;
 				}
 				else
 				{
@@ -1207,6 +1214,10 @@ typedef struct FpEval
 	long		pushes;			/* items produced so far (FP_MAX_PUSHES) */
 	long		row_index;		/* %rowIndex */
 	int			versions;		/* FHIR versions of the type table */
+	/* the last element type looked up (items of one parent type repeat) */
+	const char *memo_parent;
+	const char *memo_name;
+	const char *memo_type;
 } FpEval;
 
 #define FP_MAX_DEPTH 200
@@ -1410,6 +1421,8 @@ temporal_kind(const char *t)
 {
 	if (t == NULL)
 		return 0;
+	if (strncmp(t, "System.", 7) == 0)
+		t += 7;
 	if (type_name_eq(t, strlen(t), "date"))
 		return 'd';
 	if (type_name_eq(t, strlen(t), "dateTime") || type_name_eq(t, strlen(t), "instant"))
@@ -1609,6 +1622,8 @@ temporal_cmp(FpTemporal a, FpTemporal b, int *cmp)
 	va[0] = a.y, va[1] = a.mo, va[2] = a.d, va[3] = a.h, va[4] = a.mi, va[5] = a.msec;
 	vb[0] = b.y, vb[1] = b.mo, vb[2] = b.d, vb[3] = b.h, vb[4] = b.mi, vb[5] = b.msec;
 	prec = a.prec < b.prec ? a.prec : b.prec;
+	if (prec > 6)
+		prec = 6;
 	for (int i = a.kind == 't' ? 3 : 0; i < prec; i++)
 		if (va[i] != vb[i])
 		{
@@ -1935,6 +1950,8 @@ primitive_ext(FpEval *ev, const void *obj, const char *name, size_t nl)
 		return NULL;
 	uname[0] = '_';
 	memcpy(uname + 1, name, nl + 1);
+	/* the member is the document's, not uname's: cppcheck cannot tell */
+	/* cppcheck-suppress returnDanglingLifetime */
 	return ev->ops->member(obj, uname);
 }
 
@@ -1947,6 +1964,47 @@ choice_type(FpEval *ev, const char *ptype, const char *key, size_t kl, const cha
 	return t ? t : fp_canonical_type(suffix, strlen(suffix));
 }
 
+/*
+ * epic_fhir_element_type, remembered: the last answer in ev, and a small
+ * process-wide cache keyed by the parent type (a static string of the
+ * table: its address), the versions and the element name (its text).
+ */
+#define FP_TYPE_CACHE 512
+static struct
+{
+	const char *parent;
+	int			versions;
+	char		name[48];
+	const char *type;
+}			fp_type_cache[FP_TYPE_CACHE];
+
+static const char *
+element_type(FpEval *ev, const char *ptype, const char *name, size_t nl)
+{
+	unsigned	h;
+
+	if (ev->memo_name == name && ev->memo_parent == ptype && ptype != NULL)
+		return ev->memo_type;
+	if (ptype == NULL || nl >= sizeof(fp_type_cache[0].name))
+		return epic_fhir_element_type(ptype, name, nl, ev->versions);
+	h = (unsigned) ((size_t) ptype >> 3) * 31u + (unsigned) ev->versions;
+	for (size_t i = 0; i < nl; i++)
+		h = h * 31u + (unsigned char) name[i];
+	h %= FP_TYPE_CACHE;
+	if (fp_type_cache[h].parent != ptype || fp_type_cache[h].versions != ev->versions ||
+		strcmp(fp_type_cache[h].name, name) != 0)
+	{
+		fp_type_cache[h].parent = ptype;
+		fp_type_cache[h].versions = ev->versions;
+		memcpy(fp_type_cache[h].name, name, nl + 1);
+		fp_type_cache[h].type = epic_fhir_element_type(ptype, name, nl, ev->versions);
+	}
+	ev->memo_parent = ptype;
+	ev->memo_name = name;
+	ev->memo_type = fp_type_cache[h].type;
+	return ev->memo_type;
+}
+
 static void
 add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, const char *name)
 {
@@ -1956,15 +2014,20 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, co
 
 	if (v != NULL || ext != NULL)
 	{
-		add_value(ev, out, v, ext, epic_fhir_element_type(ptype, name, nl, ev->versions));
+		add_value(ev, out, v, ext, element_type(ev, ptype, name, nl));
 		return;
 	}
 
 	/*
 	 * A choice element: "value" names whichever value[x] member exists.  Only
-	 * one may exist, so the first found is the answer.
+	 * one may exist, so the first found is the answer.  When the parent's
+	 * type is known, only its choice elements (Immunization's doseQuantity is
+	 * no "dose").
 	 */
 	if (nl == 0 || nl > 64 || !islower((unsigned char) name[0]))
+		return;
+	if (ptype != NULL && epic_fhir_type_known(ptype, ev->versions) &&
+		!epic_fhir_is_choice(ptype, name, nl, ev->versions))
 		return;
 	if (ev->ops->member_at != NULL)
 	{
@@ -2080,8 +2143,43 @@ is_integral_text(const char *s, size_t len)
  * string-valued primitive type, a number integer/decimal-like types, a
  * boolean "boolean".  Other objects' types are unknown: they never match.
  */
+/* System type names (FHIRPath's own types; unqualified names of FHIR types win) */
 static bool
-item_is_type(FpEval *ev, const EpicFpItem *it, const char *want)
+fp_system_type(const char *name)
+{
+	static const char *const names[] = {
+		"String", "Integer", "Decimal", "Boolean", "Date", "DateTime", "Time", "Long",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* The System type of a FHIR primitive type (code -> String), or NULL. */
+static const char *
+fp_fhir_system_type(const char *t)
+{
+	static const struct
+	{
+		const char *fhir;
+		const char *sys;
+	}			map[] = {
+		{"string", "String"}, {"boolean", "Boolean"}, {"integer", "Integer"},
+		{"decimal", "Decimal"}, {"date", "Date"}, {"dateTime", "DateTime"},
+		{"instant", "DateTime"}, {"time", "Time"}, {"integer64", "Long"},
+		{"uri", "String"}, {"base64Binary", "String"}, {"xhtml", "String"},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(map[i].fhir, t) == 0)
+			return map[i].sys;
+	return NULL;
+}
+
+static bool
+item_is_type(FpEval *ev, const EpicFpItem *it, const char *want, const char *qual)
 {
 	static const char *const stringish[] = {
 		"string", "code", "uri", "url", "canonical", "id", "oid", "uuid",
@@ -2090,22 +2188,41 @@ item_is_type(FpEval *ev, const EpicFpItem *it, const char *want)
 	static const char *const intish[] = {
 		"integer", "unsignedInt", "positiveInt", "integer64",
 	};
-	FpCat		cat;
+	FpCat		cat = item_cat(ev->ops, it);
+	bool		want_system = qual ? strcmp(qual, "System") == 0 : fp_system_type(want);
+	const char *sys = NULL;
 
-	if (it->type != NULL)
+	if (it->type != NULL && strncmp(it->type, "System.", 7) == 0)
+		sys = it->type + 7;
+	else if (it->type != NULL)
 	{
-		/* the type or one of its ancestors (Age is a Quantity, code a string) */
+		/* a FHIR type or one of its ancestors (Age is a Quantity, code a string) */
 		const char *t = it->type;
 
 		for (int depth = 0; t != NULL && depth < 8; depth++)
 		{
-			if (type_name_eq(t, strlen(t), want))
+			if (!want_system && strcmp(t, want) == 0)
 				return true;
-			t = epic_fhir_parent_type(t, ev->versions);
+			if (sys == NULL)
+				sys = fp_fhir_system_type(t);
+			/* a BackboneElement's type is its path */
+			t = strchr(t, '.') ? "BackboneElement" : epic_fhir_parent_type(t, ev->versions);
 		}
-		return false;
 	}
-	cat = item_cat(ev->ops, it);
+	else if (it->kind != EPIC_FP_NODE)
+	{
+		/* computed values and literals are of System types */
+		char		buf[64];
+		size_t		len;
+		const char *t = epic_fp_item_text(ev->ops, it, buf, sizeof(buf), &len);
+
+		sys = cat == CAT_STRING ? "String" : cat == CAT_BOOL ? "Boolean" :
+			cat == CAT_NUMBER ? (t != NULL && is_integral_text(t, len) ? "Integer" : "Decimal") : NULL;
+	}
+	if (sys != NULL || it->type != NULL)
+		return want_system && sys != NULL && strcmp(sys, want) == 0;
+
+	/* an element of unknown type: by its JSON value */
 	if (cat == CAT_BOOL)
 		return type_name_eq("boolean", 7, want);
 	if (cat == CAT_STRING)
@@ -2215,7 +2332,9 @@ two_digits(const char *p)
 
 /*
  * lowBoundary()/highBoundary() of a (partial) time "hh[:mm[:ss[.fff]]]"
- * into buf: to the millisecond.  Returns the length, 0 if t is not a time.
+ * into buf: to the millisecond.  Seconds with a fraction are already at
+ * millisecond precision (10:00:00.5 is 10:00:00.500 both ways, as
+ * fhirpath.js has it).  Returns the length, 0 if t is not a time.
  * *used is how much of t was consumed.
  */
 static size_t
@@ -2236,7 +2355,7 @@ time_boundary(const char *t, size_t len, bool high, char *buf, size_t *used)
 	if (hh > 23 || mm > 59 || ss > 60)
 		return 0;
 	for (i = 0; i < 3; i++)
-		frac[i] = (tl > 9 + i) ? t[9 + i] : (high ? '9' : '0');
+		frac[i] = (tl > 9 + i) ? t[9 + i] : (high && tl < 9 ? '9' : '0');
 	frac[3] = '\0';
 	*used = tl;
 	return (size_t) snprintf(buf, 32, "%02d:%02d:%02d.%s", hh, mm, ss, frac);
@@ -2343,8 +2462,8 @@ date_boundary(const char *t, size_t len, bool high, int kind, char *buf)
 
 /*
  * lowBoundary()/highBoundary() of a decimal: half a unit of its last digit
- * down/up, with one more digit (1.587 -> 1.5865 / 1.5875).  Integers are
- * exact: they are their own boundaries.
+ * down/up, with one more digit (1.587 -> 1.5865 / 1.5875; 7 -> 6.5 / 7.5,
+ * as fhirpath.js: an integer converts to a decimal of precision 0).
  */
 static void
 push_number_boundary(FpEval *ev, EpicFpResult *out, const EpicFpItem *it, bool high)
@@ -2361,15 +2480,11 @@ push_number_boundary(FpEval *ev, EpicFpResult *out, const EpicFpItem *it, bool h
 
 	if (t == NULL || !item_number(ev->ops, it, &v, &integral))
 		return;
-	if (integral)
-	{
-		push_item(ev, out, it);
+	if (memchr(t, 'e', len) || memchr(t, 'E', len))
 		return;
-	}
+	/* an integer is a decimal without decimal places: 7 -> 6.5 / 7.5 */
 	dot = memchr(t, '.', len);
-	if (dot == NULL || memchr(t, 'e', len) || memchr(t, 'E', len))
-		return;
-	prec = (int) (len - (size_t) (dot - t) - 1);
+	prec = dot ? (int) (len - (size_t) (dot - t) - 1) : 0;
 	if (prec > 15)
 		prec = 15;
 	{
@@ -2563,7 +2678,7 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 			break;
 		case FN_OFTYPE:
 			for (int i = 0; i < nin; i++)
-				if (item_is_type(ev, &in[i], n->args[0]->name))
+				if (item_is_type(ev, &in[i], n->args[0]->name, n->args[0]->littype))
 					push_item(ev, out, &in[i]);
 			break;
 		case FN_JOIN:
@@ -2745,10 +2860,27 @@ compare_items(FpEval *ev, const EpicFpItem *a, const EpicFpItem *b, int *cmp)
 	return false;
 }
 
+/* Drop primitives without a value: operators see them as empty. */
 static void
-eval_binary(FpEval *ev, FpKind kind, const EpicFpResult *l, const EpicFpResult *r,
+drop_noval(EpicFpResult *r)
+{
+	int			keep = 0;
+
+	for (int i = 0; i < r->count; i++)
+		if (!r->items[i].noval)
+			r->items[keep++] = r->items[i];
+	r->count = keep;
+}
+
+static void
+eval_binary(FpEval *ev, FpKind kind, EpicFpResult *l, EpicFpResult *r,
 			EpicFpResult *out)
 {
+	if (kind != FP_UNION)
+	{
+		drop_noval(l);
+		drop_noval(r);
+	}
 	switch (kind)
 	{
 		case FP_UNION:
@@ -2919,7 +3051,10 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 				it.kind = EPIC_FP_STRING;
 				it.str = n->name;
 				it.len = n->namelen;
-				it.type = n->littype;
+				/* a literal is of a System type (@2020 is no FHIR date) */
+				it.type = n->littype == NULL ? NULL :
+					strcmp(n->littype, "date") == 0 ? "System.Date" :
+					strcmp(n->littype, "time") == 0 ? "System.Time" : "System.DateTime";
 				push_item(ev, out, &it);
 				break;
 			}
@@ -3072,6 +3207,7 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 
 				eval_node(ev, n->args[0], in, nin, &l);
 				eval_node(ev, n->args[1], in, nin, &r);
+				/* a primitive without a value equals nothing (as fhirpath.js has it) */
 				if (!ev->failed && l.count > 0 && r.count > 0)
 				{
 					/* 1 equal, 0 not, -1 unknown (empty) */
@@ -3158,7 +3294,6 @@ epic_fp_eval_full(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *ro
 {
 	FpEval		ev;
 	EpicFpItem	ctx;
-	int			keep = 0;
 
 	memset(&ev, 0, sizeof(ev));
 	ev.versions = (fhir_versions & EPIC_FHIR_ANY) ? (fhir_versions & EPIC_FHIR_ANY) : EPIC_FHIR_ANY;
@@ -3186,10 +3321,7 @@ epic_fp_eval_full(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *ro
 		return -1;
 	}
 	/* primitives without a value (only an extension) are no result */
-	for (int i = 0; i < out->count; i++)
-		if (!out->items[i].noval)
-			out->items[keep++] = out->items[i];
-	out->count = keep;
+	drop_noval(out);
 	return 0;
 }
 
@@ -3251,97 +3383,10 @@ epic_fp_uses_constant(const EpicFpExpr *expr, const char *name)
  * The type an expression's items have whatever the resource, where the
  * expression alone decides it: literals, operators and functions, %constants,
  * ofType(X), choice elements named with their type (valueQuantity), and the
- * elements of FHIR's general-purpose datatypes (Quantity.value is a decimal).
- * Elements of resources are not modelled: their type is unknown (NULL).
+ * elements of FHIR types from the type table (Quantity.value is a decimal;
+ * with a resource as the context, Patient.active a boolean).
  * ---------------------------------------------------------------------
  */
-
-/* elements of FHIR datatypes whose type is the same in STU3 and R4 */
-static const struct
-{
-	const char *type;
-	const char *element;
-	const char *element_type;
-}			fp_datatype_elements[] =
-{
-	{"Quantity", "value", "decimal"},
-	{"Quantity", "comparator", "code"},
-	{"Quantity", "unit", "string"},
-	{"Quantity", "system", "uri"},
-	{"Quantity", "code", "code"},
-	{"Money", "value", "decimal"},
-	{"Money", "currency", "code"},
-	{"Range", "low", "Quantity"},
-	{"Range", "high", "Quantity"},
-	{"Ratio", "numerator", "Quantity"},
-	{"Ratio", "denominator", "Quantity"},
-	{"Period", "start", "dateTime"},
-	{"Period", "end", "dateTime"},
-	{"Coding", "system", "uri"},
-	{"Coding", "version", "string"},
-	{"Coding", "code", "code"},
-	{"Coding", "display", "string"},
-	{"Coding", "userSelected", "boolean"},
-	{"CodeableConcept", "coding", "Coding"},
-	{"CodeableConcept", "text", "string"},
-	{"Identifier", "use", "code"},
-	{"Identifier", "type", "CodeableConcept"},
-	{"Identifier", "system", "uri"},
-	{"Identifier", "value", "string"},
-	{"Identifier", "period", "Period"},
-	{"Identifier", "assigner", "Reference"},
-	{"HumanName", "use", "code"},
-	{"HumanName", "text", "string"},
-	{"HumanName", "family", "string"},
-	{"HumanName", "given", "string"},
-	{"HumanName", "prefix", "string"},
-	{"HumanName", "suffix", "string"},
-	{"HumanName", "period", "Period"},
-	{"Address", "use", "code"},
-	{"Address", "type", "code"},
-	{"Address", "text", "string"},
-	{"Address", "line", "string"},
-	{"Address", "city", "string"},
-	{"Address", "district", "string"},
-	{"Address", "state", "string"},
-	{"Address", "postalCode", "string"},
-	{"Address", "country", "string"},
-	{"Address", "period", "Period"},
-	{"ContactPoint", "system", "code"},
-	{"ContactPoint", "value", "string"},
-	{"ContactPoint", "use", "code"},
-	{"ContactPoint", "rank", "positiveInt"},
-	{"ContactPoint", "period", "Period"},
-	{"Reference", "reference", "string"},
-	{"Reference", "identifier", "Identifier"},
-	{"Reference", "display", "string"},
-	{"Attachment", "contentType", "code"},
-	{"Attachment", "language", "code"},
-	{"Attachment", "data", "base64Binary"},
-	{"Attachment", "size", "unsignedInt"},
-	{"Attachment", "hash", "base64Binary"},
-	{"Attachment", "title", "string"},
-	{"Attachment", "creation", "dateTime"},
-	{"Annotation", "time", "dateTime"},
-	{"Extension", "url", "uri"},
-	{"Meta", "versionId", "id"},
-	{"Meta", "lastUpdated", "instant"},
-	{"Meta", "security", "Coding"},
-	{"Meta", "tag", "Coding"},
-	{"Narrative", "status", "code"},
-	{"SampledData", "origin", "Quantity"},
-	{"SampledData", "period", "decimal"},
-	{"SampledData", "factor", "decimal"},
-	{"SampledData", "lowerLimit", "decimal"},
-	{"SampledData", "upperLimit", "decimal"},
-	{"SampledData", "dimensions", "positiveInt"},
-	{"SampledData", "data", "string"},
-};
-
-/* the Quantity profiles: the elements of a Quantity */
-static const char *const fp_quantity_types[] = {
-	"SimpleQuantity", "Age", "Count", "Distance", "Duration", "MoneyQuantity",
-};
 
 /* names of choice elements ([x]) in STU3 and R4 resources and datatypes */
 static const char *const fp_choice_prefixes[] = {
@@ -3394,28 +3439,35 @@ fp_canonical_type(const char *name, size_t len)
 	return NULL;
 }
 
-/* The type of element name of a value of type t, or NULL. */
+/* The FHIR name of a System type (String -> string), for SQL typing */
+static const char *
+fp_system_to_fhir(const char *sys)
+{
+	static const char *const names[][2] = {
+		{"String", "string"}, {"Boolean", "boolean"}, {"Integer", "integer"},
+		{"Decimal", "decimal"}, {"Date", "date"}, {"DateTime", "dateTime"}, {"Time", "time"},
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(names[i][0], sys) == 0)
+			return names[i][1];
+	return NULL;
+}
+
+/*
+ * The type of element name of a value of type t (a type name, a
+ * BackboneElement's path, or NULL when unknown), or NULL: from the FHIR type
+ * table (fhir_types.h; STU3's or R4's), else a choice element named with
+ * its type (valueQuantity, onsetDateTime).
+ */
 static const char *
 fp_member_type(const char *t, const char *name)
 {
 	size_t		nl = strlen(name);
+	const char *r = epic_fhir_element_type(t, name, nl, EPIC_FHIR_ANY);
 
-	if (t != NULL && !islower((unsigned char) t[0]))
-	{
-		/* a complex type: every element has id and extension */
-		if (strcmp(name, "id") == 0)
-			return "string";
-		if (strcmp(name, "extension") == 0 || strcmp(name, "modifierExtension") == 0)
-			return "Extension";
-		for (size_t i = 0; i < sizeof(fp_quantity_types) / sizeof(fp_quantity_types[0]); i++)
-			if (strcmp(t, fp_quantity_types[i]) == 0)
-				t = "Quantity";
-		for (size_t i = 0; i < sizeof(fp_datatype_elements) / sizeof(fp_datatype_elements[0]); i++)
-			if (strcmp(fp_datatype_elements[i].type, t) == 0 &&
-				strcmp(fp_datatype_elements[i].element, name) == 0)
-				return fp_datatype_elements[i].element_type;
-	}
-	/* a choice element named with its type: valueQuantity, onsetDateTime */
+	if (r != NULL)
+		return strncmp(r, "System.", 7) == 0 ? fp_system_to_fhir(r + 7) : r;
 	for (size_t i = 0; i < sizeof(fp_choice_prefixes) / sizeof(fp_choice_prefixes[0]); i++)
 	{
 		size_t		pl = strlen(fp_choice_prefixes[i]);
@@ -3570,4 +3622,10 @@ const char *
 epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *env)
 {
 	return static_type(expr->root, NULL, env);
+}
+
+const char *
+epic_fp_static_type_in(const EpicFpExpr *expr, const EpicFpEnv *env, const char *context_type)
+{
+	return static_type(expr->root, context_type, env);
 }

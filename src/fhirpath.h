@@ -22,6 +22,12 @@
  *                  getResourceKey(), getReferenceKey([Type]),
  *                  iif(cond, then[, else]), select(expr), combine(other)
  *
+ * Items carry their FHIR type from the resource down (fhir_types.h: the
+ * STU3/R4 element-type table), for ofType(), comparisons (dates are no
+ * strings; dates/times by value and precision) and boundaries.  The README's
+ * FHIRPath section is the full description; test/fhirpath_oracle compares
+ * the evaluator with fhirpath.js.
+ *
  * Lenient where FHIRPath would raise an error: comparison and arithmetic
  * on a collection of more than one item, or on mismatched types, give an
  * empty result; so does division by zero.
@@ -187,7 +193,10 @@ extern int	epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, cons
  * The same with the FHIR version(s) whose element types apply (1 STU3, 2 R4,
  * 3 either: R4's type where both define an element; the functions above use
  * 3) and the FHIR type of focus when it is not a resource (a forEach item:
- * "HumanName", "Patient.contact"; NULL when unknown).
+ * "HumanName", "Patient.contact"; NULL when unknown).  focus_type must be a
+ * string that lives as long as the process (a literal, or one the type table
+ * or epic_fp_static_type_in returned): element types are cached by its
+ * address.
  */
 extern int	epic_fp_eval_full(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
 							  const void *focus, const char *focus_type, const EpicFpEnv *env,
@@ -213,10 +222,19 @@ extern bool epic_fp_uses_constant(const EpicFpExpr *expr, const char *name);
  * The FHIR type every item of expr has whatever the resource ("boolean",
  * "decimal", "Quantity", ...), when the expression alone decides it: from
  * literals, operators, functions, env's constants, ofType(), choice elements
- * named with their type (valueQuantity) and the elements of FHIR's general
- * purpose datatypes.  NULL when unknown (e.g. an element of a resource).
+ * named with their type (valueQuantity) and the elements of FHIR datatypes
+ * (the type table).  NULL when unknown (e.g. an element of a resource whose
+ * type is not given: see epic_fp_static_type_in).
  */
 extern const char *epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *env);
+/*
+ * The same for expr evaluated on a value of FHIR type context_type (a
+ * resource type such as "Patient", a BackboneElement's path, a datatype):
+ * its elements are typed by the FHIR type table (R4's type where STU3 and
+ * R4 differ).  Returns a static string, or context_type itself.
+ */
+extern const char *epic_fp_static_type_in(const EpicFpExpr *expr, const EpicFpEnv *env,
+										  const char *context_type);
 
 /* If expr is a plain member path ("a.b.c") return it, else NULL (for pushdown). */
 extern const char *epic_fp_text(const EpicFpExpr *expr);

@@ -205,6 +205,14 @@ typedef struct Transfer
 	char	   *content_type;
 	char	   *www_authenticate;
 	char	   *retry_after;
+	char	   *content_location;
+	char	   *x_progress;
+	/* a sink file (Bulk Data downloads): see sink_write() */
+	bool		sink;
+	bool		sink_started;
+	int			sink_fd;
+	int			sink_errno;
+	CURL	   *easy;
 } Transfer;
 
 /* One transfer through the client's multi handle (palloc'd in its context). */
@@ -226,6 +234,49 @@ struct EpicHttpXfer
 };
 
 /*
+ * A 2xx body of a request with a sink goes to the sink file (truncated when
+ * the body starts, so that a retried download starts over); any other body
+ * (an error's OperationOutcome) to resp->body.  Returns false on a write
+ * failure (errno kept for epic_http_finish).  No ereport, no palloc.
+ */
+static bool
+sink_write(Transfer *t, const char *ptr, size_t n, bool *done)
+{
+	long		code = 0;
+
+	*done = false;
+	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (code < 200 || code >= 300)
+		return true;
+	if (!t->sink_started)
+	{
+		t->sink_started = true;
+		if (ftruncate(t->sink_fd, 0) != 0 || lseek(t->sink_fd, 0, SEEK_SET) < 0)
+		{
+			t->sink_errno = errno;
+			return false;
+		}
+	}
+	while (n > 0)
+	{
+		ssize_t		w = write(t->sink_fd, ptr, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+		{
+			t->sink_errno = w < 0 ? errno : ENOSPC;
+			return false;
+		}
+		ptr += w;
+		n -= w;
+		t->resp->sink_bytes += w;
+	}
+	*done = true;
+	return true;
+}
+
+/*
  * Append the received bytes to the body.  Never raises: an allocation
  * failure or a body over the limit returns 0, which makes libcurl fail the
  * transfer (epic_http_finish reports why).
@@ -237,6 +288,15 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	StringInfo	body = &t->resp->body;
 	size_t		n = size * nmemb;
 
+	if (t->sink)
+	{
+		bool		done;
+
+		if (!sink_write(t, ptr, n, &done))
+			return 0;			/* aborts the transfer */
+		if (done)
+			return n;
+	}
 	if ((size_t) body->len + n > t->limit)
 	{
 		t->too_large = true;
@@ -265,6 +325,13 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	body->len += (int) n;
 	body->data[body->len] = '\0';
 	return n;
+}
+
+/* A body nobody reads (epic_http_delete_quiet). */
+static size_t
+discard_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	return size * nmemb;
 }
 
 /*
@@ -314,11 +381,18 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 			pfree(t->www_authenticate);
 		if (t->retry_after)
 			pfree(t->retry_after);
+		if (t->content_location)
+			pfree(t->content_location);
+		if (t->x_progress)
+			pfree(t->x_progress);
 		t->content_type = t->www_authenticate = t->retry_after = NULL;
+		t->content_location = t->x_progress = NULL;
 		return n;
 	}
 	if (!header_value(t, buffer, n, "Content-Type", &t->content_type) &&
-		!header_value(t, buffer, n, "WWW-Authenticate", &t->www_authenticate))
+		!header_value(t, buffer, n, "WWW-Authenticate", &t->www_authenticate) &&
+		!header_value(t, buffer, n, "Content-Location", &t->content_location) &&
+		!header_value(t, buffer, n, "X-Progress", &t->x_progress))
 		(void) header_value(t, buffer, n, "Retry-After", &t->retry_after);
 	return t->out_of_memory ? 0 : n;	/* 0 fails the transfer */
 }
@@ -603,6 +677,9 @@ epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResp
 				(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl handle")));
 	x->easy = curl;
+	x->t.easy = curl;
+	x->t.sink = req->sink;
+	x->t.sink_fd = req->sink_fd;
 	x->cb.func = xfer_reset_cb;
 	x->cb.arg = x;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, &x->cb);
@@ -651,6 +728,13 @@ epic_http_start(EpicHttpClient *client, const EpicHttpRequest *req, EpicHttpResp
 	for (int i = 0; i < (int) lengthof(req->extra_headers); i++)
 		if (req->extra_headers[i] != NULL)
 			append_json_headers(x, req->extra_headers[i]);
+	if (req->prefer)
+	{
+		char	   *h = psprintf("Prefer: %s", req->prefer);
+
+		add_header(x, h);
+		pfree(h);
+	}
 	if (req->bearer)
 	{
 		x->auth_header = psprintf("Authorization: Bearer %s", req->bearer);
@@ -800,6 +884,8 @@ epic_http_finish(EpicHttpXfer *x)
 	resp->content_type = x->t.content_type;
 	resp->www_authenticate = x->t.www_authenticate;
 	resp->retry_after = x->t.retry_after;
+	resp->content_location = x->t.content_location;
+	resp->x_progress = x->t.x_progress;
 
 	if (rc == CURLE_ABORTED_BY_CALLBACK)
 	{
@@ -814,6 +900,14 @@ epic_http_finish(EpicHttpXfer *x)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while receiving a FHIR response"),
 				 errcontext("FHIR request: %s %s", x->method, x->display)));
+	if (rc == CURLE_WRITE_ERROR && x->t.sink_errno != 0)
+	{
+		errno = x->t.sink_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write a temporary file for a Bulk Data file: %m"),
+				 errcontext("FHIR request: %s %s", x->method, x->display)));
+	}
 	if (rc == CURLE_WRITE_ERROR && x->t.too_large)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -1011,4 +1105,69 @@ epic_url_same_origin(const char *a, const char *b)
 	curl_url_cleanup(ua);
 	curl_url_cleanup(ub);
 	return same;
+}
+
+/* ------------------------------------------------------------------------
+ * Bulk Data clean-up (bulk.c): DELETE of an export's status URL
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Send DELETE url with its own easy handle, waiting at most timeout_ms:
+ * the HTTP status, or 0 when the request failed.  Runs during transaction
+ * abort (a cancelled or failed bulk scan), so it never raises an ERROR and
+ * allocates only with malloc (curl's own); the bearer header is wiped.
+ */
+long
+epic_http_delete_quiet(const char *url, const char *bearer, const char *ca_file, long timeout_ms)
+{
+	CURL	   *curl;
+	struct curl_slist *headers = NULL;
+	char	   *auth = NULL;
+	long		status = 0;
+
+	if (!curl_ready || url == NULL || !epic_url_is_https(url))
+		return 0;
+	curl = curl_easy_init();
+	if (curl == NULL)
+		return 0;
+	headers = curl_slist_append(headers, "Accept: application/fhir+json");
+	if (bearer != NULL)
+	{
+		size_t		len = strlen(bearer) + 32;
+
+		auth = malloc(len);
+		if (auth != NULL)
+		{
+			snprintf(auth, len, "Authorization: Bearer %s", bearer);
+			headers = curl_slist_append(headers, auth);
+		}
+	}
+	if (curl_easy_setopt(curl, CURLOPT_URL, url) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
+		(ca_file == NULL || curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file) == CURLE_OK) &&
+		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "DELETE") == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_NOBODY, 0L) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_cb) == CURLE_OK &&
+		curl_easy_setopt(curl, CURLOPT_USERAGENT, "epic_fdw/0.3") == CURLE_OK &&
+		curl_easy_perform(curl) == CURLE_OK)
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(curl);
+	for (struct curl_slist *h = headers; h != NULL; h = h->next)
+		if (h->data)
+			explicit_bzero(h->data, strlen(h->data));
+	curl_slist_free_all(headers);
+	if (auth != NULL)
+	{
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+	}
+	return status;
 }

@@ -44,7 +44,9 @@ typedef enum EpicOptKind
 	OPT_ROWS,					/* a positive row estimate */
 	OPT_SEARCH_PARAM,			/* name[:type] of a column's search parameter */
 	OPT_HEADERS,				/* a JSON object of extra request headers */
-	OPT_VIEW					/* a SQL on FHIR ViewDefinition (JSON) */
+	OPT_VIEW,					/* a SQL on FHIR ViewDefinition (JSON) */
+	OPT_FHIR_ID,				/* a FHIR logical id (bulk_group) */
+	OPT_BULK_ERRORS				/* 'warn' or 'error' */
 } EpicOptKind;
 
 typedef struct EpicOption
@@ -78,6 +80,7 @@ static const EpicOption epic_options[] = {
 	{"max_concurrency", ForeignServerRelationId, OPT_INT, false, 1, 64},
 	{"max_url_length", ForeignServerRelationId, OPT_INT, false, 256, 65536},
 	{"batch_memory", ForeignServerRelationId, OPT_INT, false, 65536, 1073741821},
+	{"bulk_timeout", ForeignServerRelationId, OPT_INT, false, 1, 604800},
 	/* USER MAPPING */
 	{"client_id", UserMappingRelationId, OPT_TEXT, false, 0, 0},
 	{"private_key", UserMappingRelationId, OPT_PEM, false, 0, 0},
@@ -91,6 +94,9 @@ static const EpicOption epic_options[] = {
 	{"search", ForeignTableRelationId, OPT_SEARCH, false, 0, 0},
 	{"rows", ForeignTableRelationId, OPT_ROWS, false, 0, 0},
 	{"view_definition", ForeignTableRelationId, OPT_VIEW, false, 0, 0},
+	{"bulk_group", ForeignTableRelationId, OPT_FHIR_ID, false, 0, 0},
+	{"bulk_timeout", ForeignTableRelationId, OPT_INT, false, 1, 604800},
+	{"bulk_errors", ForeignTableRelationId, OPT_BULK_ERRORS, false, 0, 0},
 	/* COLUMN */
 	{"path", AttributeRelationId, OPT_PATH, false, 0, 0},
 	{"search_param", AttributeRelationId, OPT_SEARCH_PARAM, false, 0, 0},
@@ -429,6 +435,25 @@ check_option(DefElem *def, Oid context)
 				epic_view_free(v);
 				break;
 			}
+		case OPT_FHIR_ID:
+			{
+				/* FHIR R4 id: [A-Za-z0-9\-\.]{1,64} */
+				size_t		len = strlen(value);
+
+				if (len > 64 || strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.") != len)
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+							 errhint("Give the Group's FHIR id: letters, digits, '-' and '.', at most 64.")));
+				break;
+			}
+		case OPT_BULK_ERRORS:
+			if (strcmp(value, "warn") != 0 && strcmp(value, "error") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"bulk_errors\": \"%s\"", value),
+						 errhint("Valid values are \"warn\" and \"error\".")));
+			break;
 		case OPT_SEARCH_PARAM:
 			{
 				EpicSearchType st;
@@ -587,6 +612,7 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 	opts->or_lists = true;
 	opts->max_retries = EPIC_DEFAULT_MAX_RETRIES;
 	opts->max_concurrency = EPIC_DEFAULT_MAX_CONCURRENCY;
+	opts->bulk_timeout = EPIC_DEFAULT_BULK_TIMEOUT;
 	opts->max_response_size = EPIC_DEFAULT_MAX_RESPONSE_SIZE;
 	opts->max_url_length = EPIC_DEFAULT_MAX_URL_LENGTH;
 	opts->batch_memory = EPIC_DEFAULT_BATCH_MEMORY;
@@ -633,6 +659,8 @@ epic_get_server_options(ForeignServer *server, EpicServerOptions *opts)
 			opts->view_dir = v;
 		else if (strcmp(def->defname, "max_concurrency") == 0)
 			opts->max_concurrency = parse_int_option(lookup("max_concurrency", ForeignServerRelationId), v);
+		else if (strcmp(def->defname, "bulk_timeout") == 0)
+			opts->bulk_timeout = parse_int_option(lookup("bulk_timeout", ForeignServerRelationId), v);
 		else if (strcmp(def->defname, "max_response_size") == 0)
 			opts->max_response_size = parse_int_option(lookup("max_response_size", ForeignServerRelationId), v);
 		else if (strcmp(def->defname, "max_url_length") == 0)
@@ -701,6 +729,12 @@ epic_get_table_options(ForeignTable *table, EpicTableOptions *opts)
 			opts->rows = strtod(defGetString(def), NULL);
 		else if (strcmp(def->defname, "view_definition") == 0)
 			opts->view_definition = defGetString(def);
+		else if (strcmp(def->defname, "bulk_group") == 0)
+			opts->bulk_group = defGetString(def);
+		else if (strcmp(def->defname, "bulk_timeout") == 0)
+			opts->bulk_timeout = parse_int_option(lookup("bulk_timeout", ForeignTableRelationId), defGetString(def));
+		else if (strcmp(def->defname, "bulk_errors") == 0)
+			opts->bulk_errors_fatal = strcmp(defGetString(def), "error") == 0;
 	}
 }
 

@@ -15,6 +15,7 @@
  *-------------------------------------------------------------------------
  */
 #include "scan.h"
+#include "bulk.h"
 
 #include <math.h>
 
@@ -59,6 +60,18 @@ epic_scan_begin(ForeignScanState *node, List *priv, Index scanrelid, int eflags)
 	st->count = intVal(list_nth(priv, EpicPrivCount));
 	st->limit = intVal(list_nth(priv, EpicPrivLimit));
 	st->key_index = -1;
+	st->bulk_since_index = -1;
+	if (list_length(priv) > EpicPrivBulk)
+	{
+		List	   *b = list_nth(priv, EpicPrivBulk);
+
+		st->bulk_group = strVal(linitial(b));
+		st->bulk_since = strVal(lsecond(b));
+		if (st->bulk_since[0] == '\0')
+			st->bulk_since = NULL;
+		st->bulk_since_index = intVal(lthird(b));
+		st->bulk_since_strict = intVal(lfourth(b)) != 0;
+	}
 	st->stats.table = st->table->relname;
 	st->scan_cxt = CurrentMemoryContext;
 	st->seen.cxt = CurrentMemoryContext;
@@ -636,6 +649,66 @@ start_request(EpicScanState *st)
 	pfree(url);
 }
 
+/*
+ * Start (or, on a rescan of the same request, rewind) the export of a bulk
+ * table; false when a run-time _since value is NULL (no row can match).
+ */
+static bool
+start_bulk(ForeignScanState *node, EpicScanState *st)
+{
+	const char *since = st->bulk_since;
+	char	   *request;
+	MemoryContext old;
+
+	if (st->bulk_since_index >= 0)
+	{
+		bool		isnull;
+		Datum		d = ExecEvalExpr(list_nth(st->runtime_states, st->bulk_since_index),
+									 node->ss.ps.ps_ExprContext, &isnull);
+
+		if (isnull)
+			return false;
+		since = epic_bulk_since_text(DatumGetTimestampTz(d), st->bulk_since_strict);
+	}
+	request = epic_bulk_request(st->bulk_group, st->resource, since);
+	if (st->bulk != NULL && strcmp(request, st->bulk_request) == 0)
+	{
+		/* a rescan reads the same manifest's files again */
+		epic_bulk_rewind(st->bulk);
+		return true;
+	}
+	if (st->bulk != NULL)
+		epic_bulk_end(st->bulk);
+	st->bulk = NULL;
+	if (st->conn == NULL)
+		st->conn = epic_get_connection(st->um, st->table->server);
+	old = MemoryContextSwitchTo(st->scan_cxt);
+	st->bulk_request = pstrdup(request);
+	st->bulk = epic_bulk_begin(st->conn, st->um, st->table, request, &st->stats);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* Make the next chunk of a bulk table's files the current page; false at the end. */
+static bool
+next_bulk_page(EpicScanState *st)
+{
+	MemoryContext old;
+
+	release_page(st);
+	st->page_cxt = AllocSetContextCreate(st->rescan_cxt, "epic_fdw page",
+										 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(st->page_cxt);
+	st->page = epic_bulk_next_page(st->bulk);
+	MemoryContextSwitchTo(old);
+	if (st->page == NULL)
+	{
+		release_page(st);
+		return false;
+	}
+	return true;
+}
+
 /* What errcontext shows while a column value is converted. */
 typedef struct ConversionContext
 {
@@ -714,12 +787,23 @@ epic_scan_next_row(ForeignScanState *node, EpicScanState *st)
 					 errhint("Add a condition on the column searched by \"%.*s\", or give the table OPTIONS (search '%.*s=...').",
 							 (int) strcspn(st->missing_required, "|"), st->missing_required,
 							 (int) strcspn(st->missing_required, "|"), st->missing_required)));
-		if (!build_requests(node, st))
+		if (st->bulk_group != NULL)
 		{
-			st->done = true;
-			return false;
+			if (!start_bulk(node, st) || !next_bulk_page(st))
+			{
+				st->done = true;
+				return false;
+			}
 		}
-		start_request(st);
+		else
+		{
+			if (!build_requests(node, st))
+			{
+				st->done = true;
+				return false;
+			}
+			start_request(st);
+		}
 	}
 
 	for (;;)
@@ -734,7 +818,16 @@ epic_scan_next_row(ForeignScanState *node, EpicScanState *st)
 		/* advance to a page with a resource left */
 		while (st->next_index >= epic_page_count(st->page))
 		{
-			if (st->next_url != NULL)
+			if (st->bulk != NULL)
+			{
+				CHECK_FOR_INTERRUPTS();
+				if (!next_bulk_page(st))
+				{
+					st->done = true;
+					return false;
+				}
+			}
+			else if (st->next_url != NULL)
 			{
 				char	   *url = pstrdup(st->next_url);
 
@@ -837,6 +930,9 @@ epic_scan_end(EpicScanState *st)
 	epic_fhir_abandon(st->prefetch, &st->stats);
 	st->prefetch = NULL;
 	release_page(st);
+	if (st->bulk != NULL)
+		epic_bulk_end(st->bulk);	/* DELETEs the job if it is still there */
+	st->bulk = NULL;
 	MemoryContextDelete(st->rescan_cxt);
 	st->rescan_cxt = NULL;
 	epic_view_rows_free(&st->rows);

@@ -23,7 +23,11 @@ enum EpicScanPrivateIndex
 	EpicPrivRetrieved,			/* List of Integer attnums to compute */
 	EpicPrivMissingRequired,	/* String: required param not supplied, or "" */
 	EpicPrivCount,				/* Integer: _count to ask for */
-	EpicPrivLimit				/* Integer: rows the query needs at most, or -1 */
+	EpicPrivLimit,				/* Integer: rows the query needs at most, or -1 */
+	EpicPrivBulk				/* bulk tables only: List of String group,
+								 * String constant _since or "", Integer
+								 * fdw_exprs index of a run-time _since or -1,
+								 * Integer 1 if strict (>) */
 };
 
 /* A search result kept for rescans with the same request (joins). */
@@ -103,6 +107,14 @@ typedef struct EpicScanState
 	List	   *key_values;		/* encoded values (char *) */
 
 	struct EpicJoinState *join; /* a join: this is the driving side */
+
+	/* a bulk table (bulk_group): its export job, kept across rescans */
+	char	   *bulk_group;		/* NULL: a search table */
+	char	   *bulk_since;		/* constant _since text, or NULL */
+	int			bulk_since_index;	/* fdw_exprs index of a run-time one, or -1 */
+	bool		bulk_since_strict;
+	struct EpicBulkJob *bulk;	/* in scan_cxt */
+	char	   *bulk_request;	/* the job's kick-off request */
 
 	EpicOutcomeSeen seen;
 	EpicScanStats stats;

@@ -1388,6 +1388,28 @@ epic_view_sql_type(const char *fhir_type, bool collection)
 	return "jsonb[]";
 }
 
+/*
+ * The FHIR type of the nodes selection si's paths are evaluated on: the
+ * resource for the root, a forEach path's type (HumanName for name, the
+ * path Patient.contact for a BackboneElement), NULL when unknown (repeat).
+ */
+static const char *
+select_context_type(const EpicView *view, int si, int depth)
+{
+	const EpicViewSelect *s = &view->selects[si];
+	const char *parent;
+
+	if (s->parent < 0 || depth > 64)
+		return view->resource;
+	parent = select_context_type(view, s->parent, depth + 1);
+	if (s->kind == EPIC_VIEW_PLAIN)
+		return parent;
+	if ((s->kind == EPIC_VIEW_FOREACH || s->kind == EPIC_VIEW_FOREACH_OR_NULL) && s->iter != NULL &&
+		parent != NULL)
+		return epic_fp_static_type_in(s->iter, &view->env, parent);
+	return NULL;
+}
+
 /* A column's FHIR type: declared, else the boolean or numeric type its path gives */
 static const char *
 column_fhir_type(const EpicView *view, const EpicViewColumn *col)
@@ -1403,7 +1425,8 @@ column_fhir_type(const EpicView *view, const EpicViewColumn *col)
 		 */
 		const char *sql;
 
-		t = epic_fp_static_type(col->expr, &view->env);
+		t = epic_fp_static_type_in(col->expr, &view->env,
+								   select_context_type(view, col->select, 0));
 		sql = t ? epic_view_sql_type(t, false) : NULL;
 		if (sql == NULL || (strcmp(sql, "boolean") != 0 && strcmp(sql, "integer") != 0 &&
 							strcmp(sql, "bigint") != 0 && strcmp(sql, "numeric") != 0))

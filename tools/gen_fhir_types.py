@@ -20,7 +20,7 @@ Output, sorted for binary search (a version mask: 1 STU3, 2 R4):
                   a contentReference has the path it refers to.  Elements
                   every type has (extension, modifierExtension) are left out:
                   fhir_types.c answers them.  FHIRPath System types
-                  (System.String, for Element.id in R4) become FHIR's (string).
+                  (System.String, for Element.id in R4) stay.
   fhir_parents[]  type, parent type, mask.
   fhir_choices[]  choice element path ("Observation.value"), mask.
 """
@@ -28,9 +28,9 @@ import json
 import os
 import sys
 
-SYSTEM = {"System.String": "string", "System.Boolean": "boolean", "System.Integer": "integer",
-          "System.Decimal": "decimal", "System.Date": "date", "System.DateTime": "dateTime",
-          "System.Time": "time"}
+# FHIRPath System types (R4's Resource.id and Element.id are System.String)
+# stay: FHIRPath tells System.String from FHIR's string (ofType(string) is
+# false for them, ofType(String) true), as fhirpath.js does.
 VERSIONS = (("stu3", 1), ("r4", 2))
 
 
@@ -56,7 +56,6 @@ def main():
                 continue
             if isinstance(t, dict):
                 t = t["code"]
-            t = SYSTEM.get(t, t)
             if k in with_children and t in ("BackboneElement", "Element"):
                 t = ""
             paths.setdefault((k, t), 0)

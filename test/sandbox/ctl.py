@@ -38,6 +38,9 @@ Usage: EPIC_SANDBOX_DIR=DIR /usr/bin/python3 ctl.py CMD [ARGS]
                         outcome issue "not-supported", left out of the self link);
                         prints nothing
   dataset-delete NAME   drop the named dataset NAME
+  bulk JSON             Bulk Data export switches for jobs kicked off from now on (see
+                        bulk.py: file_size, polls, gzip, never_complete, ...); {} resets
+  bulk-update NAME JSON change the named dataset NAME: {"upsert": [...], "delete": [...]}
   datasets              every dataset served: NAME VERSION RULES TYPE=N ... one a line
 
 In the log, requests answered by a fault get " fault=<kind>" appended (their status is
@@ -107,7 +110,22 @@ def log_path(e):
         res, _, query = p.partition("?")
         p = res + "?" + "&".join("_getpages=*" if kv.startswith("_getpages=") else kv
                                  for kv in query.split("&"))
+    if e.get("kind") == "bulk":
+        parts = p.split("/")
+        if len(parts) >= 2:
+            parts[1] = "*"      # the random job id
+        p = "/".join(parts)
     return p
+
+
+def bulk_suffix(e):
+    """Bulk Data requests (bulk.py): the job/file part is random, so only its kind and
+    file name are shown, with the origin asked and whether a bearer token came along."""
+    if e["kind"] != "bulk":
+        return ""
+    return " host=%s token=%s%s" % ("other" if e.get("host", "").startswith("127.") else "fhir",
+                                    "yes" if e.get("token") else "no",
+                                    " gzip" if e.get("gzip") else "")
 
 
 def main(argv):
@@ -131,14 +149,20 @@ def main(argv):
         request("POST", "/_sandbox/expire-pages")
     elif cmd == "log" and not args:
         for e in request("GET", "/_sandbox/log"):
-            print("%s %s %s %s%s" % (e["kind"], e["method"], log_path(e), e["status"],
-                                     " fault=%s" % e["fault"] if e.get("fault") else ""))
+            print("%s %s %s %s%s%s" % (e["kind"], e["method"], log_path(e), e["status"],
+                                       " fault=%s" % e["fault"] if e.get("fault") else "",
+                                       bulk_suffix(e)))
     elif cmd == "fault" and len(args) == 1:
         try:
             json.loads(args[0])
         except ValueError as e:
             die("fault: not JSON: %s" % e, 1)
         request("POST", "/_sandbox/fault", args[0].encode("utf-8"))
+    elif cmd == "bulk" and len(args) == 1:
+        request("POST", "/_sandbox/bulk", args[0].encode("utf-8"))
+    elif cmd == "bulk-update" and len(args) == 2:
+        request("POST", "/_sandbox/bulk-update?" + urllib.parse.urlencode([("dataset", args[0])]),
+                args[1].encode("utf-8"))
     elif cmd == "faults" and not args:
         print(json.dumps(request("GET", "/_sandbox/faults"), indent=1))
     elif cmd == "faults-clear" and not args:

@@ -95,6 +95,7 @@ import urllib.parse
 import jwt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bulk as bulk_mod  # noqa: E402
 import dataset as dataset_mod  # noqa: E402
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -683,6 +684,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.control(method, raw_path[len("/_sandbox/"):], query)
         if raw_path == "/oauth2/token":
             return self.token(method)
+        if raw_path.startswith("/_bulk/"):
+            return bulk_mod.serve(self, method, raw_path)  # Bulk Data jobs and files (bulk.py)
         if raw_path.startswith("/api/FHIR/"):
             rest = self.path[len("/api/FHIR/"):]
             version, _, rel = rest.partition("/")
@@ -733,6 +736,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, {"ok": True, "expired": n})
         if name == "dataset" and method in ("POST", "DELETE"):
             return self.control_dataset(method, params)
+        if name.startswith("bulk") and bulk_mod.control(self, method, name, params):
+            return None
         if method == "GET" and name == "datasets":
             return self.send_json(200, {ds.name: {
                 "version": ds.version,
@@ -979,6 +984,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return done(401, b"", {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
         entry["client_id"] = client_id
 
+        if dataset and bulk_mod.is_kickoff(rel):
+            return done(*bulk_mod.kickoff(self, method, ds, rel, base_url))
         if dataset:
             status, payload = ds.handle(method, rel, base_url)
             if 200 <= status < 300:

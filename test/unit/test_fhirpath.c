@@ -212,6 +212,13 @@ test_issue14(void)
 	expect_in(dates, "onset.ofType(Quantity).value", "5");
 	expect_in(dates, "onset.ofType(Age).unit", "a");
 	expect_in(dates, "onset.ofType(Duration).exists()", "false");
+	/* BackboneElements: typed by their path; their elements by the table */
+	expect_in("{\"resourceType\":\"Patient\",\"contact\":[{\"name\":{\"family\":\"f\"},\"gender\":\"male\"}]}",
+			  "contact.ofType(BackboneElement).count() = 1 and contact.ofType(Element).count() = 1 and "
+			  "contact.name.ofType(HumanName).family = 'f' and contact.gender.ofType(code) = 'male'", "true");
+	/* only the type's choice elements resolve: Immunization's doseQuantity is no dose[x] */
+	expect_in("{\"resourceType\":\"Immunization\",\"doseQuantity\":{\"value\":1}}", "dose.exists()", "false");
+	expect_in("{\"resourceType\":\"Immunization\",\"doseQuantity\":{\"value\":1}}", "doseQuantity.value", "1");
 
 	/* 8. negative indexes are empty, not a syntax error */
 	expect(NULL, "(1|2|3)[-1]", "");
@@ -221,6 +228,9 @@ test_issue14(void)
 	expect_in(prac, "name.family.exists()", "true");
 	expect_in(prac, "name.family.count()", "1");
 	expect_in(prac, "name.family", "");
+	expect_in(prac, "name.family & '!'", "!");	/* operators see no value: empty */
+	expect_in(prac, "name.family = 'x'", "false");
+	expect_in(prac, "name.family != 'x'", "true");
 	expect_in(prac, "name.family.extension('http://hl7.org/fhir/StructureDefinition/data-absent-reason').value",
 			  "masked");
 	expect_in(prac, "name.given.count()", "2");
@@ -327,15 +337,28 @@ main(void)
 		expect(doc, "multipleBirth.ofType(integer)", "2");
 		expect(doc, "multipleBirth.ofType(decimal)", "");
 		/* elements typed by the FHIR type table (R4's Resource.id is System.String) */
-		expect(doc, "id.ofType(string)", "p1");
+		expect(doc, "id.ofType(string)", "");
+		expect(doc, "id.ofType(String)", "p1");
 		expect(doc, "id.ofType(id)", "");
 		expect(doc, "active.ofType(boolean)", "true");
 		expect(doc, "name.ofType(HumanName)", "<node>|<node>");
 		expect(doc, "name.ofType(Element).count()", "2");
 		expect(doc, "name.ofType(Quantity)", "");
-		expect(doc, "'x'.ofType(string)", "x");
-		expect(doc, "@2020.ofType(date)", "2020");
-		expect(doc, "@2020-01-01T10:00.ofType(dateTime)", "2020-01-01T10:00");
+		/* literals are of System types (String), elements of FHIR types (string) */
+		expect(doc, "'x'.ofType(string)", "");
+		expect(doc, "'x'.ofType(String)", "x");
+		expect(doc, "'x'.ofType(System.String)", "x");
+		expect(doc, "name.given.ofType(String).count()", "3");
+		expect(doc, "name.given.ofType(FHIR.string).count()", "3");
+		expect(doc, "name.use.ofType(code).count()", "2");
+		expect(doc, "name.use.ofType(string).count()", "2");	/* code is a string */
+		expect(doc, "name.use.ofType(uri).count()", "0");
+		expect(doc, "1.ofType(integer)", "");
+		expect(doc, "1.ofType(Integer)", "1");
+		expect(doc, "1.5.ofType(Decimal)", "1.5");
+		expect(doc, "@2020.ofType(date)", "");
+		expect(doc, "@2020.ofType(Date)", "2020");
+		expect(doc, "@2020-01-01T10:00.ofType(DateTime)", "2020-01-01T10:00");
 
 		/* extension(url) */
 		expect(obs, "extension('http://x/birthsex').value.ofType(code)", "F");
@@ -366,9 +389,9 @@ main(void)
 			   "2021-04-05T08:30:15.100Z|10:15:00.000");
 		expect(obs, "dates.highBoundary()",
 			   "1987-12-31|2020-02-29|2019-02-28|2021-04-05|2021-04-05T08:59:59.999-12:00|"
-			   "2021-04-05T08:30:15.199Z|10:15:59.999");
+			   "2021-04-05T08:30:15.100Z|10:15:59.999");
 		expect(obs, "issued.lowBoundary()", "2020-03-04T10:20:30.500+02:00");
-		expect(obs, "issued.highBoundary()", "2020-03-04T10:20:30.599+02:00");
+		expect(obs, "issued.highBoundary()", "2020-03-04T10:20:30.500+02:00");
 		/* a dateTime without a zone could be in any: the extreme ones */
 		expect(obs, "effective.highBoundary()", "2020-03-04T10:20:59.999-12:00");
 		expect(obs, "effective.lowBoundary()", "2020-03-04T10:20:00.000+14:00");
@@ -389,7 +412,8 @@ main(void)
 		expect(doc, "1.587.lowBoundary()", "1.5865");
 		expect(doc, "1.587.highBoundary()", "1.5875");
 		expect(doc, "(-1.5).lowBoundary()", "-1.55");
-		expect(doc, "7.lowBoundary()", "7");
+		expect(doc, "7.lowBoundary()", "6.5");
+		expect(doc, "7.highBoundary()", "7.5");
 		expect(doc, "name.lowBoundary()", "");
 
 		/* count, last, distinct, union */

@@ -1024,8 +1024,12 @@ test_column_type(void)
 		{"value.ofType(System.Decimal)", "numeric"},
 		{"valueQuantity", "text"},		/* complex: text, as without a type */
 		{"valueCodeableConcept.coding.userSelected", "boolean"},
-		{"code.coding.userSelected", "text"},	/* code: a resource element */
-		{"contact.telecom.rank", "text"},	/* contact is a resource element */
+		/* elements of the resource: typed by the FHIR type table */
+		{"code.coding.userSelected", "boolean"},
+		{"referenceRange.low.value", "numeric"},	/* a BackboneElement's SimpleQuantity */
+		{"component.valueInteger", "integer"},
+		{"status", "text"},
+		{"contact.telecom.rank", "text"},	/* no such element of Observation */
 		{"telecom.rank", "text"},
 		{"iif(active, 1, 2)", "integer"},
 		{"iif(active, 1, 'x')", "text"},
@@ -1061,6 +1065,24 @@ test_column_type(void)
 		snprintf(what, sizeof(what), "untyped column \"%s\" is %s%s%s", cases[i].path, cases[i].sql,
 				 strcmp(got, cases[i].sql) ? "   GOT " : "", strcmp(got, cases[i].sql) ? got : "");
 		check(v != NULL && strcmp(got, cases[i].sql) == 0, what);
+		epic_view_free(v);
+	}
+
+	/* untyped columns under forEach: typed in the forEach path's type */
+	{
+		char		err[512];
+		int			pos;
+		EpicView   *v = compile(VIEW("Patient", "\"select\": [{\"column\": [" COL("a", "active") "]},"
+										 "{\"forEach\": \"contact\", \"column\": [" COL("p", "period.start.exists()") ","
+										 COL("r", "telecom.rank") "]},"
+										 "{\"forEach\": \"name\", \"column\": [" COL("g", "given") "]}]"),
+							 err, sizeof(err), &pos);
+
+		check(v != NULL && strcmp(epic_view_column_sql_type(v, &v->columns[0]), "boolean") == 0 &&
+			  strcmp(epic_view_column_sql_type(v, &v->columns[1]), "boolean") == 0 &&
+			  strcmp(epic_view_column_sql_type(v, &v->columns[2]), "integer") == 0 &&
+			  strcmp(epic_view_column_sql_type(v, &v->columns[3]), "text") == 0,
+			  "untyped columns: Patient.active boolean, contact.telecom.rank integer (forEach), name.given text");
 		epic_view_free(v);
 	}
 
