@@ -203,3 +203,11 @@ RESET statement_timeout;
 \! $EPIC_CTL log | grep -v 'bulk GET job'
 SELECT fault, outcome, within_bound FROM bulk_faults ORDER BY seq;
 \! $EPIC_CTL bulk '{}'
+
+-- progress: with epic_fdw.progress on, the NOTICEs carry the server's
+-- X-Progress while the export runs, then the files and resources read
+\! $EPIC_CTL bulk '{"polls": 3, "retry_after": "1", "file_size": 2}'
+SELECT current_database() AS db \gset
+\setenv PGDATABASE :db
+\! psql -X -q -d "$PGDATABASE" -c "SET epic_fdw.progress = on; SET epic_fdw.progress_interval = 1; SELECT count(*) FROM bulk_patients" 2>&1 | sed -n -e 's/^NOTICE:  epic_fdw progress: bulk_patients: .*; \(Bulk Data export in progress: [0-9]*% complete\)$/\1/p' -e 's/^NOTICE:  epic_fdw progress: bulk_patients: .*; \(Bulk Data files\): reading.*/\1/p' | sed 's/[0-9]*% complete/N% complete/' | sort -u
+\! $EPIC_CTL bulk '{}'

@@ -127,6 +127,16 @@ SELECT pg_temp.sqlstate_of($$SELECT epic_fdw_view_ddl('[]', 'x', 'dataset')$$);
 -- a path option may not name a constant no view defines
 CREATE FOREIGN TABLE bad (id text, x text OPTIONS (path 'identifier.where(system = %nope).value'))
   SERVER dataset OPTIONS (resource 'Basic');
+-- a misspelled element is an error at first use (not a column silently NULL):
+-- member names are checked against the FHIR type of their context
+CREATE FOREIGN TABLE bad (id text, given text OPTIONS (path 'name.givne.first()'))
+  SERVER dataset OPTIONS (resource 'Patient');
+SELECT * FROM bad WHERE id = 'x';
+DROP FOREIGN TABLE bad;
+CREATE FOREIGN TABLE bad (id text, family text) SERVER dataset
+  OPTIONS (view_definition '{"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}, {"forEach": "name", "column": [{"name": "family", "path": "famly"}]}]}');
+SELECT * FROM bad WHERE id = 'x';
+DROP FOREIGN TABLE bad;
 -- a column that is not in the view
 CREATE FOREIGN TABLE bad (id text, nope text) SERVER dataset
   OPTIONS (view_definition '{"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}');

@@ -466,6 +466,29 @@ epic_table_resolve(Oid relid)
 			col->slot = epic_view_slot(t->view, internal);
 		}
 	}
+	/*
+	 * Every member name of every path, checked against the FHIR type table:
+	 * a misspelled element (name.givne) is an error here, at first use, not
+	 * a column that is silently NULL.
+	 */
+	if (epic_view_check_members(t->view, errbuf, sizeof(errbuf)) != 0)
+	{
+		const char *msg = errbuf;
+
+		/* a path option's column is known to the view as "#attnum" */
+		if (strncmp(errbuf, "column \"#", 9) == 0 && strstr(errbuf, "\", ") != NULL)
+		{
+			int			attnum = atoi(errbuf + 9);
+
+			if (attnum >= 1 && attnum <= tupdesc->natts)
+				msg = psprintf("column \"%s\"%s", NameStr(TupleDescAttr(tupdesc, attnum - 1)->attname),
+							   strstr(errbuf, "\", ") + 1);
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid FHIRPath in foreign table \"%s\": %s", t->relname, msg),
+				 errhint("Member names are checked against the FHIR STU3 and R4 definitions of each element's type (see the README's FHIRPath section).")));
+	}
 	/* slots move as columns are added: look every column up at the end */
 	for (int i = 0; i < tupdesc->natts; i++)
 	{

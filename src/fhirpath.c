@@ -3455,6 +3455,12 @@ fp_system_to_fhir(const char *sys)
 }
 
 /*
+ * The FHIR versions static typing reads the element table in: both (R4's
+ * answer, else STU3's), except while epic_fp_check_members tries each.
+ */
+static int	fp_static_versions = EPIC_FHIR_ANY;
+
+/*
  * The type of element name of a value of type t (a type name, a
  * BackboneElement's path, or NULL when unknown), or NULL: from the FHIR type
  * table (fhir_types.h; STU3's or R4's), else a choice element named with
@@ -3464,7 +3470,7 @@ static const char *
 fp_member_type(const char *t, const char *name)
 {
 	size_t		nl = strlen(name);
-	const char *r = epic_fhir_element_type(t, name, nl, EPIC_FHIR_ANY);
+	const char *r = epic_fhir_element_type(t, name, nl, fp_static_versions);
 
 	if (r != NULL)
 		return strncmp(r, "System.", 7) == 0 ? fp_system_to_fhir(r + 7) : r;
@@ -3628,4 +3634,96 @@ const char *
 epic_fp_static_type_in(const EpicFpExpr *expr, const EpicFpEnv *env, const char *context_type)
 {
 	return static_type(expr->root, context_type, env);
+}
+
+/* ---------------------------------------------------------------------
+ * Member names checked against the FHIR type table
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * May a value of FHIR type t have a member called name?  Unknown types
+ * (NULL, a type the table does not define) accept every name: only what the
+ * table rules out is refused.
+ */
+static bool
+fp_member_known(const char *t, const char *name)
+{
+	size_t		nl = strlen(name);
+
+	if (t == NULL || !epic_fhir_type_known(t, fp_static_versions))
+		return true;
+	if (strcmp(t, name) == 0)
+		return true;			/* Patient.name from a Patient */
+	if (fp_member_type(t, name) != NULL)
+		return true;
+	return epic_fhir_is_choice(t, name, nl, fp_static_versions);
+}
+
+/*
+ * Walk n, evaluated on nodes of type ctx: false with errbuf set at the first
+ * member its static context type cannot have.
+ */
+static bool
+check_members(const FpNode *n, const char *ctx, const EpicFpEnv *env, int depth,
+			  char *errbuf, size_t errlen)
+{
+	const char *ft;
+
+	if (n == NULL || depth > 200)
+		return true;
+	if (n->focus != NULL && !check_members(n->focus, ctx, env, depth + 1, errbuf, errlen))
+		return false;
+	ft = n->focus != NULL ? static_type(n->focus, ctx, env) : ctx;
+	if (n->kind == FP_MEMBER)
+	{
+		/*
+		 * One view may serve STU3 and R4 ((requester.display |
+		 * requester.agent.display) reads either shape): a name passes if it
+		 * is an element of its context in either version's typing.
+		 */
+		bool		known = false;
+
+		for (int v = EPIC_FHIR_STU3; v <= EPIC_FHIR_R4 && !known; v++)
+		{
+			const char *vt;
+
+			fp_static_versions = v;
+			vt = n->focus != NULL ? static_type(n->focus, ctx, env) : ctx;
+			known = fp_member_known(vt, n->name);
+		}
+		fp_static_versions = EPIC_FHIR_ANY;
+		if (!known)
+		{
+			snprintf(errbuf, errlen, "FHIR type %s has no element \"%s\"", ft, n->name);
+			return false;
+		}
+		return true;
+	}
+	if (n->kind == FP_FUNC)
+	{
+		/* type names and URLs, not paths */
+		if (n->func == FN_OFTYPE || n->func == FN_GET_REFERENCE_KEY || n->func == FN_EXTENSION)
+			return true;
+		for (int i = 0; i < n->nargs; i++)
+		{
+			/* combine's argument is read from the invocation's context */
+			const char *actx = n->func == FN_COMBINE ? ctx : ft;
+
+			if (!check_members(n->args[i], actx, env, depth + 1, errbuf, errlen))
+				return false;
+		}
+		return true;
+	}
+	for (int i = 0; i < n->nargs; i++)
+		if (!check_members(n->args[i], ctx, env, depth + 1, errbuf, errlen))
+			return false;
+	return true;
+}
+
+bool
+epic_fp_check_members(const EpicFpExpr *expr, const EpicFpEnv *env, const char *context_type,
+					  char *errbuf, size_t errlen)
+{
+	return check_members(expr->root, context_type, env, 0, errbuf, errlen);
 }

@@ -226,6 +226,14 @@ extern bool epic_fp_uses_constant(const EpicFpExpr *expr, const char *name);
  * (the type table).  NULL when unknown (e.g. an element of a resource whose
  * type is not given: see epic_fp_static_type_in).
  */
+/*
+ * Are all the member names of expr, evaluated on nodes of FHIR type
+ * context_type, elements the FHIR type table knows for their context (STU3
+ * or R4)?  False with a message ("FHIR type HumanName has no element
+ * \"givne\"") at the first that is not; names of unknown types pass.
+ */
+extern bool epic_fp_check_members(const EpicFpExpr *expr, const EpicFpEnv *env,
+								  const char *context_type, char *errbuf, size_t errlen);
 extern const char *epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *env);
 /*
  * The same for expr evaluated on a value of FHIR type context_type (a

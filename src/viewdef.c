@@ -1455,3 +1455,53 @@ epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col)
 	}
 	return epic_view_sql_type(t, col->collection);
 }
+
+/*
+ * Every path of the view (where, forEach and forEachOrNull, columns) checked
+ * against the FHIR type table in the type its nodes have: 0, or -1 with
+ * errbuf naming the path and the element the type does not have (a
+ * misspelled member would otherwise give NULL silently).  Paths whose
+ * context type is unknown (inside repeat) are not checked.
+ */
+int
+epic_view_check_members(const EpicView *view, char *errbuf, size_t errlen)
+{
+	char		msg[256];
+
+	for (int i = 0; i < view->nwhere; i++)
+		if (!epic_fp_check_members(view->where[i], &view->env, view->resource, msg, sizeof(msg)))
+		{
+			snprintf(errbuf, errlen, "where path \"%s\": %s", view->where_path[i], msg);
+			return -1;
+		}
+	for (int si = 0; si < view->nselects; si++)
+	{
+		const EpicViewSelect *s = &view->selects[si];
+		const char *ctx;
+
+		if (s->iter == NULL)
+			continue;
+		ctx = s->parent < 0 ? view->resource : select_context_type(view, s->parent, 0);
+		if (ctx != NULL &&
+			!epic_fp_check_members(s->iter, &view->env, ctx, msg, sizeof(msg)))
+		{
+			snprintf(errbuf, errlen, "forEach path \"%s\": %s", s->iter_path, msg);
+			return -1;
+		}
+	}
+	for (int i = 0; i < view->ncolumns; i++)
+	{
+		const EpicViewColumn *c = &view->columns[i];
+		const char *ctx;
+
+		if (c->expr == NULL)
+			continue;
+		ctx = select_context_type(view, c->select, 0);
+		if (ctx != NULL && !epic_fp_check_members(c->expr, &view->env, ctx, msg, sizeof(msg)))
+		{
+			snprintf(errbuf, errlen, "column \"%s\", path \"%s\": %s", c->name, c->path, msg);
+			return -1;
+		}
+	}
+	return 0;
+}

@@ -182,4 +182,7 @@ extern const char *epic_view_sql_type(const char *fhir_type, bool collection);
  */
 extern const char *epic_view_column_sql_type(const EpicView *view, const EpicViewColumn *col);
 
+/* Every path of the view checked against the FHIR type table (see viewdef.c). */
+extern int	epic_view_check_members(const EpicView *view, char *errbuf, size_t errlen);
+
 #endif							/* EPIC_VIEWDEF_H */

@@ -1239,6 +1239,15 @@ test_builtin_views(int argc, char **argv)
 		check(v != NULL, what);
 		if (v != NULL)
 		{
+			char		merr[512] = "";
+			int			mrc = epic_view_check_members(v, merr, sizeof(merr));
+
+			snprintf(what, sizeof(what), "%s: every member name is an element of its type%s%s",
+					 base, mrc ? ": " : "", merr);
+			check(mrc == 0, what);
+		}
+		if (v != NULL)
+		{
 			char		res[256];
 			void	   *r;
 			EpicViewRows rows = {0};
@@ -1351,6 +1360,68 @@ test_limits(void)
 	}
 }
 
+/*
+ * A misspelled member is refused by epic_view_check_members, with the type
+ * and the element; right names, choice elements, type-name prefixes,
+ * extension() and forEach contexts pass.
+ */
+static void
+test_member_check(void)
+{
+	static const struct
+	{
+		const char *view;
+		const char *want;		/* NULL: passes */
+	}			cases[] = {
+		{"{\"resource\":\"Patient\",\"select\":[{\"column\":[{\"name\":\"g\",\"path\":\"name.givne\"}]}]}",
+		"column \"g\", path \"name.givne\": FHIR type HumanName has no element \"givne\""},
+		{"{\"resource\":\"Patient\",\"select\":[{\"column\":[{\"name\":\"b\",\"path\":\"brithDate\"}]}]}",
+		"column \"b\", path \"brithDate\": FHIR type Patient has no element \"brithDate\""},
+		{"{\"resource\":\"Patient\",\"select\":[{\"forEach\":\"name\",\"column\":[{\"name\":\"f\",\"path\":\"famly\"}]}]}",
+		"column \"f\", path \"famly\": FHIR type HumanName has no element \"famly\""},
+		{"{\"resource\":\"Patient\",\"select\":[{\"forEach\":\"nmae\",\"column\":[{\"name\":\"f\",\"path\":\"family\"}]}]}",
+		"forEach path \"nmae\": FHIR type Patient has no element \"nmae\""},
+		{"{\"resource\":\"Patient\",\"where\":[{\"path\":\"gendr = 'female'\"}],\"select\":[{\"column\":[{\"name\":\"id\",\"path\":\"id\"}]}]}",
+		"where path \"gendr = 'female'\": FHIR type Patient has no element \"gendr\""},
+		{"{\"resource\":\"Patient\",\"select\":[{\"column\":[{\"name\":\"x\",\"path\":\"name.where(usee = 'official').family\"}]}]}",
+		"column \"x\", path \"name.where(usee = 'official').family\": FHIR type HumanName has no element \"usee\""},
+		{"{\"resource\":\"Patient\",\"select\":[{\"column\":[{\"name\":\"a\",\"path\":\"Patient.name.given.first()\"},"
+			"{\"name\":\"b\",\"path\":\"deceased.exists()\"},"
+			"{\"name\":\"c\",\"path\":\"extension('http://x').value.ofType(string)\"},"
+			"{\"name\":\"d\",\"path\":\"name.given.combine(name.family).join(' ')\"},"
+			"{\"name\":\"e\",\"path\":\"contact.name.family.first()\"},"
+			"{\"name\":\"f\",\"path\":\"generalPractitioner.getReferenceKey(Practitioner).first()\"},"
+			"{\"name\":\"g\",\"path\":\"meta.lastUpdated\"}]}]}", NULL},
+		{"{\"resource\":\"Observation\",\"select\":[{\"column\":[{\"name\":\"v\",\"path\":\"value.ofType(Quantity).value\"},"
+			"{\"name\":\"u\",\"path\":\"valueQuantity.unit\"},{\"name\":\"c\",\"path\":\"code.coding.where(system = 'x').code\"}]}]}", NULL},
+	};
+
+	for (int i = 0; i < (int) (sizeof(cases) / sizeof(cases[0])); i++)
+	{
+		char		err[512] = "";
+		char		what[900];
+		int			pos = -1;
+		void	   *doc = epic_json_parse(cases[i].view, strlen(cases[i].view), err, sizeof(err));
+		EpicView   *v = doc ? epic_view_compile(&epic_jansson_ops, doc, &env, err, sizeof(err), &pos) : NULL;
+		int			rc = v ? epic_view_check_members(v, err, sizeof(err)) : -2;
+
+		if (cases[i].want == NULL)
+		{
+			snprintf(what, sizeof(what), "member check passes case %d%s%s", i, rc ? ": " : "", rc ? err : "");
+			check(rc == 0, what);
+		}
+		else
+		{
+			snprintf(what, sizeof(what), "member check refuses case %d: got \"%s\"", i, rc == -1 ? err : "(passed)");
+			check(rc == -1 && strcmp(err, cases[i].want) == 0, what);
+		}
+		if (v)
+			epic_view_free(v);
+		if (doc)
+			epic_json_free(doc);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1370,6 +1441,7 @@ main(int argc, char **argv)
 	test_column_type();
 	test_add_column();
 	test_builtin_views(argc, argv);
+	test_member_check();
 	test_limits();
 	return unit_summary();
 }
