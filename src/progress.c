@@ -95,6 +95,9 @@ epic_progress_waiting(int inflight)
 	if (!epic_progress)
 		return;
 	prog.inflight = inflight;
+	/* nothing to say before a scan's first request finished (discovery, token) */
+	if (prog.table[0] == '\0')
+		return;
 	maybe_report();
 }
 
