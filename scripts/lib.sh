@@ -11,13 +11,17 @@ PY=/usr/bin/python3
 
 epic_log() { printf '== %s\n' "$*" >&2; }
 
-# Debian packages needed to build, run and test (installed only when missing):
-# debhelper, dpkg-dev and postgresql-server-dev-all build the .deb
-# (scripts/package_test.sh).
+# Debian packages needed to build, run and test (installed only when missing,
+# in one apt-get install): debhelper, dpkg-dev and postgresql-server-dev-all
+# build the .deb (scripts/package_test.sh); clang-14 and libclang-rt-14-dev the
+# fuzz targets (scripts/fuzz.sh); cppcheck and clang-tidy scripts/lint.sh;
+# postgresql-15-cron the scheduled refresh (sql/bulk_cron.sql).  The tool
+# scripts install what they need themselves when run on their own.
 epic_install_deps() {
 	local pkgs="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
 		libssl-dev pkg-config openssl make gcc python3 python3-jwt python3-cryptography curl valgrind
-		debhelper dpkg-dev postgresql-server-dev-all postgresql-15-cron"
+		debhelper dpkg-dev postgresql-server-dev-all postgresql-15-cron
+		clang-14 libclang-rt-14-dev cppcheck clang-tidy"
 	local missing=""
 	for p in $pkgs; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
