@@ -64,7 +64,9 @@ typedef enum FpFunc
 	FN_DISTINCT,
 	FN_IIF,
 	FN_SELECT,
-	FN_COMBINE
+	FN_COMBINE,
+	FN_IS,						/* is(Type) and the operator "x is Type" */
+	FN_AS						/* as(Type) and the operator "x as Type" */
 } FpFunc;
 
 #define FP_MAX_ARGS 3
@@ -116,6 +118,7 @@ typedef struct FpParser
 #define FP_MAX_TREE_HEIGHT 200		/* bounds free_node's and eval_node's recursion */
 
 static FpNode *parse_or(FpParser *ps);
+static FpNode *parse_postfix_on(FpParser *ps, FpNode *n);
 
 static void
 fp_fail(FpParser *ps, const char *at, const char *fmt, const char *arg)
@@ -276,7 +279,65 @@ static const struct
 	{"iif", FN_IIF, 2, 3, false},
 	{"select", FN_SELECT, 1, 1, false},
 	{"combine", FN_COMBINE, 1, 1, false},
+	{"is", FN_IS, 1, 1, true},
+	{"as", FN_AS, 1, 1, true},
 };
+
+/*
+ * typeSpecifier := identifier ('.' identifier)*: an FP_STRING node with the
+ * last part as its name and "System" or "FHIR" as littype when it qualifies
+ * the name (FHIR.Quantity, System.String).
+ */
+static FpNode *
+parse_type_spec(FpParser *ps)
+{
+	size_t		tl;
+	char	   *tn;
+	const char *qual = NULL;
+	FpNode	   *arg;
+	const char *start;
+	int			parts = 1;
+
+	skip_ws(ps);
+	start = ps->p;
+	tn = read_ident(ps, &tl);
+	while (tn != NULL && *ps->p == '.')
+	{
+		/* "x as Quantity.exists()": the invocation applies to (x as Quantity) */
+		const char *q = ps->p + 1;
+
+		while (is_ident_char(*q))
+			q++;
+		while (isspace((unsigned char) *q))
+			q++;
+		if (*q == '(')
+			break;
+		parts++;
+		qual = strcmp(tn, "System") == 0 ? "System" :
+			strcmp(tn, "FHIR") == 0 ? "FHIR" : NULL;
+		free(tn);
+		ps->p++;
+		tn = read_ident(ps, &tl);
+	}
+	if (tn == NULL)
+		return NULL;
+	if (parts > 2 || (parts == 2 && qual == NULL))
+	{
+		fp_fail(ps, start, "unknown type namespace: only FHIR and System qualify a type name%s", NULL);
+		free(tn);
+		return NULL;
+	}
+	arg = new_node(ps, FP_STRING);
+	if (arg == NULL)
+	{
+		free(tn);
+		return NULL;
+	}
+	arg->name = tn;
+	arg->namelen = tl;
+	arg->littype = qual;
+	return arg;
+}
 
 /* invocation := ident [ '(' args ')' ] ; focus is what it applies to */
 static FpNode *
@@ -351,40 +412,15 @@ parse_invocation(FpParser *ps, FpNode *focus)
 					free_node(n);
 					return NULL;
 				}
-				/* getReferenceKey and ofType take a bare type name */
+				/* getReferenceKey, ofType, is and as take a bare type name */
 				if (fp_functions[f].type_arg)
 				{
-					size_t		tl;
-					char	   *tn;
-
-					const char *qual = NULL;
-
-					skip_ws(ps);
-					tn = read_ident(ps, &tl);
-					/* a qualified name (FHIR.Quantity, System.String): the last part, and its namespace */
-					while (tn != NULL && *ps->p == '.')
-					{
-						qual = strcmp(tn, "System") == 0 ? "System" :
-							strcmp(tn, "FHIR") == 0 ? "FHIR" : NULL;
-						free(tn);
-						ps->p++;
-						tn = read_ident(ps, &tl);
-					}
-					if (tn == NULL)
-					{
-						free_node(n);
-						return NULL;
-					}
-					arg = new_node(ps, FP_STRING);
+					arg = parse_type_spec(ps);
 					if (arg == NULL)
 					{
-						free(tn);
 						free_node(n);
 						return NULL;
 					}
-					arg->name = tn;
-					arg->namelen = tl;
-					arg->littype = qual;
 				}
 				else
 				{
@@ -809,7 +845,13 @@ parse_primary(FpParser *ps)
 static FpNode *
 parse_postfix(FpParser *ps)
 {
-	FpNode	   *n = parse_primary(ps);
+	return parse_postfix_on(ps, parse_primary(ps));
+}
+
+/* n followed by any number of .invocation and [index] */
+static FpNode *
+parse_postfix_on(FpParser *ps, FpNode *n)
+{
 	int			steps = 0;
 
 	while (n != NULL)
@@ -965,10 +1007,8 @@ parse_unary(FpParser *ps)
 
 /* Binary operator levels, loosest last; each is left-associative. */
 static FpNode *
-parse_mul(FpParser *ps)
+parse_mul_on(FpParser *ps, FpNode *l)
 {
-	FpNode	   *l = parse_unary(ps);
-
 	while (l != NULL)
 	{
 		FpKind		k;
@@ -987,10 +1027,14 @@ parse_mul(FpParser *ps)
 }
 
 static FpNode *
-parse_add(FpParser *ps)
+parse_mul(FpParser *ps)
 {
-	FpNode	   *l = parse_mul(ps);
+	return parse_mul_on(ps, parse_unary(ps));
+}
 
+static FpNode *
+parse_add_on(FpParser *ps, FpNode *l)
+{
 	while (l != NULL)
 	{
 		FpKind		k;
@@ -1011,9 +1055,65 @@ parse_add(FpParser *ps)
 }
 
 static FpNode *
-parse_union(FpParser *ps)
+parse_add(FpParser *ps)
+{
+	return parse_add_on(ps, parse_mul(ps));
+}
+
+/*
+ * type := additive (('is' | 'as') typeSpecifier)*: the same nodes as the
+ * functions is(Type) and as(Type) with the left operand as their focus.
+ */
+static FpNode *
+parse_type_op(FpParser *ps)
 {
 	FpNode	   *l = parse_add(ps);
+
+	while (l != NULL)
+	{
+		bool		is;
+		FpNode	   *n;
+		FpNode	   *t;
+
+		skip_ws(ps);
+		if (keyword_at(ps, "is"))
+			is = true;
+		else if (keyword_at(ps, "as"))
+			is = false;
+		else
+			break;
+		ps->p += 2;
+		t = parse_type_spec(ps);
+		n = t ? new_node(ps, FP_FUNC) : NULL;
+		if (n == NULL)
+		{
+			free_node(t);
+			free_node(l);
+			return NULL;
+		}
+		n->func = is ? FN_IS : FN_AS;
+		n->name = strdup(is ? "is" : "as");
+		n->namelen = 2;
+		n->focus = l;
+		n->args[0] = t;
+		n->nargs = 1;
+		if (n->name == NULL)
+			fp_fail(ps, ps->p, "out of memory%s", NULL);
+		if (n->name == NULL || !set_height(ps, n))
+		{
+			free_node(n);
+			return NULL;
+		}
+		/* as in FHIRPath's grammar, (x as T) is the left operand of what follows */
+		l = parse_add_on(ps, parse_mul_on(ps, parse_postfix_on(ps, n)));
+	}
+	return l;
+}
+
+static FpNode *
+parse_union(FpParser *ps)
+{
+	FpNode	   *l = parse_type_op(ps);
 
 	while (l != NULL)
 	{
@@ -1021,7 +1121,7 @@ parse_union(FpParser *ps)
 		if (*ps->p != '|')
 			break;
 		ps->p++;
-		l = make_binary(ps, FP_UNION, l, parse_add(ps));
+		l = make_binary(ps, FP_UNION, l, parse_type_op(ps));
 	}
 	return l;
 }
@@ -2179,7 +2279,8 @@ fp_fhir_system_type(const char *t)
 }
 
 static bool
-item_is_type(FpEval *ev, const EpicFpItem *it, const char *want, const char *qual)
+item_is_type(FpEval *ev, const EpicFpItem *it, const char *want, const char *qual,
+			 bool strict_system)
 {
 	static const char *const stringish[] = {
 		"string", "code", "uri", "url", "canonical", "id", "oid", "uuid",
@@ -2191,6 +2292,15 @@ item_is_type(FpEval *ev, const EpicFpItem *it, const char *want, const char *qua
 	FpCat		cat = item_cat(ev->ops, it);
 	bool		want_system = qual ? strcmp(qual, "System") == 0 : fp_system_type(want);
 	const char *sys = NULL;
+
+	/*
+	 * is/as (strict_system): an element of a resource is of a FHIR type, never
+	 * of a System one (FHIR.code is no System.String); ofType() also takes a
+	 * FHIR primitive for its System type (gender.ofType(String)).
+	 */
+	if (strict_system && want_system && it->kind == EPIC_FP_NODE &&
+		(it->type == NULL || strncmp(it->type, "System.", 7) != 0))
+		return false;
 
 	if (it->type != NULL && strncmp(it->type, "System.", 7) == 0)
 		sys = it->type + 7;
@@ -2678,8 +2788,26 @@ eval_function(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 			break;
 		case FN_OFTYPE:
 			for (int i = 0; i < nin; i++)
-				if (item_is_type(ev, &in[i], n->args[0]->name, n->args[0]->littype))
+				if (item_is_type(ev, &in[i], n->args[0]->name, n->args[0]->littype, false))
 					push_item(ev, out, &in[i]);
+			break;
+		case FN_IS:
+		case FN_AS:
+			/* of one item: FHIRPath raises an error for several */
+			if (nin > 1)
+			{
+				if (!ev->failed)
+					snprintf(ev->errbuf, ev->errlen,
+							 "\"%s %s\" needs a single item on its left, got %d",
+							 n->func == FN_IS ? "is" : "as", n->args[0]->name, nin);
+				ev->failed = true;
+			}
+			else if (nin == 1 && n->func == FN_IS)
+				push_bool(ev, out, item_is_type(ev, &in[0], n->args[0]->name,
+												n->args[0]->littype, true));
+			else if (nin == 1 &&
+					 item_is_type(ev, &in[0], n->args[0]->name, n->args[0]->littype, true))
+				push_item(ev, out, &in[0]);
 			break;
 		case FN_JOIN:
 			{
@@ -3606,8 +3734,11 @@ static_type(const FpNode *n, const char *ctx, const EpicFpEnv *env)
 		case FN_EXTENSION:
 			return "Extension";
 		case FN_OFTYPE:
+		case FN_AS:
 			return (n->nargs == 1 && n->args[0]->kind == FP_STRING)
 				? fp_canonical_type(n->args[0]->name, n->args[0]->namelen) : NULL;
+		case FN_IS:
+			return "boolean";
 		case FN_LOW_BOUNDARY:
 		case FN_HIGH_BOUNDARY:
 			return (ft != NULL && strcmp(ft, "decimal") == 0) ? ft : NULL;
@@ -3703,7 +3834,8 @@ check_members(const FpNode *n, const char *ctx, const EpicFpEnv *env, int depth,
 	if (n->kind == FP_FUNC)
 	{
 		/* type names and URLs, not paths */
-		if (n->func == FN_OFTYPE || n->func == FN_GET_REFERENCE_KEY || n->func == FN_EXTENSION)
+		if (n->func == FN_OFTYPE || n->func == FN_GET_REFERENCE_KEY || n->func == FN_EXTENSION ||
+			n->func == FN_IS || n->func == FN_AS)
 			return true;
 		for (int i = 0; i < n->nargs; i++)
 		{

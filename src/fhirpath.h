@@ -14,10 +14,11 @@
  *   literals       'string', integers, decimals, true, false, %constant,
  *                  @2020-01-01, @2020-01-01T10:00:00Z, @T10:00 (kept as
  *                  their text: strings that compare as dates)
- *   operators      by precedence: unary -/+;  * /;  + - &;  |;
+ *   operators      by precedence: unary -/+;  * /;  + - &;  is as;  |;
  *                  < > <= >=;  = !=;  and;  or;  ( )
  *   functions      where(cond), first(), last(), exists([cond]), empty(),
  *                  not(), count(), distinct(), extension(url), ofType(Type),
+ *                  is(Type), as(Type),
  *                  join([sep]), lowBoundary(), highBoundary(),
  *                  getResourceKey(), getReferenceKey([Type]),
  *                  iif(cond, then[, else]), select(expr), combine(other)

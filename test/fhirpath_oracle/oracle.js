@@ -20,7 +20,7 @@ const path = require('path');
 const cp = require('child_process');
 
 /* ---- arguments ---------------------------------------------------------- */
-const args = { resources: [], seed: 1, count: 24000 };
+const args = { resources: [], seed: 1, count: 27000 };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
   const v = process.argv[++i];
@@ -289,6 +289,10 @@ const GENERATORS = [
   { need: 'choices', gen: (c) => { const P = pick(c.choices); const real = [...P.choices][0]; const t = chance(0.6) ? (/^[A-Z][a-z]+$/.test(real) && ['String', 'Boolean', 'Integer', 'Decimal', 'Date', 'Time'].includes(real) && chance(0.5) ? real : real[0].toLowerCase() + real.slice(1)) : pick(FHIR_TYPES.concat(SYSTEM_TYPES, ['Quantity', 'DateTime'])); const tt = /^(string|boolean|integer|decimal|date|dateTime|time|code|uri|instant)$/.test(t) || SYSTEM_TYPES.includes(t) ? t : t[0].toUpperCase() + t.slice(1); return T(`${P.path}.ofType(${tt})` + pick(['', '.exists()']), ['ofType']); } },
   /* (not System Date/DateTime of a FHIR date: fhirpath.js 5.2.2 takes a date for a DateTime, README) */
   { need: 'typed', gen: (c) => { const P = pick(c.typed); const t = chance(0.4) && !P.type.includes('.') ? P.type : pick(FHIR_TYPES.concat(SYSTEM_TYPES).filter((x) => P.type !== 'date' || !/^Date/.test(x))); return T(`${P.path}.ofType(${t})`, ['ofType']); } },
+  /* is / as, as operators and as functions: the element's own type, or another (a FHIR element is of no System type) */
+  { need: 'typed', gen: (c) => { const P = pick(c.typed); const t = chance(0.4) && !P.type.includes('.') ? P.type : pick(FHIR_TYPES.concat(SYSTEM_TYPES, ['Element', 'Quantity', 'Coding'])); const op = pick(['is', 'as']); const e = chance(0.5) ? `${one(P)} ${op} ${t}` : `${one(P)}.${op}(${t})`; return T(op === 'as' ? `(${e})` + pick(['', '.exists()']) : e, [op]); } },
+  { need: 'choices', gen: (c) => { const P = pick(c.choices); const real = [...P.choices][0]; const t = chance(0.5) ? real[0].toLowerCase() + real.slice(1) : pick(['Quantity', 'CodeableConcept', 'string', 'dateTime', 'Period', 'boolean', 'Reference']); const tt = /^(string|boolean|integer|decimal|date|dateTime|time|code|uri|instant)$/.test(t) ? t : t[0].toUpperCase() + t.slice(1); const op = pick(['is', 'as']); return T(op === 'is' ? `${one(P)} is ${tt}` : `(${one(P)} as ${tt})` + pick(['', '.exists()']), [op]); } },
+  { need: 'all', gen: () => { const k = pick(LIT_KINDS); const op = pick(['is', 'as']); const t = pick(SYSTEM_TYPES.concat(['string', 'integer', 'decimal', 'boolean', 'date'])); return T(`${k()} ${op} ${chance(0.3) ? 'System.' + pick(SYSTEM_TYPES) : t}` + (op === 'as' ? pick(['', '.exists()']) : ''), [op]); } },
   { need: 'exts', gen: (c) => { const x = pick(c.exts); const pre = x.path ? x.path + '.' : ''; let e = `${pre}extension(${strLit(chance(0.9) ? x.url : 'http://example.org/none')})`; if (x.sub.length && chance(0.4)) e += `.extension(${strLit(pick(x.sub))})`; e += pick(['', '.value', '.value.ofType(Coding).code', '.url', '.exists()']); return T(e, e.includes('ofType') ? ['extension', 'ofType'] : ['extension']); } },
   { need: 'strings', gen: (c) => { const L = pick(c.strings.filter((e) => e.leaves.every((v) => typeof v === 'string'))); return T(`${L.path}.join(${pick(["', '", "''", "'|'", ''])})`, ['join']); } },
   { need: 'objs', gen: (c) => { const { O, rel } = childOf(c); return T(`${O.path}.select(${rel}.join('+')).join(';')`, ['join', 'select'], { joinSelect: true }); } },

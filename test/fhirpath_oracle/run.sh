@@ -5,7 +5,7 @@
 #   test/fhirpath_oracle/run.sh
 # Environment: EPIC_FHIRPATH_SEED (default 1: the fixed seed of the test
 # command; any other for new expressions), EPIC_FHIRPATH_CASES (default
-# 24000), EPIC_ORACLE_CACHE (where npm installs fhirpath.js; default
+# 27000), EPIC_ORACLE_CACHE (where npm installs fhirpath.js; default
 # .cache/fhirpath-oracle in the repository, which git ignores).
 # Needs node and npm (Node 20); the first run installs fhirpath.js from npm.
 # Prints per function/operator counts and "N passed, N failed" last.
@@ -51,4 +51,4 @@ mkdir -p "$tmp/dataset"
 TZ=UTC node "$here/oracle.js" --fhirpath "$cache/node_modules" --runner "$tmp/oracle_fhirpath" \
 	--resources "$root/test/fixtures" --resources "$tmp/dataset" --resources "$here/edge" \
 	--known "$here/known.json" --tmp "$tmp" --seed "${EPIC_FHIRPATH_SEED:-1}" \
-	--count "${EPIC_FHIRPATH_CASES:-24000}"
+	--count "${EPIC_FHIRPATH_CASES:-27000}"

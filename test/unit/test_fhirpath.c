@@ -220,6 +220,50 @@ test_issue14(void)
 	expect_in("{\"resourceType\":\"Immunization\",\"doseQuantity\":{\"value\":1}}", "dose.exists()", "false");
 	expect_in("{\"resourceType\":\"Immunization\",\"doseQuantity\":{\"value\":1}}", "doseQuantity.value", "1");
 
+	/* is / as, operators and functions, with the type table (subtypes too) */
+	expect_in(dates, "onset is Quantity", "true");
+	expect_in(dates, "onset is Age", "true");
+	expect_in(dates, "onset is Duration", "false");
+	expect_in(dates, "onset.is(FHIR.Quantity)", "true");
+	expect_in(dates, "(onset as Quantity).unit", "a");
+	expect_in(dates, "onset.as(Age).value", "5");
+	expect_in(dates, "(onset as Range).exists()", "false");
+	expect_in(dates, "recordedDate is dateTime", "true");
+	expect_in(dates, "recordedDate is date", "false");
+	/* an element is of a FHIR type, not a System one (ofType differs: README) */
+	expect_in(dates, "recordedDate is DateTime", "false");
+	expect_in(dates, "recordedDate.ofType(DateTime).exists()", "true");
+	expect_in(dates, "(recordedDate as System.DateTime).exists()", "false");
+	expect_in(dates, "abatementString is String", "");	/* absent: empty */
+	expect_in(given, "id is String", "true");	/* Resource.id is a System.String */
+	expect_in(dates, "note is Annotation", "");	/* empty input: empty */
+	expect_in(dates, "note as Annotation", "");
+	expect_in(dates, "code.coding.code is code and code.coding.code is string", "true");
+	expect_in(dates, "code.coding.code.as(string) = '1191'", "true");
+	expect_in(dates, "$this is Condition and $this is DomainResource and $this is Resource", "true");
+	expect_in(dates, "$this is Patient", "false");
+	expect(NULL, "1 is Integer", "true");
+	expect(NULL, "1 is System.Integer", "true");
+	expect(NULL, "1 is integer", "false");	/* a literal is of a System type */
+	expect(NULL, "1.5 as Decimal", "1.5");
+	expect(NULL, "'a' is String and @2020 is Date and @T10 is Time", "true");
+	expect(NULL, "1 + 2 is Integer", "true");	/* binds tighter than | and = */
+	expect(NULL, "(1 | 2 as Integer).count()", "2");
+	expect(NULL, "1 is Integer = true", "true");
+	/* several items on the left: an error, as FHIRPath specifies */
+	expect(NULL, "(1 | 2) is Integer", "<error: \"is Integer\" needs a single item on its left, got 2>");
+	expect(NULL, "(1 | 2).as(Integer)", "<error: \"as Integer\" needs a single item on its left, got 2>");
+	/* the grammar: an invocation or an operator after the type applies to (x as T) */
+	expect_in(dates, "onset as Quantity.unit", "<parse error: unknown type namespace: only FHIR and System qualify a type name at 10>");
+	expect_in(dates, "onset as Age.exists()", "true");
+	expect_in(dates, "onset as Quantity[0].unit", "a");
+	expect_in(dates, "onset as FHIR.Quantity.value", "<parse error: unknown type namespace: only FHIR and System qualify a type name at 10>");
+	expect(NULL, "1 as Integer + 1", "2");
+	expect(NULL, "1 + 1 as Integer * 2", "4");
+	expect(NULL, "'a' as String & 'b'", "ab");
+	expect_parse_error("1 is", 5, "");
+	expect_parse_error("1 is (Integer)", 6, "");
+
 	/* 8. negative indexes are empty, not a syntax error */
 	expect(NULL, "(1|2|3)[-1]", "");
 	expect(NULL, "(1|2|3)[-1].exists()", "false");
