@@ -92,6 +92,27 @@ SELECT v.clinical_status = c.clinical_status AS same_status, count(*)
                                FROM r4.conditions WHERE patient_id = :derrick) c USING (id)
  WHERE v.patient_id = :derrick GROUP BY 1;
 
+-- FHIRPath types follow the server's fhir_version: the same paths over the
+-- same patient's conditions (clinicalStatus: a code in STU3, a
+-- CodeableConcept in R4)
+CREATE FOREIGN TABLE ds.condition_types (
+  patient_id text OPTIONS (path 'subject.getReferenceKey(Patient)', search_param 'patient:reference'),
+  status_is_code boolean OPTIONS (path 'clinicalStatus is code'),
+  status_as_concept boolean OPTIONS (path '(clinicalStatus as CodeableConcept).exists()'),
+  status_code text OPTIONS (path 'clinicalStatus.ofType(code) | clinicalStatus.ofType(CodeableConcept).coding.code'))
+  SERVER dataset OPTIONS (resource 'Condition');
+CREATE FOREIGN TABLE r4.condition_types (
+  patient_id text OPTIONS (path 'subject.getReferenceKey(Patient)', search_param 'patient:reference'),
+  status_is_code boolean OPTIONS (path 'clinicalStatus is code'),
+  status_as_concept boolean OPTIONS (path '(clinicalStatus as CodeableConcept).exists()'),
+  status_code text OPTIONS (path 'clinicalStatus.ofType(code) | clinicalStatus.ofType(CodeableConcept).coding.code'))
+  SERVER dataset_r4 OPTIONS (resource 'Condition');
+SELECT 'STU3' AS version, status_is_code, status_as_concept, status_code, count(*)
+  FROM ds.condition_types WHERE patient_id = :camila GROUP BY 1, 2, 3, 4
+UNION ALL
+SELECT 'R4', status_is_code, status_as_concept, status_code, count(*)
+  FROM r4.condition_types WHERE patient_id = :camila GROUP BY 1, 2, 3, 4 ORDER BY 1, 4;
+
 -- allergies and intolerances
 SELECT clinical_status, verification_status, type, category, criticality, code, display, reactions, onset, recorded
   FROM r4.allergy_intolerances WHERE patient_id = :camila ORDER BY display;

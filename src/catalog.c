@@ -426,6 +426,8 @@ epic_table_resolve(Oid relid)
 				 errmsg("foreign table \"%s\" has resource \"%s\" but its ViewDefinition is of %s",
 						t->relname, t->topts.resource, t->view->resource)));
 	t->resource = pstrdup(t->view->resource);
+	/* the server's FHIR version types the paths (a ViewDefinition may name others) */
+	epic_view_set_fhir_versions(t->view, (int) t->sopts.fhir_version);
 
 	rel = table_open(relid, AccessShareLock);
 	tupdesc = RelationGetDescr(rel);

@@ -3767,6 +3767,19 @@ epic_fp_static_type_in(const EpicFpExpr *expr, const EpicFpEnv *env, const char 
 	return static_type(expr->root, context_type, env);
 }
 
+const char *
+epic_fp_static_type_versions(const EpicFpExpr *expr, const EpicFpEnv *env,
+							 const char *context_type, int fhir_versions)
+{
+	const char *t;
+
+	fp_static_versions = (fhir_versions & EPIC_FHIR_ANY) ? (fhir_versions & EPIC_FHIR_ANY) :
+		EPIC_FHIR_ANY;
+	t = static_type(expr->root, context_type, env);
+	fp_static_versions = EPIC_FHIR_ANY;
+	return t;
+}
+
 /* ---------------------------------------------------------------------
  * Member names checked against the FHIR type table
  * ---------------------------------------------------------------------

@@ -244,6 +244,9 @@ extern const char *epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *
  */
 extern const char *epic_fp_static_type_in(const EpicFpExpr *expr, const EpicFpEnv *env,
 										  const char *context_type);
+/* The same in the FHIR version(s) fhir_versions (as for epic_fp_eval_full). */
+extern const char *epic_fp_static_type_versions(const EpicFpExpr *expr, const EpicFpEnv *env,
+												const char *context_type, int fhir_versions);
 
 /* If expr is a plain member path ("a.b.c") return it, else NULL (for pushdown). */
 extern const char *epic_fp_text(const EpicFpExpr *expr);

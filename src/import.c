@@ -36,7 +36,8 @@ cmp_names(const ListCell *a, const ListCell *b)
  * the server's view_dir, named by the view's "name" (else the file name).
  */
 static List *
-import_view_dir(ImportForeignSchemaStmt *stmt, ForeignServer *server, const char *dir)
+import_view_dir(ImportForeignSchemaStmt *stmt, ForeignServer *server, const char *dir,
+				EpicFhirVersion fhir_version)
 {
 	DIR		   *d;
 	struct dirent *de;
@@ -102,6 +103,8 @@ import_view_dir(ImportForeignSchemaStmt *stmt, ForeignServer *server, const char
 		if (!IsImportableForeignTable(name, stmt))
 			continue;
 		v = epic_view_from_text(text.data, NULL, errbuf, sizeof(errbuf), &errpos);
+		if (v != NULL)
+			epic_view_set_fhir_versions(v, (int) fhir_version);
 		if (v == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
@@ -149,7 +152,7 @@ epic_import_foreign_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 					 errmsg("server \"%s\" has no option \"view_dir\"", server->servername),
 					 errhint("A superuser can set view_dir to a directory of ViewDefinition (*.json) files.")));
-		return import_view_dir(stmt, server, sopts.view_dir);
+		return import_view_dir(stmt, server, sopts.view_dir, sopts.fhir_version);
 	}
 	if (strcmp(stmt->remote_schema, "fhir") != 0)
 		ereport(ERROR,
@@ -174,6 +177,7 @@ epic_import_foreign_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 		v = epic_view_from_text(json, NULL, errbuf, sizeof(errbuf), &errpos);
 		if (v == NULL)
 			elog(ERROR, "built-in view %s is invalid: %s", name, errbuf);
+		epic_view_set_fhir_versions(v, (int) sopts.fhir_version);
 		commands = lappend(commands, epic_view_ddl_free(v, NULL, name, server->servername));
 	}
 	return commands;

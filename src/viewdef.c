@@ -6,6 +6,7 @@
  *-------------------------------------------------------------------------
  */
 #include "viewdef.h"
+#include "fhir_types.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -668,6 +669,35 @@ alloc_view(Compiler *c, const char *resource)
 	return v;
 }
 
+/*
+ * The FHIR versions a ViewDefinition's fhirVersion codes name: 3.0.x is
+ * STU3, 4.0.x R4; R4B (4.3) and R5 read as R4, the closest the type table
+ * has.  Either (3) when it names none of them.
+ */
+static int
+view_fhir_versions(const EpicJsonOps *ops, const void *doc)
+{
+	const void *arr = ops->member(doc, "fhirVersion");
+	int			v = 0;
+
+	for (size_t i = 0; arr && ops->kind(arr) == EPIC_JSON_ARRAY && i < ops->size(arr); i++)
+	{
+		char		buf[64];
+		size_t		len;
+		const void *e = ops->item(arr, i);
+		const char *t = ops->kind(e) == EPIC_JSON_STRING ?
+			ops->scalar(e, buf, sizeof(buf), &len) : NULL;
+
+		if (t == NULL || len < 2 || t[1] != '.')
+			continue;
+		if (t[0] == '3')
+			v |= EPIC_FHIR_STU3;
+		else if (t[0] >= '4' && t[0] <= '9')
+			v |= EPIC_FHIR_R4;
+	}
+	return v ? v : EPIC_FHIR_ANY;
+}
+
 EpicView *
 epic_view_compile(const EpicJsonOps *ops, const void *doc, const EpicFpEnv *extra_env,
 				  char *errbuf, size_t errlen, int *errpos)
@@ -778,6 +808,7 @@ epic_view_compile(const EpicJsonOps *ops, const void *doc, const EpicFpEnv *extr
 		epic_view_free(c.view);
 		return NULL;
 	}
+	epic_view_set_fhir_versions(c.view, view_fhir_versions(ops, doc));
 	return c.view;
 }
 
@@ -798,6 +829,7 @@ epic_view_new(const char *resource, const EpicFpEnv *extra_env)
 		epic_view_free(c.view);
 		return NULL;
 	}
+	epic_view_set_fhir_versions(c.view, EPIC_FHIR_ANY);
 	return c.view;
 }
 
@@ -1019,13 +1051,13 @@ rowset_append(Gen *g, RowSet *a, const RowSet *b)
 
 /* Append the items of expr on node to *nodes; they must be elements. */
 static void
-eval_nodes(Gen *g, const EpicFpExpr *expr, const char *what, const void *node, int index,
-		   const void ***nodes, int *n)
+eval_nodes(Gen *g, const EpicFpExpr *expr, const char *what, const void *node,
+		   const char *node_type, int index, const void ***nodes, int *n)
 {
 	EpicFpResult res = {0};
 
-	if (epic_fp_eval_row(expr, g->ops, g->resource, node, &g->view->env, index, &res,
-						 g->errbuf, g->errlen) != 0)
+	if (epic_fp_eval_full(expr, g->ops, g->resource, node, node_type, &g->view->env, index,
+						  g->view->fhir_versions, &res, g->errbuf, g->errlen) != 0)
 	{
 		g->failed = true;
 		epic_fp_result_free(&res);
@@ -1067,7 +1099,10 @@ repeat_nodes(Gen *g, const EpicViewSelect *s, const void *node, int index, int d
 		const void **level = NULL;
 		int			nlevel = 0;
 
-		eval_nodes(g, s->repeat[p], "repeat", node, index, &level, &nlevel);
+		/* the items of the first level are typed by the selection above */
+		eval_nodes(g, s->repeat[p], "repeat", node,
+				   depth == 0 && s->parent >= 0 ? g->view->selects[s->parent].item_type : NULL,
+				   index, &level, &nlevel);
 		for (int i = 0; i < nlevel && !g->failed; i++)
 		{
 			const void **a;
@@ -1119,7 +1154,8 @@ gen_select(Gen *g, int si, const void *node, bool isnull, int index, RowSet *out
 	else
 	{
 		eval_nodes(g, s->iter, s->kind == EPIC_VIEW_FOREACH ? "forEach" : "forEachOrNull",
-				   node, index, &ctx, &nctx);
+				   node, s->parent >= 0 ? g->view->selects[s->parent].item_type : NULL,
+				   index, &ctx, &nctx);
 		if (nctx == 0 && s->kind == EPIC_VIEW_FOREACH_OR_NULL)
 		{
 			single[0] = NULL;
@@ -1216,8 +1252,8 @@ epic_view_rows(const EpicView *view, const EpicJsonOps *ops, const void *resourc
 	{
 		int			b;
 
-		if (epic_fp_eval_in(view->where[i], ops, resource, resource, &view->env, &res,
-							errbuf, errlen) != 0)
+		if (epic_fp_eval_full(view->where[i], ops, resource, resource, NULL, &view->env, 0,
+							  view->fhir_versions, &res, errbuf, errlen) != 0)
 		{
 			epic_fp_result_free(&res);
 			return -1;
@@ -1297,8 +1333,9 @@ epic_view_cell(const EpicView *view, const EpicJsonOps *ops, const void *resourc
 		return 0;
 	}
 	/* a NULL node (forEachOrNull without items) is an empty focus */
-	return epic_fp_eval_row(view->columns[cell->column].expr, ops, resource, cell->node,
-							&view->env, cell->index, res, errbuf, errlen);
+	return epic_fp_eval_full(view->columns[cell->column].expr, ops, resource, cell->node,
+							 view->selects[view->columns[cell->column].select].item_type,
+							 &view->env, cell->index, view->fhir_versions, res, errbuf, errlen);
 }
 
 /* ---------------------------------------------------------------------
@@ -1393,22 +1430,33 @@ epic_view_sql_type(const char *fhir_type, bool collection)
  * resource for the root, a forEach path's type (HumanName for name, the
  * path Patient.contact for a BackboneElement), NULL when unknown (repeat).
  */
-static const char *
-select_context_type(const EpicView *view, int si, int depth)
+void
+epic_view_set_fhir_versions(EpicView *view, int fhir_versions)
 {
-	const EpicViewSelect *s = &view->selects[si];
-	const char *parent;
+	view->fhir_versions = (fhir_versions & EPIC_FHIR_ANY) ? (fhir_versions & EPIC_FHIR_ANY) :
+		EPIC_FHIR_ANY;
+	/* a parent comes before its selections */
+	for (int si = 0; si < view->nselects; si++)
+	{
+		EpicViewSelect *s = &view->selects[si];
+		const char *parent = s->parent >= 0 && s->parent < si ?
+			view->selects[s->parent].item_type : NULL;
 
-	if (s->parent < 0 || depth > 64)
-		return view->resource;
-	parent = select_context_type(view, s->parent, depth + 1);
-	if (s->kind == EPIC_VIEW_PLAIN)
-		return parent;
-	if ((s->kind == EPIC_VIEW_FOREACH || s->kind == EPIC_VIEW_FOREACH_OR_NULL) && s->iter != NULL &&
-		parent != NULL)
-		return epic_fp_static_type_in(s->iter, &view->env, parent);
-	return NULL;
+		if (s->parent < 0)
+			s->item_type = view->resource ?
+				epic_fhir_type_name(view->resource, strlen(view->resource), view->fhir_versions) :
+				NULL;
+		else if (s->kind == EPIC_VIEW_PLAIN)
+			s->item_type = parent;
+		else if ((s->kind == EPIC_VIEW_FOREACH || s->kind == EPIC_VIEW_FOREACH_OR_NULL) &&
+				 s->iter != NULL && parent != NULL)
+			s->item_type = epic_fp_static_type_versions(s->iter, &view->env, parent,
+														view->fhir_versions);
+		else
+			s->item_type = NULL;
+	}
 }
+
 
 /* A column's FHIR type: declared, else the boolean or numeric type its path gives */
 static const char *
@@ -1425,8 +1473,9 @@ column_fhir_type(const EpicView *view, const EpicViewColumn *col)
 		 */
 		const char *sql;
 
-		t = epic_fp_static_type_in(col->expr, &view->env,
-								   select_context_type(view, col->select, 0));
+		t = epic_fp_static_type_versions(col->expr, &view->env,
+										 view->selects[col->select].item_type,
+										 view->fhir_versions);
 		sql = t ? epic_view_sql_type(t, false) : NULL;
 		if (sql == NULL || (strcmp(sql, "boolean") != 0 && strcmp(sql, "integer") != 0 &&
 							strcmp(sql, "bigint") != 0 && strcmp(sql, "numeric") != 0))
@@ -1481,7 +1530,7 @@ epic_view_check_members(const EpicView *view, char *errbuf, size_t errlen)
 
 		if (s->iter == NULL)
 			continue;
-		ctx = s->parent < 0 ? view->resource : select_context_type(view, s->parent, 0);
+		ctx = s->parent < 0 ? view->resource : view->selects[s->parent].item_type;
 		if (ctx != NULL &&
 			!epic_fp_check_members(s->iter, &view->env, ctx, msg, sizeof(msg)))
 		{
@@ -1496,7 +1545,7 @@ epic_view_check_members(const EpicView *view, char *errbuf, size_t errlen)
 
 		if (c->expr == NULL)
 			continue;
-		ctx = select_context_type(view, c->select, 0);
+		ctx = view->selects[c->select].item_type;
 		if (ctx != NULL && !epic_fp_check_members(c->expr, &view->env, ctx, msg, sizeof(msg)))
 		{
 			snprintf(errbuf, errlen, "column \"%s\", path \"%s\": %s", c->name, c->path, msg);

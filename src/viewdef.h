@@ -70,6 +70,14 @@ typedef struct EpicViewSelect
 	int			parent;			/* -1 for the root */
 	int			first_slot;		/* slots of this subtree: first_slot .. +nslots */
 	int			nslots;
+
+	/*
+	 * FHIR type of the nodes its columns are evaluated on (the resource, a
+	 * forEach's items: "HumanName", "Patient.contact"), NULL when unknown (a
+	 * repeat's); a static string of the type table.  Set by
+	 * epic_view_set_fhir_versions.
+	 */
+	const char *item_type;
 } EpicViewSelect;
 
 typedef struct EpicView
@@ -95,6 +103,8 @@ typedef struct EpicView
 	int			ncolumns;
 	int		   *slot_column;	/* slot -> its first column instance */
 	int			nslots;
+	/* FHIR version(s) of the element types: 1 STU3, 2 R4, 3 either */
+	int			fhir_versions;
 } EpicView;
 
 typedef struct EpicViewCell
@@ -137,6 +147,15 @@ extern int	epic_view_add_column(EpicView *view, const char *name, const char *pa
 								 char *errbuf, size_t errlen, int *errpos);
 
 extern void epic_view_free(EpicView *view);
+
+/*
+ * The FHIR version(s) whose element types the view's paths are typed and
+ * evaluated in (as for epic_fp_eval_full: 1 STU3, 2 R4, 3 either, R4's type
+ * where both define an element).  A compiled view has those its
+ * ViewDefinition's fhirVersion names (3.0.x STU3; 4.x and later R4), else 3;
+ * a foreign table's are its server's fhir_version.
+ */
+extern void epic_view_set_fhir_versions(EpicView *view, int fhir_versions);
 
 /* Slot of a column name, or -1. */
 extern int	epic_view_slot(const EpicView *view, const char *name);

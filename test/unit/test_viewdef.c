@@ -1422,6 +1422,64 @@ test_member_check(void)
 	}
 }
 
+/* The FHIR version(s) the paths are typed in; forEach items typed by their path */
+static void
+test_fhir_versions(void)
+{
+	static const char *cond3 =
+		"{\"resourceType\": \"Condition\", \"id\": \"c\", \"clinicalStatus\": \"active\"}";
+	static const char *const versions[] = {"\"fhirVersion\": [\"3.0.2\"], ",
+		"\"fhirVersion\": [\"4.0.1\"], ", "", "\"fhirVersion\": [\"5.0.0\", \"3.0.1\"], "};
+	static const char *const want[] = {"true,false", "false,true", "false,true", "false,true"};
+	char		err[512];
+	char		view[1024];
+	char		msg[600];
+	int			pos;
+	void	   *doc = epic_json_parse(cond3, strlen(cond3), err, sizeof(err));
+	EpicView   *v;
+
+	/* STU3's Condition.clinicalStatus is a code, R4's a CodeableConcept */
+	for (int i = 0; i < 4; i++)
+	{
+		const char *got;
+
+		snprintf(view, sizeof(view), "{\"resourceType\": \"ViewDefinition\", \"resource\": \"Condition\", %s"
+				 "\"select\": [{\"column\": [" COL("code", "clinicalStatus is code") ", "
+				 COL("cc", "clinicalStatus.ofType(CodeableConcept).exists()") "]}]}", versions[i]);
+		v = compile(view, err, sizeof(err), &pos);
+		got = v ? rows_of(v, doc) : err;
+		snprintf(msg, sizeof(msg), "fhirVersion %s: %s (got %s)", versions[i][0] ? versions[i] : "(none)",
+				 want[i], got);
+		check(v != NULL && strcmp(got, want[i]) == 0, msg);
+		if (v != NULL && i == 2)
+		{
+			/* a foreign table's server decides: fhir_version 'STU3' */
+			epic_view_set_fhir_versions(v, 1);
+			got = rows_of(v, doc);
+			snprintf(msg, sizeof(msg), "epic_view_set_fhir_versions(STU3): true,false (got %s)", got);
+			check(strcmp(got, "true,false") == 0, msg);
+		}
+		epic_view_free(v);
+	}
+	epic_json_free(doc);
+
+	/* the items of a forEach have their element's type (uri is no HumanName.family) */
+	expect_rows("forEach items are typed",
+				VIEW("Patient", "\"select\": [{\"forEach\": \"name\", \"column\": ["
+					 COL("u", "family is uri") ", " COL("s", "family is string") ", "
+					 COL("h", "$this is HumanName") "]}]"),
+				patient, "false,true,true;false,true,true");
+	expect_rows("nested forEach items are typed",
+				VIEW("Patient", "\"select\": [{\"forEach\": \"telecom\", \"column\": ["
+					 COL("c", "system is code") ", " COL("u", "value is uri") ", "
+					 COL("p", "$this.ofType(ContactPoint).exists()") "]}]"),
+				patient, "true,false,true;true,false,true;true,false,true");
+	expect_rows("forEachOrNull and a nested select are typed",
+				VIEW("Patient", "\"select\": [{\"forEachOrNull\": \"address\", \"select\": [{\"column\": ["
+					 COL("d", "postalCode is date") ", " COL("s", "postalCode is string") "]}]}]"),
+				patient, "false,true");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1442,6 +1500,7 @@ main(int argc, char **argv)
 	test_add_column();
 	test_builtin_views(argc, argv);
 	test_member_check();
+	test_fhir_versions();
 	test_limits();
 	return unit_summary();
 }
