@@ -548,6 +548,7 @@ epic_table_resolve(Oid relid)
 							 "OPTIONS (path '...'), e.g. path 'status'.")));
 		}
 		col->vcol = &t->view->columns[t->view->slot_column[col->slot]];
+		col->json_kind = epic_view_type_json_kind(col->vcol->type);
 		col->is_array = col->vcol->collection && type_is_array(att->atttypid);
 		col->search_param = NULL;
 		col->search_type = EPIC_SP_NONE;

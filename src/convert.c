@@ -156,7 +156,7 @@ static void
 check_item(const EpicColumn *col, Oid type, const EpicFpItem *item)
 {
 	EpicJsonKind k = item_kind(item);
-	EpicJsonKind want = epic_view_type_json_kind(col->vcol->type);
+	EpicJsonKind want = col->json_kind;
 	bool		ok;
 
 	if (type == JSONBOID || type == JSONOID)

@@ -154,6 +154,7 @@ typedef struct EpicColumn
 	int32		atttypmod;
 	int			slot;			/* the view's output slot */
 	const EpicViewColumn *vcol; /* the view column (first instance) */
+	EpicJsonKind json_kind;		/* epic_view_type_json_kind of vcol's type */
 	const char *search_param;	/* NULL: not searchable */
 	EpicSearchType search_type;
 	bool		is_array;		/* a collection in an array column */

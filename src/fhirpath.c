@@ -1977,7 +1977,33 @@ resource_type(FpEval *ev, const void *node)
 	if (rt == NULL || ev->ops->kind(rt) != EPIC_JSON_STRING)
 		return NULL;
 	t = ev->ops->scalar(rt, buf, sizeof(buf), &len);
-	return t ? epic_fhir_type_name(t, len, ev->versions) : NULL;
+	if (t == NULL)
+		return NULL;
+
+	/*
+	 * Every evaluation on a resource starts here: remember the last name
+	 * looked up (rows of a scan are mostly of one type).
+	 */
+	{
+		static char last[64];
+		static size_t last_len;
+		static int	last_versions;
+		static const char *last_type;
+
+		if (len == last_len && ev->versions == last_versions && last_len > 0 &&
+			memcmp(t, last, len) == 0)
+			return last_type;
+		last_type = epic_fhir_type_name(t, len, ev->versions);
+		if (len < sizeof(last))
+		{
+			memcpy(last, t, len);
+			last_len = len;
+			last_versions = ev->versions;
+		}
+		else
+			last_len = 0;
+		return last_type;
+	}
 }
 
 /* Push one item of an element: a value (node, or NULL) and its extension element. */
@@ -1999,8 +2025,8 @@ push_element(FpEval *ev, EpicFpResult *out, const void *v, const void *ext, cons
 	it.noval = (v == NULL);
 	/* a resource (contained, Bundle.entry.resource): its own type */
 	it.type = type;
-	if (v != NULL && (type == NULL || strcmp(type, "Resource") == 0 ||
-					  strcmp(type, "DomainResource") == 0))
+	if (v != NULL && (type == NULL || (type[0] == 'R' && strcmp(type, "Resource") == 0) ||
+					  (type[0] == 'D' && strcmp(type, "DomainResource") == 0)))
 	{
 		const char *rt = resource_type(ev, v);
 
@@ -2055,6 +2081,33 @@ primitive_ext(FpEval *ev, const void *obj, const char *name, size_t nl)
 	return ev->ops->member(obj, uname);
 }
 
+/*
+ * epic_fhir_type_known, remembered per type (a static string of the table:
+ * its address) and versions: asked for every absent member.
+ */
+static bool
+fp_type_known(FpEval *ev, const char *ptype)
+{
+	static struct
+	{
+		const char *type;
+		int			versions;
+		bool		known;
+	}			cache[64];
+	unsigned	h;
+
+	if (ptype == NULL)
+		return false;
+	h = ((unsigned) ((size_t) ptype >> 3) * 31u + (unsigned) ev->versions) % 64u;
+	if (cache[h].type != ptype || cache[h].versions != ev->versions)
+	{
+		cache[h].known = epic_fhir_type_known(ptype, ev->versions);
+		cache[h].type = ptype;
+		cache[h].versions = ev->versions;
+	}
+	return cache[h].known;
+}
+
 /* The type of a choice element's value from its member name (valueQuantity). */
 static const char *
 choice_type(FpEval *ev, const char *ptype, const char *key, size_t kl, const char *suffix)
@@ -2106,11 +2159,32 @@ element_type(FpEval *ev, const char *ptype, const char *name, size_t nl)
 }
 
 static void
-add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, const char *name)
+add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, const char *name,
+		   size_t nl)
 {
-	const void *v = ev->ops->member(obj, name);
-	size_t		nl = strlen(name);
-	const void *ext = primitive_ext(ev, obj, name, nl);
+	const void *v = NULL;
+	const void *ext = NULL;
+
+	if (ev->ops->member_at != NULL && nl > 0 && name[0] != '_')
+	{
+		/* the member and its primitive extension "_name" in one pass (the last duplicate wins) */
+		const char *key;
+		size_t		kl;
+		const void *mv;
+
+		for (size_t m = 0; ev->ops->member_at(obj, m, &key, &kl, &mv); m++)
+		{
+			if (kl == nl && memcmp(key, name, nl) == 0)
+				v = mv;
+			else if (kl == nl + 1 && key[0] == '_' && memcmp(key + 1, name, nl) == 0)
+				ext = mv;
+		}
+	}
+	else
+	{
+		v = ev->ops->member(obj, name);
+		ext = primitive_ext(ev, obj, name, nl);
+	}
 
 	if (v != NULL || ext != NULL)
 	{
@@ -2126,7 +2200,7 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, co
 	 */
 	if (nl == 0 || nl > 64 || !islower((unsigned char) name[0]))
 		return;
-	if (ptype != NULL && epic_fhir_type_known(ptype, ev->versions) &&
+	if (ptype != NULL && fp_type_known(ev, ptype) &&
 		!epic_fhir_is_choice(ptype, name, nl, ev->versions))
 		return;
 	if (ev->ops->member_at != NULL)
@@ -3144,7 +3218,7 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 				{
 					/* a primitive's elements (id, extension) are in its "_name" */
 					if (in[i].ext != NULL)
-						add_member(ev, out, in[i].ext, in[i].type, n->name);
+						add_member(ev, out, in[i].ext, in[i].type, n->name, n->namelen);
 					continue;
 				}
 
@@ -3165,7 +3239,7 @@ eval_node(FpEval *ev, const FpNode *n, const EpicFpItem *in, int nin,
 						continue;
 					}
 				}
-				add_member(ev, out, node, in[i].type, n->name);
+				add_member(ev, out, node, in[i].type, n->name, n->namelen);
 			}
 			break;
 		case FP_FUNC:
