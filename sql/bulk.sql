@@ -123,43 +123,27 @@ SELECT id, resource = raw::jsonb AS same_as_jsonb_in, resource::text = raw::json
 
 -- fault switches: for each, the outcome (rows, or SQLSTATE and message)
 -- and the sandbox's log of the job
-CREATE TEMP TABLE bulk_faults (seq serial, fault text, outcome text, within_bound boolean);
-CREATE FUNCTION pg_temp.bulk_case(fault text, query text, bound_s float8) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-  t0 timestamptz := clock_timestamp();
-  n bigint;
-  outcome text;
-BEGIN
-  BEGIN
-    EXECUTE 'SELECT count(q.*) FROM (' || query || ') q' INTO n;
-    outcome := format('%s rows', n);
-  EXCEPTION WHEN OTHERS THEN
-    outcome := format('%s: %s', SQLSTATE, SQLERRM);
-  END;
-  INSERT INTO bulk_faults (fault, outcome, within_bound)
-  VALUES (fault, outcome, clock_timestamp() - t0 < make_interval(secs => bound_s));
-END $$;
+\i sql/include/fault_case.sql
 
 -- 429 on a status poll: retried after its Retry-After
 \! $EPIC_CTL reset
 \! $EPIC_CTL bulk '{"polls": 2, "retry_after": "0", "poll_429": 2}'
-SELECT pg_temp.bulk_case('429 on a status poll', 'SELECT * FROM bulk_patients', 10);
+SELECT pg_temp.run_case('429 on a status poll', 'SELECT * FROM bulk_patients', 10);
 \! $EPIC_CTL log
 -- 500 on one file, then success
 \! $EPIC_CTL reset
 \! $EPIC_CTL bulk '{"retry_after": "0", "file_500": true, "file_size": 3}'
-SELECT pg_temp.bulk_case('500 on a file, then success', 'SELECT * FROM bulk_meds', 10);
+SELECT pg_temp.run_case('500 on a file, then success', 'SELECT * FROM bulk_meds', 10);
 \! $EPIC_CTL log | sort -s -k3,3
 -- an expired file (404): an error, and the job is DELETEd
 \! $EPIC_CTL reset
 \! $EPIC_CTL bulk '{"retry_after": "0", "expired": true}'
-SELECT pg_temp.bulk_case('expired file', 'SELECT * FROM bulk_patients', 10);
+SELECT pg_temp.run_case('expired file', 'SELECT * FROM bulk_patients', 10);
 \! $EPIC_CTL log
 -- gzip output: decoded
 \! $EPIC_CTL reset
 \! $EPIC_CTL bulk '{"retry_after": "0", "gzip": true, "file_size": 4}'
-SELECT pg_temp.bulk_case('gzip', 'SELECT * FROM bulk_meds', 10);
+SELECT pg_temp.run_case('gzip', 'SELECT * FROM bulk_meds', 10);
 \! $EPIC_CTL log | sort -s -k3,3
 -- error files: one WARNING per distinct issue, or an error with bulk_errors 'error'
 \! $EPIC_CTL reset
@@ -167,32 +151,32 @@ SELECT pg_temp.bulk_case('gzip', 'SELECT * FROM bulk_meds', 10);
 SELECT count(*) FROM bulk_patients;
 SELECT errors FROM epic_fdw_last_export('bulk_patients');
 ALTER FOREIGN TABLE bulk_patients OPTIONS (ADD bulk_errors 'error');
-SELECT pg_temp.bulk_case('error file, bulk_errors error', 'SELECT * FROM bulk_patients', 10);
+SELECT pg_temp.run_case('error file, bulk_errors error', 'SELECT * FROM bulk_patients', 10);
 ALTER FOREIGN TABLE bulk_patients OPTIONS (DROP bulk_errors);
 -- files on another origin that need the token: an error, no file requested
 \! $EPIC_CTL reset
 \! $EPIC_CTL bulk '{"retry_after": "0", "other_origin": true}'
-SELECT pg_temp.bulk_case('other origin, requiresAccessToken', 'SELECT * FROM bulk_patients', 10);
+SELECT pg_temp.run_case('other origin, requiresAccessToken', 'SELECT * FROM bulk_patients', 10);
 \! $EPIC_CTL log
 -- pre-signed files on another origin (requiresAccessToken false): no token sent
 \! $EPIC_CTL reset
 \! $EPIC_CTL bulk '{"retry_after": "0", "other_origin": true, "requires_token": false}'
-SELECT pg_temp.bulk_case('other origin, pre-signed', 'SELECT * FROM bulk_patients', 10);
+SELECT pg_temp.run_case('other origin, pre-signed', 'SELECT * FROM bulk_patients', 10);
 \! $EPIC_CTL log
 -- a job that fails: the server's OperationOutcome
 \! $EPIC_CTL reset
 \! $EPIC_CTL bulk '{"retry_after": "0", "fail_job": true}'
-SELECT pg_temp.bulk_case('failed job', 'SELECT * FROM bulk_patients', 10);
+SELECT pg_temp.run_case('failed job', 'SELECT * FROM bulk_patients', 10);
 -- a kick-off the server rejects
 \! $EPIC_CTL bulk '{}'
 \! $EPIC_CTL fault '{"match": "Group/", "kind": "status", "status": 403, "body": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "forbidden", "diagnostics": "not authorized for this group"}]}}'
-SELECT pg_temp.bulk_case('kick-off rejected', 'SELECT * FROM bulk_patients', 10);
+SELECT pg_temp.run_case('kick-off rejected', 'SELECT * FROM bulk_patients', 10);
 \! $EPIC_CTL faults-clear
 -- a job that never completes: bulk_timeout, then DELETE
 \! $EPIC_CTL reset
 \! $EPIC_CTL bulk '{"retry_after": "1", "never_complete": true}'
 ALTER FOREIGN TABLE bulk_patients OPTIONS (ADD bulk_timeout '2');
-SELECT pg_temp.bulk_case('never completes, bulk_timeout 2', 'SELECT * FROM bulk_patients', 8);
+SELECT pg_temp.run_case('never completes, bulk_timeout 2', 'SELECT * FROM bulk_patients', 8);
 ALTER FOREIGN TABLE bulk_patients OPTIONS (DROP bulk_timeout);
 \! $EPIC_CTL log | sort | uniq -c | sed -e 's/^ *[0-9]* bulk GET job/<n> bulk GET job/'
 -- ... or a cancel (statement_timeout): DELETE sent during the abort
@@ -201,7 +185,7 @@ SET statement_timeout = '1500ms';
 SELECT count(*) FROM bulk_patients;
 RESET statement_timeout;
 \! $EPIC_CTL log | grep -v 'bulk GET job'
-SELECT fault, outcome, within_bound FROM bulk_faults ORDER BY seq;
+SELECT fault, outcome, within_bound FROM fault_results ORDER BY seq;
 \! $EPIC_CTL bulk '{}'
 
 -- progress: with epic_fdw.progress on, the NOTICEs carry the server's

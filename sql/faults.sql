@@ -10,30 +10,7 @@ ALTER SERVER sandbox OPTIONS (ADD max_retries '2', ADD timeout '2', ADD connect_
 -- warm the token cache so that counts below are of FHIR requests only
 SELECT count(*) FROM patients WHERE id = 'erXuFYUfucBZaryVksYEcMg3';
 
-CREATE TEMP TABLE fault_results (
-  seq serial, fault text, outcome text, within_bound boolean, usable_after boolean,
-  requests int);
-
--- run query; record rows or SQLSTATE + message, the time bound, and whether
--- the session still answers a normal query afterwards
-CREATE FUNCTION pg_temp.run_case(fault text, query text, bound_s float8) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-  t0 timestamptz := clock_timestamp();
-  n bigint;
-  outcome text;
-  usable boolean;
-BEGIN
-  BEGIN
-    -- count(q.*) makes every column be computed
-    EXECUTE 'SELECT count(q.*) FROM (' || query || ') q' INTO n;
-    outcome := format('%s rows', n);
-  EXCEPTION WHEN OTHERS THEN
-    outcome := format('%s: %s', SQLSTATE, SQLERRM);
-  END;
-  INSERT INTO fault_results (fault, outcome, within_bound)
-  VALUES (fault, outcome, clock_timestamp() - t0 < make_interval(secs => bound_s));
-END $$;
+\i sql/include/fault_case.sql
 
 -- after each case: clear faults, check the session, record the request count
 CREATE FUNCTION pg_temp.finish_case(requests int) RETURNS void LANGUAGE plpgsql AS $$
