@@ -20,14 +20,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../scripts/lib.sh
 . "$HERE/../scripts/lib.sh"
 
-MODE=full
-for a in "$@"; do
-	case $a in
-	--quick) MODE=quick ;;
-	-h | --help) sed -n '2,13p' "$0"; exit 0 ;;
-	*) echo "usage: $0 [--quick]" >&2; exit 2 ;;
-	esac
-done
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+bench_args "$0" 13 "$@"
 if [ "$MODE" = quick ]; then
 	: "${BENCH_BULK_PATIENTS:=10000}" "${BENCH_BULK_RUNS:=1}"
 else
@@ -36,31 +31,18 @@ fi
 : "${BENCH_BULK_OUT:=$HERE/RESULTS_BULK.md}"
 export BENCH_BULK_PATIENTS BENCH_BULK_RUNS BENCH_BULK_OUT BENCH_MODE=$MODE
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench/bulk_run.sh: run as root (it installs packages and runs PostgreSQL as postgres)" >&2
-	exit 1
-fi
 epic_install_deps
 if ! dpkg -s linux-perf >/dev/null 2>&1 && ! command -v perf >/dev/null; then
 	epic_log "perf not installed: the profile section will be empty"
 fi
 epic_build_install
 
-STATE=$(mktemp -d /tmp/epic_fdw_bulkbench.XXXXXX)
-finish() {
-	epic_cleanup
-	if [ "${BENCH_KEEP:-0}" = 1 ]; then epic_log "state kept in $STATE"; else rm -rf "$STATE"; fi
-}
-trap finish EXIT
-epic_setup_state "$STATE"
+bench_state epic_fdw_bulkbench
 
 gcc -O2 -Wall -o "$STATE/transfer" "$HERE/transfer.c" -lcurl
 export BENCH_TRANSFER="$STATE/transfer"
 
-DATA="$STATE/bench_data/r4"
-epic_log "generating $BENCH_BULK_PATIENTS R4 patients x 5 medication requests"
-$PY "$REPO/test/dataset/generate.py" --version R4 --types none --patients "$BENCH_BULK_PATIENTS" \
-	--statements-per-patient 5 --seed 1 --out "$DATA" >/dev/null
+bench_dataset R4 "$BENCH_BULK_PATIENTS" 5
 # the registry group: every patient
 $PY - "$DATA" <<'PY'
 import json, os, sys
@@ -70,18 +52,12 @@ json.dump({"resourceType": "Group", "id": "all", "type": "person", "actual": Tru
            "member": [{"entity": {"reference": "Patient/" + i}} for i in ids]},
           open(os.path.join(d, "Group.json"), "w"))
 PY
-chmod -R a+rX "$STATE/bench_data"
 export BENCH_DATASET_DIR=$DATA
 
-EPIC_SANDBOX_START_TIMEOUT=${EPIC_SANDBOX_START_TIMEOUT:-600} epic_start_sandbox --dataset "R4=$DATA"
-epic_start_cluster
-export PGBIN
-cd "$REPO"
-"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench" >/dev/null
+bench_start R4 600
 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d bench \
 	-v url="$EPIC_DATASET_URL_R4" -v ca_file="$EPIC_CA_FILE" -v rsa_key="$EPIC_RSA_KEY" \
 	>/dev/null <<'SQL'
-CREATE EXTENSION epic_fdw;
 CREATE SERVER bulkbench FOREIGN DATA WRAPPER epic_fdw
   OPTIONS (fhir_url :'url', fhir_version 'R4', ca_file :'ca_file');
 CREATE USER MAPPING FOR CURRENT_USER SERVER bulkbench
@@ -98,8 +74,6 @@ CREATE FOREIGN TABLE s.patients_text (
   phone text, phones text[], email text, address_line text, city text, state text,
   postal_code text, active boolean, deceased boolean, last_updated timestamptz, resource text
 ) SERVER bulkbench OPTIONS (resource 'Patient');
-CREATE FUNCTION public.bench_hwm_kb() RETURNS bigint LANGUAGE sql AS
-$$ SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1]::bigint $$;
 -- runs a statement once: wall ms
 CREATE FUNCTION public.bench_exec(q text, OUT ms float8)
 LANGUAGE plpgsql AS $$

@@ -21,14 +21,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../scripts/lib.sh
 . "$HERE/../scripts/lib.sh"
 
-MODE=full
-for a in "$@"; do
-	case $a in
-	--quick) MODE=quick ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
-	*) echo "usage: $0 [--quick]" >&2; exit 2 ;;
-	esac
-done
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+bench_args "$0" 20 "$@"
 if [ "$MODE" = quick ]; then
 	: "${BENCH_PATIENTS:=2000}" "${BENCH_RUNS:=3}" "${BENCH_SLOW_RUNS:=1}"
 else
@@ -36,11 +31,6 @@ else
 fi
 : "${BENCH_STATEMENTS:=5}" "${BENCH_OUT:=$HERE/RESULTS.md}"
 export BENCH_MODE=$MODE BENCH_PATIENTS BENCH_STATEMENTS BENCH_RUNS BENCH_SLOW_RUNS BENCH_OUT
-
-if [ "$(id -u)" != 0 ]; then
-	echo "bench/run.sh: run as root (it installs packages and runs PostgreSQL as postgres)" >&2
-	exit 1
-fi
 
 # PL/Python is the baseline of scenario 1 only
 WITH_PLPY=true
@@ -57,47 +47,25 @@ if $WITH_PLPY && ! dpkg -s postgresql-plpython3-15 time git >/dev/null 2>&1; the
 fi
 epic_build_install
 
-STATE=$(mktemp -d /tmp/epic_fdw_bench.XXXXXX)
-finish() {
-	epic_cleanup
-	if [ "${BENCH_KEEP:-0}" = 1 ]; then
-		epic_log "state kept in $STATE"
-	else
-		rm -rf "$STATE"
-	fi
-}
-trap finish EXIT
-epic_setup_state "$STATE"
-
-DATA="$STATE/bench_data/stu3"
-epic_log "generating $BENCH_PATIENTS STU3 patients x $BENCH_STATEMENTS statements"
-$PY "$REPO/test/dataset/generate.py" --version STU3 --types none --patients "$BENCH_PATIENTS" \
-	--statements-per-patient "$BENCH_STATEMENTS" --seed 1 --out "$DATA" >/dev/null
-chmod -R a+rX "$STATE/bench_data"
+bench_state epic_fdw_bench
+bench_dataset STU3 "$BENCH_PATIENTS" "$BENCH_STATEMENTS"
 export BENCH_DATASET_DIR=$DATA BENCH_RAW="$STATE/results.json"
 
-EPIC_SANDBOX_START_TIMEOUT=${EPIC_SANDBOX_START_TIMEOUT:-300} epic_start_sandbox --dataset "STU3=$DATA"
 # the sandbox's request log must not fill memory over thousands of requests: bench.py
 # resets it before every counted group
-epic_start_cluster
-export PGBIN
-cd "$REPO"
+bench_start STU3 300
 
-"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench" >/dev/null
 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d bench \
 	-v dataset_url="$EPIC_DATASET_URL_STU3" -v ca_file="$EPIC_CA_FILE" -v rsa_key="$EPIC_RSA_KEY" \
 	-v with_plpy="$WITH_PLPY" >/dev/null <<'SQL'
-CREATE EXTENSION epic_fdw;
 \i sql/include/dataset.sql
 ALTER SERVER dataset OPTIONS (ADD page_size '100', ADD or_lists 'true');
 \if :with_plpy
 \i bench/plpython.sql
 \endif
--- backend CPU time in ns (schedstat's first field), peak RSS in kB
+-- backend CPU time in ns (schedstat's first field)
 CREATE FUNCTION public.bench_cpu_ns() RETURNS bigint LANGUAGE sql AS
 $$ SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint $$;
-CREATE FUNCTION public.bench_hwm_kb() RETURNS bigint LANGUAGE sql AS
-$$ SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1]::bigint $$;
 -- runs a single-value query once: wall ms, backend CPU ms, its value
 CREATE FUNCTION public.bench_run(q text, OUT ms float8, OUT cpu_ms float8, OUT n bigint)
 LANGUAGE plpgsql AS $$
