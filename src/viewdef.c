@@ -1426,9 +1426,10 @@ epic_view_sql_type(const char *fhir_type, bool collection)
 }
 
 /*
- * The FHIR type of the nodes selection si's paths are evaluated on: the
- * resource for the root, a forEach path's type (HumanName for name, the
- * path Patient.contact for a BackboneElement), NULL when unknown (repeat).
+ * Sets the view's FHIR versions and, in them, each selection's item_type: the
+ * FHIR type of the nodes its paths are evaluated on (the resource for the
+ * root, a forEach path's type: HumanName for name, the path Patient.contact
+ * for a BackboneElement; NULL when unknown: repeat).
  */
 void
 epic_view_set_fhir_versions(EpicView *view, int fhir_versions)
