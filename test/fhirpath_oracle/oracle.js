@@ -373,6 +373,8 @@ function classify(c, ours, theirs) {
   if ([...tags].some((t) => ['+', '-', '*', '/', 'lowBoundary', 'highBoundary'].includes(t)) && ours.length === 1 &&
       theirs.length === 1 && typeof ours[0] === 'number' && typeof theirs[0] === 'number' &&
       Math.abs(ours[0] - theirs[0]) <= 1e-9 * Math.max(1, Math.abs(ours[0]))) return 'decimal-arithmetic';
+  /* a negated decimal literal is a JS number in fhirpath.js: -2.0 is then an Integer, no Decimal */
+  if ((tags.has('is') || tags.has('as')) && /^-\(?\d+\.\d+\)? (is|as) /.test(c.e)) return 'decimal-arithmetic';
   if ((c.boolOperands || /^(true|false) [<>]=? (true|false)$/.test(c.e) || (c.lhs && isBool(c, c.lhs))) &&
       ['<', '>', '<=', '>='].some((o) => tags.has(o)) && ours.length === 0 && theirs.length === 1 &&
       typeof theirs[0] === 'boolean') return 'boolean-order';

@@ -246,6 +246,9 @@ test_issue14(void)
 	expect(NULL, "1 is System.Integer", "true");
 	expect(NULL, "1 is integer", "false");	/* a literal is of a System type */
 	expect(NULL, "1.5 as Decimal", "1.5");
+	expect(NULL, "-2.0 is Decimal", "true");	/* negation keeps a decimal a decimal */
+	expect(NULL, "-2.0 is Integer", "false");
+	expect(NULL, "-(2) is Integer", "true");
 	expect(NULL, "'a' is String and @2020 is Date and @T10 is Time", "true");
 	expect(NULL, "1 + 2 is Integer", "true");	/* binds tighter than | and = */
 	expect(NULL, "(1 | 2 as Integer).count()", "2");
