@@ -1458,7 +1458,6 @@ epic_view_set_fhir_versions(EpicView *view, int fhir_versions)
 	}
 }
 
-
 /* A column's FHIR type: declared, else the boolean or numeric type its path gives */
 static const char *
 column_fhir_type(const EpicView *view, const EpicViewColumn *col)
