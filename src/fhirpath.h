@@ -31,7 +31,8 @@
  *
  * Lenient where FHIRPath would raise an error: comparison and arithmetic
  * on a collection of more than one item, or on mismatched types, give an
- * empty result; so does division by zero.
+ * empty result; so does division by zero.  is/as on several items raise the
+ * error FHIRPath specifies.
  *
  *-------------------------------------------------------------------------
  */
