@@ -112,6 +112,12 @@ SELECT 'STU3' AS version, status_is_code, status_as_concept, status_code, count(
 UNION ALL
 SELECT 'R4', status_is_code, status_as_concept, status_code, count(*)
   FROM r4.condition_types WHERE patient_id = :camila GROUP BY 1, 2, 3, 4 ORDER BY 1, 4;
+-- is/as of several items: the error FHIRPath specifies, not a silent NULL
+CREATE FOREIGN TABLE r4.given_as (id text, given text OPTIONS (path 'name.given as string'),
+  first_given text OPTIONS (path 'name.given.first() as string'))
+  SERVER dataset_r4 OPTIONS (resource 'Patient');
+SELECT first_given FROM r4.given_as WHERE id = :camila;
+SELECT given FROM r4.given_as WHERE id = :camila;
 
 -- allergies and intolerances
 SELECT clinical_status, verification_status, type, category, criticality, code, display, reactions, onset, recorded
