@@ -2216,9 +2216,10 @@ add_member(FpEval *ev, EpicFpResult *out, const void *obj, const char *ptype, co
 
 		for (size_t m = 0; ev->ops->member_at(obj, m, &key, &kl, &mv); m++)
 		{
-			if (kl == nl && memcmp(key, name, nl) == 0)
+			if (kl == nl && key[0] == name[0] && memcmp(key, name, nl) == 0)
 				v = mv;
-			else if (kl == nl + 1 && key[0] == '_' && memcmp(key + 1, name, nl) == 0)
+			else if (kl == nl + 1 && key[0] == '_' && key[1] == name[0] &&
+					 memcmp(key + 1, name, nl) == 0)
 				ext = mv;
 		}
 	}
