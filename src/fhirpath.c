@@ -178,6 +178,28 @@ new_node(FpParser *ps, FpKind kind)
 	return n;
 }
 
+/*
+ * A node of kind named name (len bytes, malloc'd: the node owns it), with
+ * focus (may be NULL) as its input; on failure both are freed and NULL is
+ * returned.
+ */
+static FpNode *
+named_node(FpParser *ps, FpKind kind, char *name, size_t len, FpNode *focus)
+{
+	FpNode	   *n = new_node(ps, kind);
+
+	if (n == NULL)
+	{
+		free(name);
+		free_node(focus);
+		return NULL;
+	}
+	n->name = name;
+	n->namelen = len;
+	n->focus = focus;
+	return n;
+}
+
 static void
 skip_ws(FpParser *ps)
 {
@@ -327,15 +349,9 @@ parse_type_spec(FpParser *ps)
 		free(tn);
 		return NULL;
 	}
-	arg = new_node(ps, FP_STRING);
-	if (arg == NULL)
-	{
-		free(tn);
-		return NULL;
-	}
-	arg->name = tn;
-	arg->namelen = tl;
-	arg->littype = qual;
+	arg = named_node(ps, FP_STRING, tn, tl, NULL);
+	if (arg != NULL)
+		arg->littype = qual;
 	return arg;
 }
 
@@ -356,16 +372,9 @@ parse_invocation(FpParser *ps, FpNode *focus)
 	skip_ws(ps);
 	if (*ps->p != '(')
 	{
-		n = new_node(ps, FP_MEMBER);
+		n = named_node(ps, FP_MEMBER, name, len, focus);
 		if (n == NULL)
-		{
-			free(name);
-			free_node(focus);
 			return NULL;
-		}
-		n->name = name;
-		n->namelen = len;
-		n->focus = focus;
 		if (!set_height(ps, n))
 		{
 			free_node(n);
@@ -375,16 +384,9 @@ parse_invocation(FpParser *ps, FpNode *focus)
 	}
 
 	/* function call */
-	n = new_node(ps, FP_FUNC);
+	n = named_node(ps, FP_FUNC, name, len, focus);
 	if (n == NULL)
-	{
-		free(name);
-		free_node(focus);
 		return NULL;
-	}
-	n->name = name;
-	n->namelen = len;
-	n->focus = focus;
 	{
 		int			f = -1;
 
@@ -776,7 +778,6 @@ parse_primary(FpParser *ps)
 	}
 	if (*ps->p == '%')
 	{
-		FpNode	   *n;
 		size_t		len;
 		char	   *name;
 
@@ -784,15 +785,7 @@ parse_primary(FpParser *ps)
 		name = read_ident(ps, &len);
 		if (name == NULL)
 			return NULL;
-		n = new_node(ps, FP_CONST);
-		if (n == NULL)
-		{
-			free(name);
-			return NULL;
-		}
-		n->name = name;
-		n->namelen = len;
-		return n;
+		return named_node(ps, FP_CONST, name, len, NULL);
 	}
 	if (strncmp(ps->p, "$this", 5) == 0 && !is_ident_char(ps->p[5]))
 	{
@@ -1074,6 +1067,7 @@ parse_type_op(FpParser *ps)
 		bool		is;
 		FpNode	   *n;
 		FpNode	   *t;
+		char	   *name;
 
 		skip_ws(ps);
 		if (keyword_at(ps, "is"))
@@ -1084,22 +1078,21 @@ parse_type_op(FpParser *ps)
 			break;
 		ps->p += 2;
 		t = parse_type_spec(ps);
-		n = t ? new_node(ps, FP_FUNC) : NULL;
+		name = t ? strdup(is ? "is" : "as") : NULL;
+		if (t != NULL && name == NULL)
+			fp_fail(ps, ps->p, "out of memory%s", NULL);
+		n = name ? named_node(ps, FP_FUNC, name, 2, l) : NULL;
 		if (n == NULL)
 		{
+			if (name == NULL)
+				free_node(l);
 			free_node(t);
-			free_node(l);
 			return NULL;
 		}
 		n->func = is ? FN_IS : FN_AS;
-		n->name = strdup(is ? "is" : "as");
-		n->namelen = 2;
-		n->focus = l;
 		n->args[0] = t;
 		n->nargs = 1;
-		if (n->name == NULL)
-			fp_fail(ps, ps->p, "out of memory%s", NULL);
-		if (n->name == NULL || !set_height(ps, n))
+		if (!set_height(ps, n))
 		{
 			free_node(n);
 			return NULL;
