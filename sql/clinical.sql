@@ -95,18 +95,18 @@ SELECT v.clinical_status = c.clinical_status AS same_status, count(*)
 -- FHIRPath types follow the server's fhir_version: the same paths over the
 -- same patient's conditions (clinicalStatus: a code in STU3, a
 -- CodeableConcept in R4)
-CREATE FOREIGN TABLE ds.condition_types (
-  patient_id text OPTIONS (path 'subject.getReferenceKey(Patient)', search_param 'patient:reference'),
-  status_is_code boolean OPTIONS (path 'clinicalStatus is code'),
-  status_as_concept boolean OPTIONS (path '(clinicalStatus as CodeableConcept).exists()'),
-  status_code text OPTIONS (path 'clinicalStatus.ofType(code) | clinicalStatus.ofType(CodeableConcept).coding.code'))
-  SERVER dataset OPTIONS (resource 'Condition');
-CREATE FOREIGN TABLE r4.condition_types (
-  patient_id text OPTIONS (path 'subject.getReferenceKey(Patient)', search_param 'patient:reference'),
-  status_is_code boolean OPTIONS (path 'clinicalStatus is code'),
-  status_as_concept boolean OPTIONS (path '(clinicalStatus as CodeableConcept).exists()'),
-  status_code text OPTIONS (path 'clinicalStatus.ofType(code) | clinicalStatus.ofType(CodeableConcept).coding.code'))
-  SERVER dataset_r4 OPTIONS (resource 'Condition');
+DO $$
+DECLARE v record;
+BEGIN
+  FOR v IN SELECT * FROM (VALUES ('ds', 'dataset'), ('r4', 'dataset_r4')) AS t (sch, srv) LOOP
+    EXECUTE format($q$CREATE FOREIGN TABLE %I.condition_types (
+      patient_id text OPTIONS (path 'subject.getReferenceKey(Patient)', search_param 'patient:reference'),
+      status_is_code boolean OPTIONS (path 'clinicalStatus is code'),
+      status_as_concept boolean OPTIONS (path '(clinicalStatus as CodeableConcept).exists()'),
+      status_code text OPTIONS (path 'clinicalStatus.ofType(code) | clinicalStatus.ofType(CodeableConcept).coding.code'))
+      SERVER %I OPTIONS (resource 'Condition')$q$, v.sch, v.srv);
+  END LOOP;
+END $$;
 SELECT 'STU3' AS version, status_is_code, status_as_concept, status_code, count(*)
   FROM ds.condition_types WHERE patient_id = :camila GROUP BY 1, 2, 3, 4
 UNION ALL
