@@ -3872,12 +3872,6 @@ epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *env)
 }
 
 const char *
-epic_fp_static_type_in(const EpicFpExpr *expr, const EpicFpEnv *env, const char *context_type)
-{
-	return static_type(expr->root, context_type, env);
-}
-
-const char *
 epic_fp_static_type_versions(const EpicFpExpr *expr, const EpicFpEnv *env,
 							 const char *context_type, int fhir_versions)
 {

@@ -197,7 +197,7 @@ extern int	epic_fp_eval_row(const EpicFpExpr *expr, const EpicJsonOps *ops, cons
  * 3) and the FHIR type of focus when it is not a resource (a forEach item:
  * "HumanName", "Patient.contact"; NULL when unknown).  focus_type must be a
  * string that lives as long as the process (a literal, or one the type table
- * or epic_fp_static_type_in returned): element types are cached by its
+ * or epic_fp_static_type_versions returned): element types are cached by its
  * address.
  */
 extern int	epic_fp_eval_full(const EpicFpExpr *expr, const EpicJsonOps *ops, const void *root,
@@ -221,14 +221,6 @@ extern const char *epic_fp_undefined_constant(const EpicFpExpr *expr, const Epic
 extern bool epic_fp_uses_constant(const EpicFpExpr *expr, const char *name);
 
 /*
- * The FHIR type every item of expr has whatever the resource ("boolean",
- * "decimal", "Quantity", ...), when the expression alone decides it: from
- * literals, operators, functions, env's constants, ofType(), choice elements
- * named with their type (valueQuantity) and the elements of FHIR datatypes
- * (the type table).  NULL when unknown (e.g. an element of a resource whose
- * type is not given: see epic_fp_static_type_in).
- */
-/*
  * Are all the member names of expr, evaluated on nodes of FHIR type
  * context_type, elements the FHIR type table knows for their context (STU3
  * or R4)?  False with a message ("FHIR type HumanName has no element
@@ -236,16 +228,23 @@ extern bool epic_fp_uses_constant(const EpicFpExpr *expr, const char *name);
  */
 extern bool epic_fp_check_members(const EpicFpExpr *expr, const EpicFpEnv *env,
 								  const char *context_type, char *errbuf, size_t errlen);
+
+/*
+ * The FHIR type every item of expr has whatever the resource ("boolean",
+ * "decimal", "Quantity", ...), when the expression alone decides it: from
+ * literals, operators, functions, env's constants, ofType()/as, choice
+ * elements named with their type (valueQuantity) and the elements of FHIR
+ * datatypes (the type table).  NULL when unknown (e.g. an element of a
+ * resource whose type is not given: see epic_fp_static_type_versions).
+ */
 extern const char *epic_fp_static_type(const EpicFpExpr *expr, const EpicFpEnv *env);
 /*
  * The same for expr evaluated on a value of FHIR type context_type (a
- * resource type such as "Patient", a BackboneElement's path, a datatype):
- * its elements are typed by the FHIR type table (R4's type where STU3 and
- * R4 differ).  Returns a static string, or context_type itself.
+ * resource type such as "Patient", a BackboneElement's path, a datatype),
+ * its elements typed by the FHIR type table in the version(s) fhir_versions
+ * (as for epic_fp_eval_full).  Returns a static string, or context_type
+ * itself.
  */
-extern const char *epic_fp_static_type_in(const EpicFpExpr *expr, const EpicFpEnv *env,
-										  const char *context_type);
-/* The same in the FHIR version(s) fhir_versions (as for epic_fp_eval_full). */
 extern const char *epic_fp_static_type_versions(const EpicFpExpr *expr, const EpicFpEnv *env,
 												const char *context_type, int fhir_versions);
 
