@@ -19,9 +19,10 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import uuid
 
 import jwt
+
+import sandbox_token
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -134,20 +135,7 @@ def server_opt(name, value):
 # -- the transfer limit: a minimal client ------------------------------------------------
 
 def get_token():
-    now = int(time.time())
-    a = jwt.encode({"iss": CLIENT, "sub": CLIENT, "aud": TOKEN_URL, "jti": uuid.uuid4().hex,
-                    "exp": now + 240}, open(KEY, "rb").read(), algorithm="RS384",
-                   headers={"kid": KID})
-    u = urllib.parse.urlsplit(TOKEN_URL)
-    c = http.client.HTTPSConnection(u.hostname, u.port, context=ssl.create_default_context(cafile=CA))
-    c.request("POST", u.path, urllib.parse.urlencode({
-        "grant_type": "client_credentials",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": a}), {"Content-Type": "application/x-www-form-urlencoded"})
-    r = c.getresponse()
-    d = json.loads(r.read())
-    c.close()
-    return d["access_token"]
+    return sandbox_token.get_token(TOKEN_URL, KEY, CA, CLIENT, KID)
 
 
 NEXT_RE = re.compile(rb'"relation": ?"next", ?"url": ?"([^"]+)"')

@@ -25,9 +25,8 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import uuid
 
-import jwt
+import sandbox_token
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -111,19 +110,7 @@ def lit(s):
 
 
 def get_token():
-    now = int(time.time())
-    a = jwt.encode({"iss": "epic-fdw-rs384", "sub": "epic-fdw-rs384", "aud": TOKEN_URL,
-                    "jti": uuid.uuid4().hex, "exp": now + 240}, open(KEY, "rb").read(),
-                   algorithm="RS384", headers={"kid": "rs1"})
-    u = urllib.parse.urlsplit(TOKEN_URL)
-    c = http.client.HTTPSConnection(u.hostname, u.port, context=ssl.create_default_context(cafile=CA))
-    c.request("POST", u.path, urllib.parse.urlencode({
-        "grant_type": "client_credentials",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": a}), {"Content-Type": "application/x-www-form-urlencoded"})
-    d = json.loads(c.getresponse().read())
-    c.close()
-    return d["access_token"]
+    return sandbox_token.get_token(TOKEN_URL, KEY, CA)
 
 
 def export_urls(rtype):
